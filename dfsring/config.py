@@ -1,0 +1,242 @@
+"""Node configuration: flags, DFSRING_* environment variables and a TOML file.
+
+Precedence is flag > environment > file > default (CONTRACT.md, "Starting a node"). Every option
+is declared once in OPTIONS so that --help, the environment names, the TOML keys and the README's
+configuration table cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "DFSRING_"
+
+
+class ConfigError(ValueError):
+    """A configuration value we cannot start with; printed as one line, exit status 2."""
+
+
+def _bool(raw: str | bool) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {raw!r}")
+
+
+def _seeds(raw: str | Sequence[str]) -> tuple[str, ...]:
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    return tuple(s.strip() for s in items if s.strip())
+
+
+def _positive_int(raw: str | int) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be >= 1")
+    return value
+
+
+def _positive_float(raw: str | float) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be > 0")
+    return value
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return raw
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # flag name without dashes, e.g. "data-dir"
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+    metavar: str | None = None
+    is_flag: bool = False
+
+    @property
+    def attr(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.attr.upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("data-dir", str, None, "directory for this node's data (required)", "DIR"),
+    Option("host", str, "127.0.0.1", "address to listen on", "HOST"),
+    Option("port", int, 7070, "TCP port to listen on", "PORT"),
+    Option("advertise", str, None, "HOST:PORT peers use to reach this node (default: host:port)",
+           "HOST:PORT"),
+    Option("node-id", str, None, "stable node id (default: generated once, kept in the data dir)",
+           "ID"),
+    Option("seeds", _seeds, (), "comma-separated HOST:PORT of nodes to join through", "LIST"),
+    Option("zone", str, "", "failure zone (rack, AZ) used to spread replicas", "ZONE"),
+    Option("n", _positive_int, 3, "replicas per key (cluster default N)", "N"),
+    Option("r", _positive_int, 2, "replies needed for a read (default R)", "R"),
+    Option("w", _positive_int, 2, "durable acks needed for a write (default W)", "W"),
+    Option("config", str, None, "TOML file with any of these options (keys as flag names)",
+           "FILE.toml"),
+    Option("log-json", _bool, False, "log JSON lines instead of human-readable text",
+           is_flag=True),
+    Option("log-level", _choice("debug", "info", "warning", "error"), "info",
+           "minimum log level: debug, info, warning, error", "LEVEL"),
+    Option("durability", _choice("fsync", "none"), "fsync",
+           "fsync: a write is acknowledged only after fsync (group commit); none: no fsync "
+           "(fast, loses recent writes on power loss)", "MODE"),
+    Option("max-value-size", _positive_int, 1 << 20,
+           "largest value the key/value API accepts, in bytes (larger: 413)", "BYTES"),
+    Option("request-timeout", _positive_float, 5.0,
+           "seconds a coordinated read or write may take before 503", "SECONDS"),
+    Option("cluster-secret", str, "", "shared secret required on internal (node-to-node) calls",
+           "SECRET"),
+    Option("partitions", _positive_int, 1024,
+           "number of ring partitions, a power of two (must match across the cluster)", "P"),
+)
+_BY_ATTR = {o.attr: o for o in OPTIONS}
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 7070
+    advertise: str = ""
+    node_id: str | None = None
+    seeds: tuple[str, ...] = ()
+    zone: str = ""
+    n: int = 3
+    r: int = 2
+    w: int = 2
+    config: str | None = None
+    log_json: bool = False
+    log_level: str = "info"
+    durability: str = "fsync"
+    max_value_size: int = 1 << 20
+    request_timeout: float = 5.0
+    cluster_secret: str = field(default="", repr=False)
+    partitions: int = 1024
+
+    @property
+    def partition_bits(self) -> int:
+        return self.partitions.bit_length() - 1
+
+    @property
+    def durable(self) -> bool:
+        return self.durability == "fsync"
+
+
+def build_parser(prog: str = "python -m dfsring.node") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Run one dfsring node. Every option can also be set through the "
+        f"environment ({ENV_PREFIX}<OPTION>, e.g. DFSRING_SEEDS) or a TOML file (--config); "
+        "precedence is flag > environment > file > default.",
+    )
+    for opt in OPTIONS:
+        env_help = f" [env {opt.env}]"
+        if opt.is_flag:
+            parser.add_argument(f"--{opt.name}", dest=opt.attr, action="store_const",
+                                const=True, default=None, help=opt.help + env_help)
+        else:
+            default = "" if opt.default in (None, "", ()) else f" (default {opt.default})"
+            parser.add_argument(f"--{opt.name}", dest=opt.attr, default=None,
+                                metavar=opt.metavar, help=opt.help + default + env_help)
+    return parser
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        attr = key.replace("-", "_")
+        if attr not in _BY_ATTR or attr == "config":
+            raise ConfigError(f"config file {path}: unknown option {key!r}")
+        out[attr] = value
+    return out
+
+
+def load_config(argv: Sequence[str] | None = None,
+                environ: Mapping[str, str] | None = None) -> NodeConfig:
+    """Resolve the layered configuration; raise ConfigError with one clear line on bad input."""
+    environ = os.environ if environ is None else environ
+    args = vars(build_parser().parse_args(argv))
+    config_path = args.get("config") or environ.get(_BY_ATTR["config"].env)
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if config_path:
+        layers.append((f"config file {config_path}", _read_toml(config_path)))
+    env_layer = {o.attr: environ[o.env] for o in OPTIONS if o.env in environ}
+    layers.append(("environment", env_layer))
+    layers.append(("command line", {k: v for k, v in args.items() if v is not None}))
+    values: dict[str, Any] = {o.attr: o.default for o in OPTIONS}
+    for source, layer in layers:
+        for attr, raw in layer.items():
+            values[attr] = _parse(_BY_ATTR[attr], raw, source)
+    values["config"] = config_path
+    return _validate(values)
+
+
+def _parse(opt: Option, raw: Any, source: str) -> Any:
+    try:
+        return opt.parse(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"--{opt.name} from {source}: {exc}") from exc
+
+
+def _validate(values: dict[str, Any]) -> NodeConfig:
+    if not values["data_dir"]:
+        raise ConfigError("--data-dir is required (or DFSRING_DATA_DIR / data-dir in the config)")
+    if not 0 < values["port"] < 65536:
+        raise ConfigError(f"--port {values['port']} is not a TCP port")
+    p = values["partitions"]
+    if p & (p - 1) or not 2 <= p <= 65536:
+        raise ConfigError(f"--partitions {p} must be a power of two between 2 and 65536")
+    for knob in ("r", "w"):
+        if values[knob] > values["n"]:
+            raise ConfigError(f"--{knob} {values[knob]} cannot exceed --n {values['n']}")
+    if not values["advertise"]:
+        if values["host"] in ("0.0.0.0", "::"):
+            raise ConfigError("--advertise is required when listening on all interfaces")
+        values["advertise"] = f"{values['host']}:{values['port']}"
+    for addr in (values["advertise"], *values["seeds"]):
+        _check_address(addr)
+    values["data_dir"] = Path(values["data_dir"])
+    return NodeConfig(**values)
+
+
+def _check_address(addr: str) -> None:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{addr!r} is not a HOST:PORT address")
+
+
+def options_table() -> str:
+    """The README's configuration table, generated so it matches --help."""
+    rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
+    for o in OPTIONS:
+        default = "" if o.default in (None, "", ()) else f"`{o.default}`"
+        rows.append(f"| `--{o.name}` | `{o.env}` | {default} | {o.help} |")
+    return "\n".join(rows)

@@ -1,0 +1,80 @@
+"""One exception hierarchy for the whole node; errors become HTTP codes only at the edge.
+
+    DfsError
+    ├── BadRequest            client input is malformed or out of bounds (-> 400)
+    │   ├── InvalidKey        bucket or key name not allowed (-> 400)
+    │   └── InvalidContext    a Dfs-Context token that does not decode (-> 400)
+    ├── PayloadTooLarge       value above the inline limit (-> 413)
+    ├── NotFound              nothing stored under that name (-> 404)
+    ├── StorageError          the local engine failed
+    │   ├── CorruptValue      a stored value failed its checksum; never served (-> 500)
+    │   └── StorageClosed     the engine is shutting down (-> 503)
+    ├── Unauthorized          internal endpoint called without the cluster secret (-> 401)
+    └── QuorumNotMet          too few replicas answered in time (-> 503)
+"""
+
+from __future__ import annotations
+
+
+class DfsError(Exception):
+    """Base of every error the node raises on purpose."""
+
+
+class BadRequest(DfsError):
+    """The caller sent something we refuse; the message is safe to show to the client."""
+
+
+class InvalidKey(BadRequest):
+    """A bucket or key name outside the documented rules."""
+
+
+class InvalidContext(BadRequest):
+    """A causal context token that is not one we issued (or was truncated)."""
+
+
+class PayloadTooLarge(DfsError):
+    """A value above the inline limit; large data belongs to the files API."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"value of {size} bytes exceeds the inline limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class NotFound(DfsError):
+    """Nothing stored under the requested name."""
+
+
+class StorageError(DfsError):
+    """The local storage engine could not complete an operation."""
+
+
+class CorruptValue(StorageError):
+    """A stored value whose checksum does not match: reported, never returned as data."""
+
+    def __init__(self, table: str, key: bytes) -> None:
+        super().__init__(f"stored value in table {table!r} failed its checksum (key {key!r})")
+        self.table = table
+        self.key = key
+
+
+class StorageClosed(StorageError):
+    """The engine is closed or closing; the request may be retried on another node."""
+
+
+class Unauthorized(DfsError):
+    """An internal endpoint was called without the right cluster secret."""
+
+
+class QuorumNotMet(DfsError):
+    """Fewer than the required replicas acknowledged in time.
+
+    Carries every replica's outcome so the edge can report needed/acked and operators can see
+    which replica failed how.
+    """
+
+    def __init__(self, needed: int, acked: int, outcomes: dict[str, str] | None = None) -> None:
+        super().__init__(f"quorum not met: needed {needed}, acked {acked}")
+        self.needed = needed
+        self.acked = acked
+        self.outcomes = dict(outcomes or {})

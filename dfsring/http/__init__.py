@@ -1,0 +1,1 @@
+"""The HTTP edge: where requests are validated and errors become status codes."""

@@ -1,0 +1,28 @@
+"""Typed application state (aiohttp web.AppKey) shared by the HTTP handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from dfsring.config import NodeConfig
+from dfsring.coordinator import Coordinator
+from dfsring.localstore import LocalStore
+from dfsring.metrics import NodeMetrics
+
+
+@dataclass
+class NodeState:
+    """What /health reports; `stopping` flips first on shutdown so balancers drain us."""
+
+    node_id: str
+    started_at: float
+    stopping: bool = False
+
+
+CONFIG = web.AppKey("config", NodeConfig)
+COORDINATOR = web.AppKey("coordinator", Coordinator)
+STORE = web.AppKey("store", LocalStore)
+METRICS = web.AppKey("metrics", NodeMetrics)
+STATE = web.AppKey("state", NodeState)

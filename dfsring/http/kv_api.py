@@ -1,0 +1,214 @@
+"""The key/value HTTP API (CONTRACT.md "Keys and values").
+
+Validation happens here, before anything is stored: names, quorum knobs, the causal context,
+the body's size (refused before it is read when Content-Length says so) and the time a client
+may take to send it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from datetime import UTC, datetime
+
+import orjson
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from dfsring import errors, keys, quorum, vclock
+from dfsring.http.appkeys import CONFIG, COORDINATOR, STORE
+from dfsring.http.middleware import REQUEST_ID
+from dfsring.http.problems import problem
+from dfsring.vclock import Sibling, Versions, VersionVector
+
+CONTEXT_HEADER = "Dfs-Context"
+CONSISTENCY_HEADER = "Dfs-Consistency"
+MAX_LIST_LIMIT = 10_000
+DEFAULT_LIST_LIMIT = 1_000
+MAX_CONTENT_TYPE = 255
+_PUT_PARAMS = frozenset({"w", "sloppy"})
+_GET_PARAMS = frozenset({"r", "sloppy"})
+_LIST_PARAMS = frozenset({"prefix", "limit", "cursor"})
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_put("/v1/kv/{bucket}/{key:.+}", put_value)
+    app.router.add_get("/v1/kv/{bucket}/{key:.+}", get_value)  # HEAD too (allow_head)
+    app.router.add_delete("/v1/kv/{bucket}/{key:.+}", delete_value)
+    app.router.add_get("/v1/kv/{bucket}", list_keys)
+    app.router.add_route("*", "/v1/kv/{bucket}/", empty_key)
+
+
+async def empty_key(request: web.Request) -> web.StreamResponse:
+    raise errors.InvalidKey("key must not be empty")
+
+
+def _check_params(request: web.Request, allowed: frozenset[str]) -> None:
+    unknown = sorted(set(request.query) - allowed)
+    if unknown:
+        raise errors.BadRequest(f"unknown query parameter(s) {', '.join(unknown)}; "
+                                f"allowed: {', '.join(sorted(allowed))}")
+    for name in allowed:
+        if len(request.query.getall(name, ())) > 1:
+            raise errors.BadRequest(f"query parameter {name!r} given more than once")
+
+
+def _level(request: web.Request, param: str, default: int, n: int) -> int:
+    raw = request.query.get(param) or request.headers.get(CONSISTENCY_HEADER)
+    return quorum.resolve_level(raw, n, default)
+
+
+def _sloppy(request: web.Request) -> bool:
+    raw = request.query.get("sloppy", "true").lower()
+    if raw not in ("true", "false"):
+        raise errors.BadRequest("sloppy must be true or false")
+    return raw == "true"
+
+
+def _context(request: web.Request) -> VersionVector:
+    token = request.headers.get(CONTEXT_HEADER, "")
+    return vclock.decode_context(token.strip())
+
+
+async def _read_body(request: web.Request, limit: int, wait_s: float) -> bytes:
+    """Read at most `limit` bytes, refusing early; a client may not stall us forever."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise errors.PayloadTooLarge(declared, limit)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(wait_s):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise errors.PayloadTooLarge(size, limit)
+                chunks.append(chunk)
+    except TimeoutError as exc:
+        raise web.HTTPRequestTimeout(text="the request body did not arrive in time") from exc
+    except (HttpProcessingError, ConnectionError) as exc:
+        raise errors.BadRequest(f"request body is malformed or truncated: {exc}") from exc
+    if declared is not None and size != declared:
+        raise errors.BadRequest(f"request body truncated: got {size} of {declared} bytes")
+    return b"".join(chunks)
+
+
+def _content_type(request: web.Request) -> str:
+    raw = request.headers.get("Content-Type", "application/octet-stream")
+    if len(raw) > MAX_CONTENT_TYPE or not raw.isprintable():
+        raise errors.BadRequest(f"Content-Type must be printable and at most {MAX_CONTENT_TYPE} "
+                                "characters")
+    return raw
+
+
+def _write_headers(result_versions: Versions, acks: int, n: int, hinted: int) -> dict[str, str]:
+    return {CONTEXT_HEADER: vclock.encode_context(result_versions.clock),
+            "Dfs-Acks": f"{acks}/{n}", "Dfs-Hinted": str(hinted)}
+
+
+async def put_value(request: web.Request) -> web.StreamResponse:
+    return await _write(request, delete=False)
+
+
+async def delete_value(request: web.Request) -> web.StreamResponse:
+    return await _write(request, delete=True)
+
+
+async def _write(request: web.Request, *, delete: bool) -> web.StreamResponse:
+    cfg, coord = request.app[CONFIG], request.app[COORDINATOR]
+    _check_params(request, _PUT_PARAMS)
+    name = keys.object_name(request.match_info["bucket"], request.match_info["key"])
+    w = _level(request, "w", cfg.w, coord.n)
+    sloppy = _sloppy(request)
+    context = _context(request)
+    if delete:
+        value, ctype = None, ""
+    else:
+        ctype = _content_type(request)
+        value = await _read_body(request, cfg.max_value_size, cfg.request_timeout)
+    result = await coord.put(name, context, value, ctype, w=w, sloppy=sloppy)
+    return web.Response(status=204,
+                        headers=_write_headers(result.versions, result.acks, result.n,
+                                               result.hinted))
+
+
+async def get_value(request: web.Request) -> web.StreamResponse:
+    cfg, coord = request.app[CONFIG], request.app[COORDINATOR]
+    _check_params(request, _GET_PARAMS)
+    name = keys.object_name(request.match_info["bucket"], request.match_info["key"])
+    r = _level(request, "r", cfg.r, coord.n)
+    _sloppy(request)
+    versions = await coord.get(name, r=r)
+    return versions_response(versions, request)
+
+
+def versions_response(versions: Versions, request: web.Request) -> web.StreamResponse:
+    """200 for one live value, 300 for siblings, 404 (with context if a tombstone) otherwise."""
+    ctx = {CONTEXT_HEADER: vclock.encode_context(versions.clock)} if versions.siblings else {}
+    live = versions.live()
+    if not live:
+        return problem(404, "not-found", "Not found", "no live value under this key",
+                       request[REQUEST_ID], headers=ctx)
+    if len(live) == 1:
+        sib = live[0]
+        return web.Response(status=200, body=sib.value, headers={
+            **ctx, "Content-Type": sib.content_type or "application/octet-stream",
+            "Last-Modified": _http_date(sib.modified_ms)})
+    doc = {"context": ctx[CONTEXT_HEADER], "siblings": [_sibling_json(s) for s in live]}
+    return web.Response(status=300, body=orjson.dumps(doc), headers=ctx,
+                        content_type="application/json")
+
+
+def _sibling_json(sib: Sibling) -> dict[str, str]:
+    return {"value_b64": base64.b64encode(sib.value or b"").decode(),
+            "content_type": sib.content_type, "modified": rfc3339(sib.modified_ms)}
+
+
+def rfc3339(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+def _http_date(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+async def list_keys(request: web.Request) -> web.StreamResponse:
+    _check_params(request, _LIST_PARAMS)
+    bucket = keys.validate_bucket(request.match_info["bucket"])
+    prefix_s = request.query.get("prefix", "")
+    prefix = prefix_s.encode("utf-8", "surrogatepass")
+    if len(prefix) > keys.MAX_KEY_BYTES:
+        raise errors.BadRequest("prefix longer than the longest key")
+    limit = _limit(request.query.get("limit"))
+    after = _decode_cursor(request.query.get("cursor"))
+    found = request.app[STORE].list_live(bucket, prefix, after, limit + 1)
+    page, more = found[:limit], len(found) > limit
+    cursor = _encode_cursor(page[-1][0]) if more and page else None
+    return web.json_response({"keys": [k.decode("utf-8", "replace") for _, k in page],
+                              "cursor": cursor}, dumps=lambda o: orjson.dumps(o).decode())
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_LIST_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
+        raise errors.BadRequest(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
+    return int(raw)
+
+
+def _encode_cursor(key: bytes) -> str:
+    return base64.urlsafe_b64encode(key).decode().rstrip("=")
+
+
+def _decode_cursor(raw: str | None) -> bytes | None:
+    if raw is None:
+        return None
+    try:
+        key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise errors.BadRequest("cursor is not one this API returned") from exc
+    if not key or len(key) > keys.MAX_KEY_BYTES:
+        raise errors.BadRequest("cursor is not one this API returned")
+    return key

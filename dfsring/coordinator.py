@@ -1,22 +1,49 @@
-"""Coordinating reads and writes of keys.
+"""Coordinating reads and writes of keys across their replicas (Dynamo §4.5; riak_kv put/get
+FSMs). The quorum rules are pure (dfsring.quorum); this module does the sending and timing.
 
-The single-node coordinator (N=1) of the foundation: it makes the new version locally and
-answers once it is durable. The replicated coordinator (ring, quorum, read repair) keeps the
-same interface, so the HTTP edge does not change when replication lands.
+Write: coordinated by a replica of the key, so the dots it mints belong to an actor that holds
+the key (a node outside the preference list forwards the request). The coordinator makes the
+new version durable locally, sends it to the other replicas in parallel and answers after W
+durable acks. Replication to the remaining replicas carries on in the background after the
+answer, bounded by the request deadline.
+
+Read: any node coordinates. It asks every replica, answers once R replied with the causal join
+of their versions, then keeps listening until the deadline and repairs every replica that
+turned out stale, empty or corrupt (read repair, Dynamo §4.7), in a tracked background task.
 """
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from dfsring import errors
+from dfsring import errors, vclock
 from dfsring.keys import ObjectName
 from dfsring.localstore import LocalStore
+from dfsring.messages import (
+    Ack,
+    CoordinateWrite,
+    ListKeys,
+    ListKeysReply,
+    Message,
+    ReplicaRead,
+    ReplicaReadReply,
+    ReplicaWrite,
+    WriteReply,
+)
 from dfsring.metrics import NodeMetrics
+from dfsring.quorum import Outcome, QuorumTracker
+from dfsring.ring import Ring
+from dfsring.rpc import PeerRefused, PeerUnavailable, RpcClient, RpcError
 from dfsring.vclock import Versions, VersionVector
+
+log = logging.getLogger("dfsring.coordinator")
+MAX_BACKGROUND = 2_000  # replication / repair tasks in flight; beyond it repair is skipped
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,36 +59,283 @@ class Coordinator(Protocol):
     def n(self) -> int: ...
 
     async def put(self, name: ObjectName, context: VersionVector, value: bytes | None,
-                  content_type: str, *, w: int, sloppy: bool = True) -> WriteResult: ...
+                  content_type: str, *, w: int, sloppy: bool = True,
+                  forward: bool = True) -> WriteResult: ...
 
     async def get(self, name: ObjectName, *, r: int) -> Versions: ...
+
+    async def list_keys(self, bucket: bytes, prefix: bytes, after: bytes | None,
+                        limit: int) -> list[tuple[bytes, bytes]]: ...
+
+
+class Topology(Protocol):
+    """What the coordinator needs of membership (dfsring.gossip.Membership provides it)."""
+
+    ring: Ring
+
+    def address_of(self, node_id: str) -> str: ...
 
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class LocalCoordinator:
-    """N=1: this node is the only replica of every key."""
-
-    def __init__(self, store: LocalStore, metrics: NodeMetrics,
+class ReplicatedCoordinator:
+    def __init__(self, *, node_id: str, n: int, store: LocalStore, topology: Topology,
+                 rpc: RpcClient, metrics: NodeMetrics, deadline_s: float,
                  now_ms: Callable[[], int] = wall_ms) -> None:
+        self.node_id = node_id
+        self._n = n
         self.store = store
+        self.topology = topology
+        self.rpc = rpc
         self.metrics = metrics
+        self.deadline_s = deadline_s
         self.now_ms = now_ms
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def n(self) -> int:
-        return 1
+        return self._n
+
+    def preference_list(self, name: ObjectName) -> tuple[str, ...]:
+        return self.topology.ring.preference_list(self.store.partition(name))
+
+    # --- writes ----------------------------------------------------------------------------
 
     async def put(self, name: ObjectName, context: VersionVector, value: bytes | None,
-                  content_type: str, *, w: int, sloppy: bool = True) -> WriteResult:
-        versions = await self.store.coordinate(name, context, value, content_type, self.now_ms())
-        return WriteResult(versions, acks=1, n=1)
+                  content_type: str, *, w: int, sloppy: bool = True,
+                  forward: bool = True) -> WriteResult:
+        """forward=False: coordinate here even if the ring says otherwise (a peer forwarded
+        the write to us, and rings may briefly differ; never bounce it on)."""
+        pref = self.preference_list(name)
+        if forward and self.node_id not in pref:
+            return await self._forward(pref, name, context, value, content_type, w, sloppy)
+        versions = await self.store.coordinate(name, context, value, content_type,
+                                               self.now_ms())
+        tracker = self._tracker(pref, w)
+        tracker.ok(self.node_id)
+        msg = ReplicaWrite(name.bucket_bytes, name.key_bytes, vclock.encode_versions(versions))
+        calls = {peer: self._call(peer, msg, Ack) for peer in pref if peer != self.node_id}
+        await self._await_quorum(tracker, calls)
+        if tracker.outcome is not Outcome.OK:
+            raise _quorum_error(tracker)
+        return WriteResult(versions, tracker.acked, self.n)
+
+    async def _forward(self, pref: tuple[str, ...], name: ObjectName, context: VersionVector,
+                       value: bytes | None, content_type: str, w: int,
+                       sloppy: bool) -> WriteResult:
+        """Hand the write to the first reachable replica, which coordinates it."""
+        msg = CoordinateWrite(name.bucket_bytes, name.key_bytes, vclock.encode_context(context),
+                              value, content_type, w, sloppy)
+        outcomes: dict[str, str] = {}
+        for peer in pref:
+            try:
+                reply = await self.rpc.call(self.topology.address_of(peer), msg, WriteReply,
+                                            self.deadline_s + 1.0)
+            except PeerUnavailable as exc:
+                outcomes[peer] = exc.detail
+                continue
+            except PeerRefused as exc:
+                raise _from_refusal(exc) from exc
+            return WriteResult(vclock.decode_versions(reply.versions), reply.acks, reply.n,
+                               reply.hinted)
+        raise errors.QuorumNotMet(needed=w, acked=0, outcomes=outcomes)
+
+    # --- reads -----------------------------------------------------------------------------
 
     async def get(self, name: ObjectName, *, r: int) -> Versions:
+        pref = self.preference_list(name)
+        tracker = self._tracker(pref, r)
+        msg = ReplicaRead(name.bucket_bytes, name.key_bytes)
+        calls = {peer: self._read_one(peer, name, msg) for peer in pref}
+        pending = await self._await_quorum(tracker, calls)
+        if tracker.outcome is not Outcome.OK:
+            _cancel(pending)
+            raise _quorum_error(tracker)
+        merged = vclock.sync_all(v for v in tracker.values().values() if v is not None)
+        self._spawn(self._read_repair(name, pref, tracker, pending))
+        return merged
+
+    async def _read_one(self, peer: str, name: ObjectName, msg: ReplicaRead) -> Versions:
+        if peer == self.node_id:
+            try:
+                return self.store.get(name)
+            except errors.CorruptValue:
+                self.metrics.count_corrupt()
+                raise
+        reply = await self._call(peer, msg, ReplicaReadReply)
+        return vclock.Versions() if reply.versions is None else vclock.decode_versions(
+            reply.versions)
+
+    async def _read_repair(self, name: ObjectName, pref: tuple[str, ...],
+                           tracker: QuorumTracker, pending: dict[str, asyncio.Task[object]]
+                           ) -> None:
+        """After answering: hear the slower replicas out, then bring every stale one up to
+        the join of all replies. Replicas that did not answer are left to handoff and
+        anti-entropy; a corrupt local copy is overwritten with the join."""
+        if pending:
+            await asyncio.wait(pending.values())
+            for peer, task in pending.items():
+                _record(tracker, peer, task)
+        replies = tracker.values()
+        merged = vclock.sync_all(v for v in replies.values() if v is not None)
+        if not merged.siblings:
+            return
+        stale = [p for p in pref
+                 if (p in replies and not vclock.descends(replies[p], merged))
+                 or tracker.outcomes().get(p) == "corrupt-value"]
+        for peer in stale:
+            await self._repair(peer, name, merged)
+
+    async def _repair(self, peer: str, name: ObjectName, merged: Versions) -> None:
         try:
-            return self.store.get(name)
-        except errors.CorruptValue:
-            self.metrics.count_corrupt()
-            raise
+            if peer == self.node_id:
+                await self.store.merge(name, merged, overwrite_corrupt=True)
+            else:
+                msg = ReplicaWrite(name.bucket_bytes, name.key_bytes,
+                                   vclock.encode_versions(merged))
+                await self._call(peer, msg, Ack)
+        except (RpcError, errors.DfsError) as exc:
+            self.metrics.count_repair("failed")
+            log.info("read repair failed", extra={"fields": {"peer": peer, "error": str(exc)}})
+            return
+        self.metrics.count_repair("ok")
+
+    # --- listing ---------------------------------------------------------------------------
+
+    async def list_keys(self, bucket: bytes, prefix: bytes, after: bytes | None,
+                        limit: int) -> list[tuple[bytes, bytes]]:
+        """Live keys in suffix order: the union of every member's local listing. Each key is
+        on N nodes, so up to N-1 unreachable members still leave every key listed."""
+        ring = self.topology.ring
+        msg = ListKeys(bucket, prefix, after, limit)
+        calls = {node: self._list_one(node, msg) for node in ring.node_ids()}
+        tracker = QuorumTracker(len(calls), max(1, len(calls) - ring.replicas + 1))
+        pending = await self._await_quorum(tracker, calls)
+        if pending:
+            await asyncio.wait(pending.values())
+            for node, task in pending.items():
+                _record(tracker, node, task)
+        if tracker.failed > len(calls) - tracker.needed:
+            raise _quorum_error(tracker)
+        merged = heapq.merge(*(items for items in tracker.values().values()))
+        out: list[tuple[bytes, bytes]] = []
+        for item in merged:
+            if out and out[-1][0] == item[0]:
+                continue
+            out.append(item)
+            if len(out) >= limit:
+                break
+        return out
+
+    async def _list_one(self, node: str, msg: ListKeys) -> list[tuple[bytes, bytes]]:
+        if node == self.node_id:
+            return self.store.list_live(msg.bucket, msg.prefix, msg.after, msg.limit)
+        reply = await self._call(node, msg, ListKeysReply)
+        return list(reply.items)
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _tracker(self, pref: tuple[str, ...], needed: int) -> QuorumTracker:
+        """A tracker over the replicas that exist; missing ones (cluster smaller than N)
+        count as failed so the outcome is decided, never awaited."""
+        tracker = QuorumTracker(max(len(pref), needed), needed)
+        for i in range(needed - len(pref)):
+            tracker.fail(f"(missing replica {i + 1})", "cluster has fewer nodes than N")
+        return tracker
+
+    def _call(self, peer: str, msg: Message, reply: type) -> Awaitable:
+        return self.rpc.call(self.topology.address_of(peer), msg, reply, self.deadline_s)
+
+    async def _await_quorum(self, tracker: QuorumTracker, calls: dict[str, Awaitable[object]]
+                            ) -> dict[str, asyncio.Task[object]]:
+        """Run calls until the tracker decides or the deadline passes; returns the calls
+        still running (the caller may keep them for repair, or cancel them)."""
+        tasks = {peer: asyncio.ensure_future(aw) for peer, aw in calls.items()}
+        by_task = {task: peer for peer, task in tasks.items()}
+        pending = set(tasks.values())
+        deadline = asyncio.get_running_loop().time() + self.deadline_s
+        while pending and tracker.outcome is Outcome.PENDING:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            done, pending = await asyncio.wait(pending, timeout=remaining,
+                                               return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                _record(tracker, by_task[task], task)
+        if tracker.outcome is Outcome.PENDING:
+            for peer, task in tasks.items():
+                if task in pending:
+                    tracker.fail(peer, "timeout")
+        left = {by_task[t]: t for t in pending}
+        for task in left.values():
+            self._track(task)
+        return left
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        if len(self._background) >= MAX_BACKGROUND:
+            self.metrics.count_repair("skipped")
+            if asyncio.iscoroutine(coro):
+                coro.close()
+            return
+        self._track(asyncio.ensure_future(coro))
+
+    def _track(self, task: asyncio.Future) -> None:
+        self._background.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Future) -> None:
+        self._background.discard(task)  # type: ignore[arg-type]
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            if not isinstance(exc, RpcError | errors.DfsError):
+                log.error("background task failed", exc_info=exc)
+
+    async def close(self, grace_s: float = 1.0) -> None:
+        """Let background replication finish briefly, then cancel what is left."""
+        tasks = list(self._background)
+        if tasks:
+            _, still = await asyncio.wait(tasks, timeout=grace_s)
+            _cancel({str(i): t for i, t in enumerate(still)})
+            await asyncio.gather(*still, return_exceptions=True)
+
+
+def _record(tracker: QuorumTracker, peer: str, task: asyncio.Future) -> None:
+    if task.cancelled():
+        tracker.fail(peer, "cancelled")
+        return
+    exc = task.exception()
+    if exc is None:
+        tracker.ok(peer, task.result())
+    elif isinstance(exc, errors.CorruptValue):
+        tracker.fail(peer, "corrupt-value")
+    elif isinstance(exc, PeerRefused):
+        tracker.fail(peer, exc.reply.code)
+    elif isinstance(exc, RpcError | errors.DfsError):
+        tracker.fail(peer, str(exc))
+    else:
+        log.error("replica call failed unexpectedly", exc_info=exc)
+        tracker.fail(peer, f"internal error: {type(exc).__name__}")
+
+
+def _cancel(tasks: dict[str, asyncio.Future] | Iterable) -> None:
+    for task in (tasks.values() if isinstance(tasks, dict) else tasks):
+        task.cancel()
+
+
+def _quorum_error(tracker: QuorumTracker) -> errors.QuorumNotMet:
+    return errors.QuorumNotMet(needed=tracker.needed, acked=tracker.acked,
+                               outcomes=tracker.outcomes())
+
+
+def _from_refusal(exc: PeerRefused) -> errors.DfsError:
+    """Re-raise a coordinating peer's refusal as the same domain error here."""
+    reply = exc.reply
+    if reply.code == "quorum-not-met":
+        return errors.QuorumNotMet(needed=reply.needed, acked=reply.acked,
+                                   outcomes={exc.peer: reply.detail})
+    if reply.code in ("bad-request", "invalid-key", "invalid-context"):
+        return errors.BadRequest(reply.detail)
+    if reply.code == "payload-too-large":
+        return errors.BadRequest(reply.detail)
+    return errors.StorageError(f"coordinating replica {exc.peer} failed: {reply.detail}")

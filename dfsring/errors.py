@@ -10,6 +10,7 @@
     │   ├── CorruptValue      a stored value failed its checksum; never served (-> 500)
     │   └── StorageClosed     the engine is shutting down (-> 503)
     ├── Unauthorized          internal endpoint called without the cluster secret (-> 401)
+    ├── NotReady              the node has not yet learned its cluster's members (-> 503)
     └── QuorumNotMet          too few replicas answered in time (-> 503)
 """
 
@@ -64,6 +65,10 @@ class StorageClosed(StorageError):
 
 class Unauthorized(DfsError):
     """An internal endpoint was called without the right cluster secret."""
+
+
+class NotReady(DfsError):
+    """This node does not know all its members yet, so it cannot place data safely."""
 
 
 class QuorumNotMet(DfsError):

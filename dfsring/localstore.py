@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import msgpack
 
-from dfsring import keys, vclock
+from dfsring import errors, keys, vclock
 from dfsring.keys import ObjectName
 from dfsring.storage import Engine, Txn
 from dfsring.vclock import Versions, VersionVector
@@ -116,12 +116,22 @@ class LocalStore:
         new, self.stats = await self.engine.apply(mutation)
         return new
 
-    async def merge(self, name: ObjectName, incoming: Versions) -> Stored:
-        """Fold a replica's or a repair's versions into ours (causal join, idempotent)."""
+    async def merge(self, name: ObjectName, incoming: Versions, *,
+                    overwrite_corrupt: bool = False) -> Stored:
+        """Fold a replica's or a repair's versions into ours (causal join, idempotent).
+
+        With overwrite_corrupt, a local record that fails its checksum is replaced by the
+        incoming versions: it cannot be read anyway, and the incoming join is the repair.
+        """
         skey = self.storage_key(name)
 
         def mutation(txn: Txn) -> tuple[Stored, StoreStats | None]:
-            old_raw = txn.get(KV, skey)
+            try:
+                old_raw = txn.get(KV, skey)
+            except errors.CorruptValue:
+                if not overwrite_corrupt:
+                    raise
+                return Stored(incoming, True), self._write(txn, name, skey, b"", incoming)
             old = Versions() if old_raw is None else decode_record(old_raw)[1]
             new = vclock.sync(old, incoming)
             if new == old and old_raw is not None:

@@ -14,42 +14,82 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import uvloop
 from aiohttp import web
 
 from dfsring import __version__
 from dfsring.config import ConfigError, NodeConfig, load_config
-from dfsring.coordinator import LocalCoordinator
+from dfsring.coordinator import ReplicatedCoordinator
 from dfsring.datadir import DataDir, DataDirError, open_data_dir
-from dfsring.http import kv_api, node_api
-from dfsring.http.appkeys import CONFIG, COORDINATOR, METRICS, STATE, STORE, NodeState
+from dfsring.gossip import Member, Membership
+from dfsring.http import internal_api, kv_api, node_api
+from dfsring.http.appkeys import (
+    CONFIG,
+    COORDINATOR,
+    MEMBERSHIP,
+    METRICS,
+    STATE,
+    STORE,
+    NodeState,
+)
 from dfsring.http.middleware import make_middleware
 from dfsring.http.server import ProblemAppRunner
 from dfsring.localstore import TABLES, LocalStore
 from dfsring.logs import setup_logging
 from dfsring.metrics import NodeMetrics
-from dfsring.storage import LmdbEngine
+from dfsring.rpc import RpcClient
+from dfsring.storage import Engine, LmdbEngine
 
 log = logging.getLogger("dfsring.node")
-SHUTDOWN_GRACE_S = 3.0
+SHUTDOWN_GRACE_S = 2.5
+BACKGROUND_GRACE_S = 1.0
 MAX_HEADER_FIELD = 8190
 MAX_HEADERS = 100
 
 
-def build_app(cfg: NodeConfig, store: LocalStore, metrics: NodeMetrics,
-              state: NodeState) -> web.Application:
-    app = web.Application(middlewares=[make_middleware(metrics)],
+@dataclass
+class Services:
+    """Everything a running node is made of, in the order it is torn down (reversed)."""
+
+    store: LocalStore
+    metrics: NodeMetrics
+    state: NodeState
+    rpc: RpcClient
+    membership: Membership
+    coordinator: ReplicatedCoordinator
+
+
+def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine) -> Services:
+    store = LocalStore(engine, data_dir.node_id, cfg.partition_bits)
+    metrics = NodeMetrics()
+    metrics.bind_store(lambda: store.stats.keys, lambda: store.stats.bytes)
+    rpc = RpcClient(cfg.cluster_secret)
+    me = Member(data_dir.node_id, cfg.advertise, cfg.zone)
+    membership = Membership(me, cfg.seeds, replicas=cfg.n, partition_bits=cfg.partition_bits,
+                            rpc=rpc, state_file=data_dir.path / "members.json")
+    coordinator = ReplicatedCoordinator(node_id=data_dir.node_id, n=cfg.n, store=store,
+                                        topology=membership, rpc=rpc, metrics=metrics,
+                                        deadline_s=cfg.request_timeout)
+    state = NodeState(node_id=data_dir.node_id, started_at=time.monotonic())
+    return Services(store, metrics, state, rpc, membership, coordinator)
+
+
+def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
+    app = web.Application(middlewares=[make_middleware(svc.metrics)],
                           client_max_size=cfg.max_value_size,
                           handler_args={"max_field_size": MAX_HEADER_FIELD,
                                         "max_headers": MAX_HEADERS})
     app[CONFIG] = cfg
-    app[STORE] = store
-    app[METRICS] = metrics
-    app[STATE] = state
-    app[COORDINATOR] = LocalCoordinator(store, metrics)
+    app[STORE] = svc.store
+    app[METRICS] = svc.metrics
+    app[STATE] = svc.state
+    app[MEMBERSHIP] = svc.membership
+    app[COORDINATOR] = svc.coordinator
     kv_api.setup(app)
     node_api.setup(app)
+    internal_api.setup(app)
     return app
 
 
@@ -58,30 +98,36 @@ async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if not cfg.cluster_secret:
+        log.warning("no --cluster-secret: internal endpoints accept any caller; set one in "
+                    "production")
     engine = LmdbEngine(data_dir.db_path, TABLES, durable=cfg.durable)
     try:
-        store = LocalStore(engine, data_dir.node_id, cfg.partition_bits)
-        await store.open()
-        metrics = NodeMetrics()
-        metrics.bind_store(lambda: store.stats.keys, lambda: store.stats.bytes)
-        state = NodeState(node_id=data_dir.node_id, started_at=time.monotonic())
-        app = build_app(cfg, store, metrics, state)
+        svc = build_services(cfg, data_dir, engine)
+        await svc.store.open()
+        state = svc.state
+        app = build_app(cfg, svc)
         runner = ProblemAppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
         await runner.setup()
         try:
             await web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True).start()
         except OSError as exc:
             await runner.cleanup()
+            await svc.rpc.close()
             print(f"dfsring: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}",
                   file=sys.stderr)
             return 2
+        svc.membership.start()
         log.info("node ready", extra={"fields": {
             "node_id": state.node_id, "listen": f"{cfg.host}:{cfg.port}",
             "advertise": cfg.advertise, "durability": cfg.durability, "version": __version__}})
         await stop.wait()
         state.stopping = True
         log.info("stopping: draining requests", extra={"fields": {"node_id": state.node_id}})
+        await svc.membership.stop()
         await runner.cleanup()
+        await svc.coordinator.close(grace_s=BACKGROUND_GRACE_S)
+        await svc.rpc.close()
     finally:
         await engine.close()
     log.info("stopped", extra={"fields": {"node_id": data_dir.node_id}})

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from dfsring.config import NodeConfig
-from dfsring.coordinator import Coordinator
+from dfsring.coordinator import ReplicatedCoordinator
+from dfsring.gossip import Membership
 from dfsring.localstore import LocalStore
 from dfsring.metrics import NodeMetrics
 
@@ -22,7 +23,8 @@ class NodeState:
 
 
 CONFIG = web.AppKey("config", NodeConfig)
-COORDINATOR = web.AppKey("coordinator", Coordinator)
+COORDINATOR = web.AppKey("coordinator", ReplicatedCoordinator)
+MEMBERSHIP = web.AppKey("membership", Membership)
 STORE = web.AppKey("store", LocalStore)
 METRICS = web.AppKey("metrics", NodeMetrics)
 STATE = web.AppKey("state", NodeState)

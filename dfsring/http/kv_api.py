@@ -7,17 +7,16 @@ may take to send it.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from datetime import UTC, datetime
 
 import orjson
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from dfsring import errors, keys, quorum, vclock
-from dfsring.http.appkeys import CONFIG, COORDINATOR, STORE
+from dfsring.http.appkeys import CONFIG, COORDINATOR, MEMBERSHIP
+from dfsring.http.body import read_body
 from dfsring.http.middleware import REQUEST_ID
 from dfsring.http.problems import problem
 from dfsring.vclock import Sibling, Versions, VersionVector
@@ -45,6 +44,12 @@ async def empty_key(request: web.Request) -> web.StreamResponse:
 
 
 def _check_params(request: web.Request, allowed: frozenset[str]) -> None:
+    """Refuse what we cannot serve correctly: unknown knobs, and any request before this node
+    knows its cluster (it would place data on a ring the others do not share)."""
+    membership = request.app[MEMBERSHIP]
+    if not membership.complete:
+        raise errors.NotReady("still learning cluster members; missing seeds: "
+                              + ", ".join(membership.missing_seeds))
     unknown = sorted(set(request.query) - allowed)
     if unknown:
         raise errors.BadRequest(f"unknown query parameter(s) {', '.join(unknown)}; "
@@ -69,29 +74,6 @@ def _sloppy(request: web.Request) -> bool:
 def _context(request: web.Request) -> VersionVector:
     token = request.headers.get(CONTEXT_HEADER, "")
     return vclock.decode_context(token.strip())
-
-
-async def _read_body(request: web.Request, limit: int, wait_s: float) -> bytes:
-    """Read at most `limit` bytes, refusing early; a client may not stall us forever."""
-    declared = request.content_length
-    if declared is not None and declared > limit:
-        raise errors.PayloadTooLarge(declared, limit)
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(wait_s):
-            async for chunk in request.content.iter_chunked(64 * 1024):
-                size += len(chunk)
-                if size > limit:
-                    raise errors.PayloadTooLarge(size, limit)
-                chunks.append(chunk)
-    except TimeoutError as exc:
-        raise web.HTTPRequestTimeout(text="the request body did not arrive in time") from exc
-    except (HttpProcessingError, ConnectionError) as exc:
-        raise errors.BadRequest(f"request body is malformed or truncated: {exc}") from exc
-    if declared is not None and size != declared:
-        raise errors.BadRequest(f"request body truncated: got {size} of {declared} bytes")
-    return b"".join(chunks)
 
 
 def _content_type(request: web.Request) -> str:
@@ -126,7 +108,7 @@ async def _write(request: web.Request, *, delete: bool) -> web.StreamResponse:
         value, ctype = None, ""
     else:
         ctype = _content_type(request)
-        value = await _read_body(request, cfg.max_value_size, cfg.request_timeout)
+        value = await read_body(request, cfg.max_value_size, cfg.request_timeout)
     result = await coord.put(name, context, value, ctype, w=w, sloppy=sloppy)
     return web.Response(status=204,
                         headers=_write_headers(result.versions, result.acks, result.n,
@@ -183,7 +165,7 @@ async def list_keys(request: web.Request) -> web.StreamResponse:
         raise errors.BadRequest("prefix longer than the longest key")
     limit = _limit(request.query.get("limit"))
     after = _decode_cursor(request.query.get("cursor"))
-    found = request.app[STORE].list_live(bucket, prefix, after, limit + 1)
+    found = await request.app[COORDINATOR].list_keys(bucket, prefix, after, limit + 1)
     page, more = found[:limit], len(found) > limit
     cursor = _encode_cursor(page[-1][0]) if more and page else None
     return web.json_response({"keys": [k.decode("utf-8", "replace") for _, k in page],

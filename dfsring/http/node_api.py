@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dfsring import __version__, errors, keys
-from dfsring.http.appkeys import CONFIG, METRICS, STATE, STORE
+from dfsring.http.appkeys import CONFIG, MEMBERSHIP, METRICS, STATE, STORE
 from dfsring.http.kv_api import rfc3339
 from dfsring.vclock import Sibling
 
@@ -21,6 +21,8 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/node/stats", stats)
     app.router.add_get("/v1/node/local/kv/{bucket}/{key:.+}", local_versions)
+    app.router.add_get("/v1/cluster/ring", ring)
+    app.router.add_get("/v1/cluster/members", members)
 
 
 def _json(doc: object, status: int = 200) -> web.Response:
@@ -28,11 +30,25 @@ def _json(doc: object, status: int = 200) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    state, cfg = request.app[STATE], request.app[CONFIG]
-    doc = {"status": "stopping" if state.stopping else "ok", "node_id": state.node_id,
-           "address": cfg.advertise, "pid": os.getpid(), "version": __version__,
+    """"ok" only when the node can serve correctly: not stopping, and all seeds known."""
+    state, cfg, membership = request.app[STATE], request.app[CONFIG], request.app[MEMBERSHIP]
+    status = "stopping" if state.stopping else "ok" if membership.complete else "joining"
+    doc = {"status": status, "node_id": state.node_id, "address": cfg.advertise,
+           "pid": os.getpid(), "version": __version__, "members": len(membership.members),
+           "missing_seeds": membership.missing_seeds, "ring_hash": membership.ring.hash,
            "uptime_s": round(time.monotonic() - state.started_at, 3)}
-    return _json(doc, 503 if state.stopping else 200)
+    return _json(doc, 200 if status == "ok" else 503)
+
+
+async def ring(request: web.Request) -> web.Response:
+    return _json(request.app[MEMBERSHIP].ring.to_json())
+
+
+async def members(request: web.Request) -> web.Response:
+    """Static membership reports every known member as up; failure detection (the
+    membership issue) will make status each node's local view."""
+    return _json([{"node_id": m.node_id, "address": m.address, "zone": m.zone,
+                   "status": "up"} for m in request.app[MEMBERSHIP].members])
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -45,6 +45,8 @@ def from_error(exc: errors.DfsError, request_id: str) -> web.Response:
             return problem(500, "corrupt-value", "Stored value is corrupt",
                            "the stored value failed its checksum and was not served",
                            request_id)
+        case errors.NotReady():
+            return problem(503, "not-ready", "Node not ready", str(exc), request_id)
         case errors.StorageClosed():
             return problem(503, "unavailable", "Node is stopping", str(exc), request_id)
         case _:

@@ -1,0 +1,94 @@
+"""Node-to-node calls: msgpack messages over pooled keep-alive HTTP connections.
+
+One aiohttp session per node, reused for every peer, so a call costs a request on a warm
+connection, not a TCP handshake. Every call has a deadline. Every request carries the shared
+cluster secret; the receiving side refuses calls without it (401).
+
+    RpcError
+    ├── PeerUnavailable   could not reach the peer, or no answer before the deadline
+    └── PeerRefused       the peer answered with an ErrorReply (code, detail, needed, acked)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TypeVar
+
+import aiohttp
+
+from dfsring.messages import ErrorReply, Message, MessageError, decode
+
+SECRET_HEADER = "Dfs-Cluster-Secret"
+RPC_PATH = "/internal/v1/"
+MSGPACK = "application/msgpack"
+R = TypeVar("R", bound=Message)
+
+
+class RpcError(Exception):
+    def __init__(self, peer: str, detail: str) -> None:
+        super().__init__(f"{peer}: {detail}")
+        self.peer = peer
+        self.detail = detail
+
+
+class PeerUnavailable(RpcError):
+    """Connection refused or reset, or no reply in time: the peer may be down."""
+
+
+class PeerRefused(RpcError):
+    def __init__(self, peer: str, reply: ErrorReply) -> None:
+        super().__init__(peer, f"{reply.code}: {reply.detail}")
+        self.reply = reply
+
+
+class RpcClient:
+    def __init__(self, secret: str, *, pool_size: int = 512, per_peer: int = 128) -> None:
+        self._secret = secret
+        self._pool_size = pool_size
+        self._per_peer = per_peer
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._pool_size,
+                                             limit_per_host=self._per_peer,
+                                             keepalive_timeout=30, enable_cleanup_closed=True)
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                                  skip_auto_headers=("User-Agent",))
+        return self._session
+
+    async def call(self, address: str, message: Message, reply_type: type[R],
+                   deadline_s: float) -> R:
+        """Send `message` to the node at `address`; its reply, or an RpcError."""
+        url = f"http://{address}{RPC_PATH}{message.KIND}"
+        headers = {SECRET_HEADER: self._secret, "Content-Type": MSGPACK}
+        timeout = aiohttp.ClientTimeout(total=deadline_s)
+        try:
+            async with self._http().post(url, data=message.encode(), headers=headers,
+                                         timeout=timeout) as resp:
+                body = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise PeerUnavailable(address, f"{type(exc).__name__}: {exc}") from exc
+        return _reply(address, status, body, reply_type)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _reply(address: str, status: int, body: bytes, reply_type: type[R]) -> R:
+    try:
+        reply = decode(body, reply_type)
+    except MessageError as exc:
+        raise PeerUnavailable(address, f"unreadable reply (HTTP {status}): {exc}") from exc
+    if isinstance(reply, ErrorReply):
+        raise PeerRefused(address, reply)
+    if status != 200:
+        raise PeerUnavailable(address, f"HTTP {status} with a {reply.KIND} reply")
+    return reply
+
+
+async def gather_settled(aws: list[asyncio.Task[R]]) -> list[R | BaseException]:
+    return await asyncio.gather(*aws, return_exceptions=True)

@@ -299,7 +299,8 @@ def encode_context(vv: VersionVector) -> str:
     """The Dfs-Context token for ``vv``: urlsafe base64 (no padding) of msgpack
     ``[CONTEXT_FORMAT, [[actor, counter], ...]]``; the empty vector is "".
 
-    Tokens stay within MAX_CONTEXT_TOKEN as long as actor ids are at most 32 characters.
+    A vector of at most MAX_CONTEXT_ENTRIES actors of at most 32 ASCII characters always fits in
+    MAX_CONTEXT_TOKEN; larger vectors still encode, but decode_context would refuse the token.
     """
     if not vv.entries:
         return ""
@@ -383,7 +384,7 @@ def encode_versions(v: Versions) -> bytes:
 
 def decode_versions(raw: bytes) -> Versions:
     """Inverse of ``encode_versions``. Peers and disks are not trusted: anything that is not a
-    canonical, invariant-respecting encoding raises ValueError (and nothing else)."""
+    well-formed encoding of valid Versions raises ValueError (and nothing else)."""
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise ValueError("encoded versions must be bytes")
     obj = _unpack(bytes(raw), ValueError)

@@ -1,0 +1,149 @@
+"""Hostile and malformed requests each get their documented 4xx problem, and the node keeps
+serving (CONTRACT.md; foundation issue: "20+ malformed requests")."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+
+from dfsring.launcher import LocalCluster
+from tests.cluster import rawhttp
+from tests.cluster.rawhttp import request as req
+
+LIMIT = 4096  # --max-value-size for this test's node
+BODY_TIMEOUT = 1.0  # --request-timeout, so the stalled-body case stays short
+
+CASES: list[tuple[str, bytes, int, str]] = [
+    ("empty key", req("PUT", "/v1/kv/b/", body=b"x"), 400, "invalid-key"),
+    ("key over 1024 bytes", req("PUT", "/v1/kv/b/" + "k" * 1025, body=b"x"), 400,
+     "invalid-key"),
+    ("multibyte key over 1024 bytes", req("GET", "/v1/kv/b/" + "%C3%A9" * 513), 400,
+     "invalid-key"),
+    ("uppercase bucket", req("PUT", "/v1/kv/Bucket/k", body=b"x"), 400, "invalid-key"),
+    ("bucket over 63 chars", req("GET", "/v1/kv/" + "b" * 64 + "/k"), 400, "invalid-key"),
+    ("w not a number", req("PUT", "/v1/kv/b/k?w=abc", body=b"x"), 400, "bad-request"),
+    ("w zero", req("PUT", "/v1/kv/b/k?w=0", body=b"x"), 400, "bad-request"),
+    ("w above n", req("PUT", "/v1/kv/b/k?w=9", body=b"x"), 400, "bad-request"),
+    ("r unknown word", req("GET", "/v1/kv/b/k?r=most"), 400, "bad-request"),
+    ("bad consistency header", req("GET", "/v1/kv/b/k", headers={"Dfs-Consistency": "some"}),
+     400, "bad-request"),
+    ("garbage context", req("PUT", "/v1/kv/b/k", headers={"Dfs-Context": "%%%not-a-token"},
+                            body=b"x"), 400, "invalid-context"),
+    ("context of valid base64 but not ours", req("DELETE", "/v1/kv/b/k",
+                                                  headers={"Dfs-Context": "aGVsbG8"}),
+     400, "invalid-context"),
+    ("unknown query parameter", req("GET", "/v1/kv/b/k?W=2"), 400, "bad-request"),
+    ("parameter twice", req("PUT", "/v1/kv/b/k?w=1&w=1", body=b"x"), 400, "bad-request"),
+    ("sloppy not a boolean", req("PUT", "/v1/kv/b/k?sloppy=maybe", body=b"x"), 400,
+     "bad-request"),
+    ("list limit zero", req("GET", "/v1/kv/b?limit=0"), 400, "bad-request"),
+    ("list limit too large", req("GET", "/v1/kv/b?limit=10001"), 400, "bad-request"),
+    ("list cursor garbage", req("GET", "/v1/kv/b?cursor=***"), 400, "bad-request"),
+    ("value over the inline limit (declared)",
+     req("PUT", "/v1/kv/b/big", body=b"x" * (LIMIT + 1)), 413, "payload-too-large"),
+    ("value over the inline limit (chunked)",
+     req("PUT", "/v1/kv/b/big", headers={"Transfer-Encoding": "chunked"})
+     + f"{LIMIT + 1:x}\r\n".encode() + b"y" * (LIMIT + 1) + b"\r\n0\r\n\r\n", 413,
+     "payload-too-large"),
+    ("huge header", req("GET", "/v1/kv/b/k", headers={"X-Junk": "j" * 20_000}), 431,
+     "headers-too-large"),
+    ("too many headers", req("GET", "/v1/kv/b/k",
+                             headers={f"X-H{i}": "v" for i in range(150)}), 431,
+     "headers-too-large"),
+    ("wrong method POST", req("POST", "/v1/kv/b/k", body=b"x"), 405, "method-not-allowed"),
+    ("wrong method PATCH", req("PATCH", "/v1/kv/b/k", body=b"x"), 405, "method-not-allowed"),
+    ("unknown path", req("GET", "/v2/kv/b/k"), 404, "no-such-route"),
+    ("garbled request line", b"GARBAGE\r\n\r\n", 400, "malformed-request"),
+    ("non-numeric Content-Length", req("PUT", "/v1/kv/b/k", headers={"Content-Length": "ten"}),
+     400, "malformed-request"),
+    ("content type with control characters",
+     req("PUT", "/v1/kv/b/k", headers={"Content-Type": "text/plain\x01"}, body=b"x"), 400,
+     "malformed-request"),
+]
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory):
+    cluster = LocalCluster(1, tmp_path_factory.mktemp("bad-input"), n=1, r=1, w=1,
+                           extra_args=("--max-value-size", str(LIMIT),
+                                       "--request-timeout", str(BODY_TIMEOUT)))
+    with cluster:
+        yield cluster.nodes[0]
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    assert parts.hostname and parts.port
+    return parts.hostname, parts.port
+
+
+async def _still_serving(url: str) -> None:
+    key = f"{url}/v1/kv/alive/{secrets.token_hex(8)}"
+    async with aiohttp.ClientSession() as http:
+        async with http.put(key, data=b"ok") as r:
+            assert r.status == 204
+        async with http.get(key) as r:
+            assert r.status == 200 and await r.read() == b"ok"
+
+
+def _assert_problem(resp: rawhttp.RawResponse, status: int, slug: str) -> None:
+    assert resp.status == status, resp.body
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    doc = resp.json()
+    assert doc["status"] == status
+    assert str(doc["type"]).endswith("/" + slug), doc
+    assert doc["request_id"] == resp.headers["dfs-request-id"]
+    assert doc["detail"] and doc["title"]
+
+
+@pytest.mark.parametrize(("payload", "status", "slug"),
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+async def test_malformed_request_gets_documented_problem(node, payload: bytes, status: int,
+                                                         slug: str) -> None:
+    host, port = _host_port(node.url)
+    resp = await rawhttp.send(host, port, payload)
+    _assert_problem(resp, status, slug)
+    await _still_serving(node.url)
+
+
+async def test_truncated_chunked_body_is_400(node) -> None:
+    host, port = _host_port(node.url)
+    payload = (req("PUT", "/v1/kv/b/trunc", headers={"Transfer-Encoding": "chunked"})
+               + b"5\r\nhelloXX\r\nzz\r\n\r\n")
+    resp = await rawhttp.send(host, port, payload)
+    assert resp.status == 400
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    await _still_serving(node.url)
+
+
+async def test_body_cut_by_client_close_stores_nothing(node) -> None:
+    """A client that closes mid-body cannot read any answer; the write must simply not
+    happen, and the node must carry on."""
+    host, port = _host_port(node.url)
+    payload = req("PUT", "/v1/kv/b/cut", content_length=100) + b"only ten b"
+    with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+        await rawhttp.send(host, port, payload, half_close=True)
+    async with aiohttp.ClientSession() as http, http.get(f"{node.url}/v1/kv/b/cut") as r:
+        assert r.status == 404
+    await _still_serving(node.url)
+
+
+async def test_stalled_body_is_408(node) -> None:
+    host, port = _host_port(node.url)
+    payload = req("PUT", "/v1/kv/b/stall", content_length=100) + b"partial"
+    resp = await rawhttp.send(host, port, payload, wait_s=BODY_TIMEOUT + 10)
+    _assert_problem(resp, 408, "http-error")
+    await _still_serving(node.url)
+
+
+async def test_rejections_are_counted_in_metrics(node) -> None:
+    host, port = _host_port(node.url)
+    await rawhttp.send(host, port, req("GET", "/v1/kv/b/k?r=most"))
+    async with aiohttp.ClientSession() as http, http.get(f"{node.url}/metrics") as r:
+        text = await r.text()
+    assert 'status="400"' in text

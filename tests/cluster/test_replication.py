@@ -16,12 +16,11 @@ from dfsring import keys
 from dfsring.launcher import LocalCluster
 from dfsring.testing.wait import async_wait_until
 
-SECRET = ("--cluster-secret", "test-secret")
 TIMEOUT = 2.0  # --request-timeout: how long a quorum may take before 503
 
 
 def _cluster(tmp_path: Path, size: int = 3) -> LocalCluster:
-    return LocalCluster(size, tmp_path, extra_args=(*SECRET, "--request-timeout", str(TIMEOUT)))
+    return LocalCluster(size, tmp_path, extra_args=("--request-timeout", str(TIMEOUT)))
 
 
 async def _local_status(http: aiohttp.ClientSession, url: str, path: str) -> int:

@@ -1,0 +1,262 @@
+"""The process harness itself, against real nodes: start, crash, restart, stop, wipe, the
+data-dir lock, and ``dfsring cluster`` run as a user would run it.
+
+Every wait is a deadline poll or a bounded process wait; nothing sleeps a fixed time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from dfsring.cli import main
+from dfsring.launcher import (
+    LOG_MARKER,
+    LocalCluster,
+    NodeNotReady,
+    NodeProcess,
+    NodeRunning,
+    free_port,
+    free_port_block,
+    port_in_use,
+    spawn,
+)
+from dfsring.testing import wait_until
+
+GRACEFUL_STOP_S = 5.0  # CONTRACT.md: SIGTERM stops a node within 5 s
+READY_S = 30.0
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _health(url: str) -> dict[str, object]:
+    with _NO_PROXY.open(f"{url}/health", timeout=2) as resp:
+        doc: dict[str, object] = json.loads(resp.read())
+    return doc
+
+
+def _node_alive(pid: int) -> bool:
+    """Whether ``pid`` is still a live (not zombie) dfsring node, read from /proc.
+
+    Checking the command line guards against the PID having been reused by something else.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return state not in ("Z", "X") and b"dfsring.node" in cmdline
+
+
+def _output_lines(node: NodeProcess) -> list[str]:
+    """What the node itself wrote to its log, without the launcher's marker lines."""
+    text = node.log_path.read_text()
+    return [line for line in text.splitlines() if line and not line.startswith(LOG_MARKER)]
+
+
+# --- the launcher ------------------------------------------------------------------------------
+
+
+def test_three_nodes_start_healthy(cluster3: LocalCluster) -> None:
+    for node in cluster3:
+        health = node.health()
+        assert health["status"] == "ok"
+        assert health["node_id"] == node.node_id
+        assert health["pid"] == node.pid
+        assert node.spec.data_dir.is_dir()
+    assert len(set(cluster3.urls)) == 3
+
+
+def test_kill9_then_restart_comes_back_as_the_same_node(cluster3: LocalCluster) -> None:
+    node = cluster3.nodes[1]
+    old_pid = node.pid
+    assert node.kill() == -signal.SIGKILL
+    assert not node.running
+    node.start()
+    health = node.wait_ready(READY_S)
+    assert health["node_id"] == node.node_id == "node2"
+    assert health["pid"] == node.pid != old_pid
+    assert all(other.health()["status"] == "ok" for other in cluster3)
+
+
+def test_graceful_stop_exits_0_within_5s(node1: NodeProcess) -> None:
+    start = time.monotonic()
+    code = node1.stop(timeout=GRACEFUL_STOP_S)
+    assert code == 0, node1.log_tail()
+    assert time.monotonic() - start < GRACEFUL_STOP_S
+    assert not node1.running
+
+
+def test_restart_is_a_graceful_stop_then_a_fresh_process(node1: NodeProcess) -> None:
+    old_pid = node1.pid
+    node1.restart()
+    assert node1.wait_ready(READY_S)["pid"] == node1.pid != old_pid
+    assert f"{LOG_MARKER} node1 pid {old_pid} exited 0" in node1.log_path.read_text()
+
+
+def test_cluster_stop_is_graceful_for_every_node(cluster3: LocalCluster) -> None:
+    pids = [node.pid for node in cluster3]
+    assert cluster3.stop() == {"node1": 0, "node2": 0, "node3": 0}
+    assert not any(_node_alive(pid) for pid in pids if pid is not None)
+
+
+def test_wipe_refuses_a_live_node_then_removes_the_data(node1: NodeProcess) -> None:
+    data_dir = node1.spec.data_dir
+    assert any(data_dir.iterdir())
+    with pytest.raises(NodeRunning):
+        node1.wipe()
+    assert any(data_dir.iterdir())
+    node1.stop()
+    node1.wipe()
+    assert not data_dir.exists()
+    node1.start()
+    assert node1.wait_ready(READY_S)["node_id"] == "node1"
+
+
+def test_second_node_on_a_live_data_dir_exits_with_one_clear_line(
+    node1: NodeProcess, tmp_path: Path
+) -> None:
+    spec = dataclasses.replace(node1.spec, port=free_port(), log_path=tmp_path / "intruder.log")
+    intruder = NodeProcess(spec)
+    intruder.start()
+    try:
+        code = intruder.wait(timeout=READY_S)
+    finally:
+        intruder.kill()
+    assert code != 0
+    lines = _output_lines(intruder)
+    assert len(lines) == 1, lines
+    assert str(spec.data_dir) in lines[0] and "in use" in lines[0]
+    assert node1.health()["status"] == "ok"
+
+
+def test_a_node_that_cannot_start_is_reported_with_exit_code_and_log(
+    cluster_factory: Callable[..., LocalCluster],
+) -> None:
+    with pytest.raises(NodeNotReady, match=r"(?s)exited with code 2 .*--partitions"):
+        cluster_factory(1, n=1, r=1, w=1, extra_args=("--partitions", "3"))
+
+
+def test_cluster_start_again_brings_back_only_the_dead_nodes(cluster3: LocalCluster) -> None:
+    pids = {node.node_id: node.pid for node in cluster3}
+    cluster3.node("node3").kill()
+    cluster3.start(READY_S)
+    assert [node.pid == pids[node.node_id] for node in cluster3] == [True, True, False]
+    assert all(node.health()["status"] == "ok" for node in cluster3)
+
+
+def test_free_ports_are_distinct_bindable_and_below_the_ephemeral_range() -> None:
+    ports = [free_port() for _ in range(20)] + [free_port_block(3) + i for i in range(3)]
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert len(set(ports)) == len(ports)
+    assert not any(port_in_use(p) for p in ports)
+    if low > 11000:  # else the launcher falls back to kernel-chosen ports
+        assert max(ports) < low
+
+
+# --- dfsring cluster ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_cluster(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, int]]:
+    """``dfsring cluster --nodes 2`` on free ports, run as a user would; killed if left over
+    (its nodes then die with it, by their parent-death signal)."""
+    base = free_port_block(2)
+    out = tmp_path / "cli.out"
+    argv = [sys.executable, "-m", "dfsring.cli", "cluster", "--nodes", "2"]
+    argv += ["--base-port", str(base), "--data-dir", str(tmp_path / "data")]
+    with out.open("wb") as fh:
+        proc = spawn(argv, output=fh)
+    try:
+        yield proc, out, base
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def _wait_cli_ready(proc: subprocess.Popen[bytes], out: Path) -> str:
+    wait_until(
+        lambda: "nodes ready" in out.read_text() or proc.poll() is not None,
+        timeout=READY_S * 2,
+        message="dfsring cluster reports its nodes ready",
+    )
+    text = out.read_text()
+    assert proc.poll() is None, text
+    return text
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+def test_cli_cluster_serves_then_stops_everything_on_a_signal(
+    cli_cluster: tuple[subprocess.Popen[bytes], Path, int], stop_signal: signal.Signals
+) -> None:
+    proc, out, base = cli_cluster
+    text = _wait_cli_ready(proc, out)
+    urls = [f"http://127.0.0.1:{base}", f"http://127.0.0.1:{base + 1}"]
+    assert set(re.findall(r"http://127\.0\.0\.1:\d+", text)) == set(urls)
+    pids = [int(str(_health(url)["pid"])) for url in urls]
+    assert all(_node_alive(pid) for pid in pids)
+    proc.send_signal(stop_signal)
+    assert proc.wait(timeout=30) == 0, out.read_text()
+    assert not any(_node_alive(pid) for pid in pids)
+
+
+def test_cli_cluster_exits_1_naming_a_node_that_died(
+    cli_cluster: tuple[subprocess.Popen[bytes], Path, int],
+) -> None:
+    proc, out, base = cli_cluster
+    _wait_cli_ready(proc, out)
+    pids = [int(str(_health(f"http://127.0.0.1:{base + i}")["pid"])) for i in range(2)]
+    # The CLI we started started this node; we signal it by the PID it reported itself.
+    os.kill(pids[1], signal.SIGKILL)
+    assert proc.wait(timeout=30) == 1
+    text = out.read_text()
+    assert re.search(r"node node2 .* exited unexpectedly \(-9\)", text), text
+    assert "last 30 lines of" in text
+    assert not any(_node_alive(pid) for pid in pids)
+
+
+def test_cli_cluster_refuses_a_port_in_use(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    port = free_port()
+    with socket.create_server(("127.0.0.1", port)):
+        code = main(
+            ["cluster", "--nodes", "1", "--base-port", str(port), "--data-dir", str(tmp_path)]
+        )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip() == f"dfsring cluster: port {port} on 127.0.0.1 is already in use"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["cluster", "--nodes", "0"],
+        ["cluster", "--nodes", "many"],
+        ["cluster", "--base-port", "70000"],
+        ["cluster", "--base-port", "65535", "--nodes", "2"],
+        ["cluster", "--r", "4"],
+        ["cluster", "--host", "0.0.0.0"],
+        ["cluster", "--no-such-flag"],
+        [],
+    ],
+)
+def test_cli_bad_arguments_are_one_line_exit_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -147,3 +147,23 @@ async def test_rejections_are_counted_in_metrics(node) -> None:
     async with aiohttp.ClientSession() as http, http.get(f"{node.url}/metrics") as r:
         text = await r.text()
     assert 'status="400"' in text
+
+
+async def test_internal_endpoints_refuse_outsiders_and_malformed_messages(node) -> None:
+    """Without the cluster secret: 401. With it but a garbage message: 400. Still serving."""
+    from dfsring.messages import ReplicaRead
+    from dfsring.rpc import SECRET_HEADER
+
+    url = f"{node.url}/internal/v1/replica-read"
+    good = ReplicaRead(b"b", b"k").encode()
+    secret = node.spec.env["DFSRING_CLUSTER_SECRET"]
+    async with aiohttp.ClientSession() as http:
+        for headers in ({}, {SECRET_HEADER: "wrong"}):
+            async with http.post(url, data=good, headers=headers) as r:
+                assert r.status == 401
+        for junk in (b"\xc1\xc1", b"\x93\x01\xa4nope\x01", b"\x92\x01\xaereplica-read"):
+            async with http.post(url, data=junk, headers={SECRET_HEADER: secret}) as r:
+                assert r.status == 400
+        async with http.post(url, data=good, headers={SECRET_HEADER: secret}) as r:
+            assert r.status == 200
+    await _still_serving(node.url)

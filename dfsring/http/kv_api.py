@@ -106,6 +106,10 @@ async def _write(request: web.Request, *, delete: bool) -> web.StreamResponse:
     context = _context(request)
     if delete:
         value, ctype = None, ""
+        if CONTEXT_HEADER not in request.headers:
+            # "Delete this key" means the versions there now: take them from a quorum read,
+            # or the tombstone would be a mere sibling of the value it was meant to remove.
+            context = (await coord.get(name, r=min(cfg.r, coord.n))).clock
     else:
         ctype = _content_type(request)
         value = await read_body(request, cfg.max_value_size, cfg.request_timeout)

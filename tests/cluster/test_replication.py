@@ -172,3 +172,16 @@ async def test_read_repair_fills_a_replica_that_missed_the_write(tmp_path: Path,
                 return await _local_status(http, lagging.url, "rr/k") == 200
 
             await async_wait_until(repaired, timeout=10, message="read repair of node3")
+
+
+async def test_delete_without_context_removes_the_current_value(tmp_path: Path) -> None:
+    with _cluster(tmp_path) as cluster:
+        a, c = cluster.nodes[0].url, cluster.nodes[2].url
+        async with aiohttp.ClientSession() as http:
+            async with http.put(f"{a}/v1/kv/del/k", data=b"v") as r:
+                assert r.status == 204
+            async with http.delete(f"{c}/v1/kv/del/k") as r:
+                assert r.status == 204
+            async with http.get(f"{a}/v1/kv/del/k", params={"r": "all"}) as r:
+                assert r.status == 404
+                assert r.headers["Dfs-Context"]  # the tombstone's context

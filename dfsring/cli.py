@@ -4,8 +4,9 @@ Adding a subcommand (put/get/del/ls/status/bench...) means writing ``_add_<name>
 which declares its arguments and sets ``run=<function(args) -> int>``, and appending it to
 SUBCOMMANDS. ``main`` returns the exit status instead of exiting so tests can call it directly.
 
-Exit status: 0 success, 1 failure at run time (a node would not start or died), 2 bad usage
-(bad arguments, port in use), always with one clear line on stderr and no traceback.
+Exit status: 0 success, 1 failure at run time (a node would not start or died, a node answered
+with an error or could not be reached), 2 bad usage (bad arguments, port in use), 3 `get` found
+siblings, 4 `get` found nothing; always with one clear line on stderr and no traceback.
 """
 
 from __future__ import annotations

@@ -390,9 +390,9 @@ def _add_del(subparsers: Subparsers) -> None:
         "del",
         _run_del,
         help="delete a value",
-        description="Delete BUCKET/KEY. Without --context it reads the key first and deletes "
-        "what it read (a delete with no context would only be concurrent with the value and "
-        "leave it in place); exit 4 if there was nothing to delete.",
+        description="Delete BUCKET/KEY. Without --context it deletes the value there now (read "
+        "first, so that nothing to delete is reported with exit 4); with --context, exactly "
+        "the versions that context saw.",
     )
     p.add_argument("target", type=_bucket_key, metavar="BUCKET/KEY")
     p.add_argument("--context", help="context of the read this delete supersedes")

@@ -11,7 +11,6 @@ cluster secret; the receiving side refuses calls without it (401).
 
 from __future__ import annotations
 
-import asyncio
 from typing import TypeVar
 
 import aiohttp
@@ -88,7 +87,3 @@ def _reply(address: str, status: int, body: bytes, reply_type: type[R]) -> R:
     if status != 200:
         raise PeerUnavailable(address, f"HTTP {status} with a {reply.KIND} reply")
     return reply
-
-
-async def gather_settled(aws: list[asyncio.Task[R]]) -> list[R | BaseException]:
-    return await asyncio.gather(*aws, return_exceptions=True)

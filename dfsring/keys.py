@@ -101,21 +101,9 @@ def is_abbreviated(bucket: bytes, suffix: bytes) -> bool:
     return len(suffix) >= MAX_STORAGE_KEY - 3 - len(bucket)
 
 
-def partition_prefix(partition: int) -> bytes:
-    return partition.to_bytes(2, "big")
-
-
 def bucket_prefix(partition: int, bucket: bytes) -> bytes:
     """The range of one bucket inside one partition."""
     return partition.to_bytes(2, "big") + bucket + _SEP
-
-
-def split_storage_key(skey: bytes) -> tuple[int, bytes, bytes]:
-    """Inverse of storage_key: (partition, bucket, key)."""
-    if len(skey) < 4:
-        raise ValueError("storage key too short")
-    sep = skey.index(_SEP, 2)
-    return int.from_bytes(skey[:2], "big"), skey[2:sep], skey[sep + 1 :]
 
 
 def prefix_end(prefix: bytes) -> bytes | None:

@@ -18,8 +18,6 @@ class NodeMetrics:
                                 ("route", "method", "status"), registry=r)
         self.latency = Histogram("dfsring_http_request_seconds", "HTTP request latency",
                                  ("route", "method"), buckets=_LATENCY_BUCKETS, registry=r)
-        self.rejected = Counter("dfsring_http_rejected", "requests refused as malformed",
-                                ("reason",), registry=r)
         self.corrupt_found = Counter("dfsring_corrupt_values_found",
                                      "stored values that failed their checksum", registry=r)
         self.read_repairs = Counter("dfsring_read_repairs", "replicas repaired after a read",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from dfsring.config import NodeConfig
-from dfsring.coordinator import ReplicatedCoordinator
+from dfsring.coordinator import Coordinator
 from dfsring.gossip import Membership
 from dfsring.localstore import LocalStore
 from dfsring.metrics import NodeMetrics
@@ -23,7 +23,7 @@ class NodeState:
 
 
 CONFIG = web.AppKey("config", NodeConfig)
-COORDINATOR = web.AppKey("coordinator", ReplicatedCoordinator)
+COORDINATOR = web.AppKey("coordinator", Coordinator)
 MEMBERSHIP = web.AppKey("membership", Membership)
 STORE = web.AppKey("store", LocalStore)
 METRICS = web.AppKey("metrics", NodeMetrics)

@@ -55,6 +55,8 @@ class WriteResult:
 
 
 class Coordinator(Protocol):
+    """What the HTTP edge needs of a coordinator; the app is typed against this, not the class."""
+
     @property
     def n(self) -> int: ...
 
@@ -151,10 +153,11 @@ class ReplicatedCoordinator:
         calls = {peer: self._read_one(peer, name, msg) for peer in pref}
         pending = await self._await_quorum(tracker, calls)
         if tracker.outcome is not Outcome.OK:
-            _cancel(pending)
+            _cancel(pending.values())
             raise _quorum_error(tracker)
         merged = vclock.sync_all(v for v in tracker.values().values() if v is not None)
-        self._spawn(self._read_repair(name, pref, tracker, pending))
+        if pending or _stale(pref, tracker, merged):
+            self._spawn(self._read_repair(name, pref, tracker, pending))
         return merged
 
     async def _read_one(self, peer: str, name: ObjectName, msg: ReplicaRead) -> Versions:
@@ -178,14 +181,8 @@ class ReplicatedCoordinator:
             await asyncio.wait(pending.values())
             for peer, task in pending.items():
                 _record(tracker, peer, task)
-        replies = tracker.values()
-        merged = vclock.sync_all(v for v in replies.values() if v is not None)
-        if not merged.siblings:
-            return
-        stale = [p for p in pref
-                 if (p in replies and not vclock.descends(replies[p], merged))
-                 or tracker.outcomes().get(p) == "corrupt-value"]
-        for peer in stale:
+        merged = vclock.sync_all(v for v in tracker.values().values() if v is not None)
+        for peer in _stale(pref, tracker, merged):
             await self._repair(peer, name, merged)
 
     async def _repair(self, peer: str, name: ObjectName, merged: Versions) -> None:
@@ -296,7 +293,7 @@ class ReplicatedCoordinator:
         tasks = list(self._background)
         if tasks:
             _, still = await asyncio.wait(tasks, timeout=grace_s)
-            _cancel({str(i): t for i, t in enumerate(still)})
+            _cancel(still)
             await asyncio.gather(*still, return_exceptions=True)
 
 
@@ -318,9 +315,19 @@ def _record(tracker: QuorumTracker, peer: str, task: asyncio.Future) -> None:
         tracker.fail(peer, f"internal error: {type(exc).__name__}")
 
 
-def _cancel(tasks: dict[str, asyncio.Future] | Iterable) -> None:
-    for task in (tasks.values() if isinstance(tasks, dict) else tasks):
+def _cancel(tasks: Iterable[asyncio.Future]) -> None:
+    for task in tasks:
         task.cancel()
+
+
+def _stale(pref: tuple[str, ...], tracker: QuorumTracker, merged: Versions) -> list[str]:
+    """Replicas that answered with less than the join of all replies, or with corrupt data."""
+    if not merged.siblings:
+        return []
+    replies, outcomes = tracker.values(), tracker.outcomes()
+    return [p for p in pref
+            if (p in replies and not vclock.descends(replies[p], merged))  # type: ignore[arg-type]
+            or outcomes.get(p) == "corrupt-value"]
 
 
 def _quorum_error(tracker: QuorumTracker) -> errors.QuorumNotMet:

@@ -141,12 +141,22 @@ async def test_stalled_body_is_408(node) -> None:
     await _still_serving(node.url)
 
 
+async def _bad_request_count(url: str) -> float:
+    series = 'dfsring_http_requests_total{method="GET",route="/v1/kv/{bucket}/{key}",status="400"}'
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as r:
+        text = await r.text()
+    for line in text.splitlines():
+        if line.startswith(series):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 async def test_rejections_are_counted_in_metrics(node) -> None:
     host, port = _host_port(node.url)
-    await rawhttp.send(host, port, req("GET", "/v1/kv/b/k?r=most"))
-    async with aiohttp.ClientSession() as http, http.get(f"{node.url}/metrics") as r:
-        text = await r.text()
-    assert 'status="400"' in text
+    before = await _bad_request_count(node.url)
+    for _ in range(3):
+        await rawhttp.send(host, port, req("GET", "/v1/kv/b/k?r=most"))
+    assert await _bad_request_count(node.url) == before + 3
 
 
 async def test_internal_endpoints_refuse_outsiders_and_malformed_messages(node) -> None:

@@ -23,6 +23,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
 from dfsring import __version__
+from dfsring.cli_admin import ADMIN_SUBCOMMANDS
 from dfsring.client import DEFAULT_URL, DfsClientError, GetResult, SyncDfsClient
 from dfsring.launcher import LauncherError, LocalCluster, NodeProcess, port_in_use
 
@@ -439,6 +440,7 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_get,
     _add_del,
     _add_ls,
+    *ADMIN_SUBCOMMANDS,
 )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import secrets
 import signal
 import sys
 import time
@@ -100,6 +101,9 @@ def _add_cluster(subparsers: Subparsers) -> None:
     p.add_argument("--r", type=_positive, default=2, help="replies needed for a read (2)")
     p.add_argument("--w", type=_positive, default=2, help="acks needed for a write (2)")
     p.add_argument("--log-json", action="store_true", help="nodes log JSON lines")
+    p.add_argument("--seeds", default="",
+                   help="HOST:PORT,...: join these nodes to the cluster at the seeds instead of "
+                   "founding a new one (raise a running cluster's size)")
     p.add_argument(
         "--start-timeout",
         type=_seconds,
@@ -179,6 +183,8 @@ def _wait_for_exit(cluster: LocalCluster) -> NodeProcess:
 def _print_ready(cluster: LocalCluster, args: argparse.Namespace) -> None:
     for node in cluster:
         print(f"{node.node_id}  {node.url}  pid {node.pid}  log {node.log_path}")
+    print(f"cluster secret in {args.data_dir / SECRET_FILE} (add nodes: dfsring cluster "
+          f"--seeds {cluster.nodes[0].address} with DFSRING_CLUSTER_SECRET set to it)")
     print(
         f"{len(cluster)} nodes ready (N={args.n} R={args.r} W={args.w}); Ctrl-C stops them all",
         flush=True,
@@ -201,9 +207,44 @@ def _stop(cluster: LocalCluster, timeout: float) -> None:
     print(f"stopped ({summary})", file=sys.stderr, flush=True)
 
 
+SECRET_FILE = "cluster.secret"
+
+
+def _cluster_secret(data_dir: Path) -> str:
+    """DFSRING_CLUSTER_SECRET if set, else the one kept under the data dir (made once): the
+    nodes' internal calls need it, and more nodes joining later need the same one."""
+    from_env = os.environ.get("DFSRING_CLUSTER_SECRET", "")
+    path = data_dir / SECRET_FILE
+    if from_env:
+        return from_env
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        secret = secrets.token_hex(16)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secret + "\n")
+        return secret
+
+
+def _next_index(seeds: list[str]) -> int:
+    """The first free nodeN number in the cluster at the seeds, so joining ids are new."""
+    for seed in seeds:
+        try:
+            members = NodeProcess.fetch_json(f"http://{seed}/v1/cluster/members")
+        except (OSError, ValueError):
+            continue
+        numbers = [int(m["node_id"][4:]) for m in members
+                   if m["node_id"].startswith("node") and m["node_id"][4:].isdigit()]
+        return max(numbers, default=0) + 1
+    raise UsageError(f"{PROG} cluster: no seed answered ({', '.join(seeds)})")
+
+
 def run_cluster(args: argparse.Namespace) -> int:
     """Run the cluster in the foreground: 0 after a requested stop, 1 if a node failed."""
     _check_cluster_args(args)
+    seeds = [s.strip() for s in args.seeds.split(",") if s.strip()]
     cluster = LocalCluster(
         args.nodes,
         args.data_dir,
@@ -213,6 +254,9 @@ def run_cluster(args: argparse.Namespace) -> int:
         r=args.r,
         w=args.w,
         extra_args=("--log-json",) if args.log_json else (),
+        seeds=seeds or None,
+        first_index=_next_index(seeds) if seeds else 1,
+        secret=_cluster_secret(args.data_dir),
     )
     with _stop_signals():
         try:

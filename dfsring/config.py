@@ -38,6 +38,16 @@ def _seeds(raw: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(s.strip() for s in items if s.strip())
 
 
+def _dials(raw: str | Sequence[str]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in _seeds(raw):
+        addr, sep, via = item.partition("=")
+        if not sep:
+            raise ValueError(f"{item!r} is not ADDR=VIA")
+        out.append((addr.strip(), via.strip()))
+    return tuple(out)
+
+
 def _positive_int(raw: str | int) -> int:
     value = int(raw)
     if value < 1:
@@ -109,6 +119,19 @@ OPTIONS: tuple[Option, ...] = (
            "SECRET"),
     Option("partitions", _positive_int, 1024,
            "number of ring partitions, a power of two (must match across the cluster)", "P"),
+    Option("gossip-interval", _positive_float, 0.5,
+           "seconds between gossip rounds (each one is also this node's heartbeat)", "SECONDS"),
+    Option("gossip-fanout", _positive_int, 2, "peers contacted per gossip round", "K"),
+    Option("phi-threshold", _positive_float, 8.0,
+           "phi accrual level at which a silent peer is marked down", "PHI"),
+    Option("transfer-rate", _positive_int, 64 << 20,
+           "bytes/s this node fetches during ownership transfers (all streams together)",
+           "BYTES"),
+    Option("transfer-streams", _positive_int, 16,
+           "partitions fetched in parallel during ownership transfers", "K"),
+    Option("dial", _dials, (),
+           "ADDR=VIA,...: reach the peer advertised as ADDR through VIA (a fault proxy, a "
+           "tunnel); gossip never overrides it", "LIST"),
 )
 _BY_ATTR = {o.attr: o for o in OPTIONS}
 
@@ -133,6 +156,12 @@ class NodeConfig:
     request_timeout: float = 5.0
     cluster_secret: str = field(default="", repr=False)
     partitions: int = 1024
+    gossip_interval: float = 0.5
+    gossip_fanout: int = 2
+    phi_threshold: float = 8.0
+    transfer_rate: int = 64 << 20
+    transfer_streams: int = 16
+    dial: tuple[tuple[str, str], ...] = ()
 
     @property
     def partition_bits(self) -> int:
@@ -221,7 +250,8 @@ def _validate(values: dict[str, Any]) -> NodeConfig:
         if values["host"] in ("0.0.0.0", "::"):
             raise ConfigError("--advertise is required when listening on all interfaces")
         values["advertise"] = f"{values['host']}:{values['port']}"
-    for addr in (values["advertise"], *values["seeds"]):
+    for addr in (values["advertise"], *values["seeds"],
+                 *(a for pair in values["dial"] for a in pair)):
         _check_address(addr)
     values["data_dir"] = Path(values["data_dir"])
     return NodeConfig(**values)

@@ -10,6 +10,11 @@ answer, bounded by the request deadline.
 Read: any node coordinates. It asks every replica, answers once R replied with the causal join
 of their versions, then keeps listening until the deadline and repairs every replica that
 turned out stale, empty or corrupt (read repair, Dynamo §4.7), in a tracked background task.
+
+While ownership moves (dfsring.transition), writes go to the owners under the new ring and
+the old ones, W counted over the new owners (the copies that survive); reads need R replies
+from the owners under each ring still holding data. Replicas the failure detector holds
+down are not waited for: they count as failed at once.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from dfsring import errors, vclock
+from dfsring import errors, transition, vclock
 from dfsring.keys import ObjectName
 from dfsring.localstore import LocalStore
 from dfsring.messages import (
@@ -37,7 +42,7 @@ from dfsring.messages import (
     WriteReply,
 )
 from dfsring.metrics import NodeMetrics
-from dfsring.quorum import Outcome, QuorumTracker
+from dfsring.quorum import Outcome, QuorumGroups, QuorumTracker
 from dfsring.ring import Ring
 from dfsring.rpc import PeerRefused, PeerUnavailable, RpcClient, RpcError
 from dfsring.vclock import Versions, VersionVector
@@ -71,11 +76,17 @@ class Coordinator(Protocol):
 
 
 class Topology(Protocol):
-    """What the coordinator needs of membership (dfsring.gossip.Membership provides it)."""
+    """What the coordinator needs of membership (dfsring.gossip.Gossiper provides it)."""
 
-    ring: Ring
+    @property
+    def ring(self) -> Ring: ...
+
+    @property
+    def previous(self) -> tuple[Ring, ...]: ...
 
     def address_of(self, node_id: str) -> str: ...
+
+    def is_alive(self, node_id: str) -> bool: ...
 
 
 def wall_ms() -> int:
@@ -103,6 +114,14 @@ class ReplicatedCoordinator:
     def preference_list(self, name: ObjectName) -> tuple[str, ...]:
         return self.topology.ring.preference_list(self.store.partition(name))
 
+    def write_targets(self, name: ObjectName) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        topo = self.topology
+        return transition.write_targets(self.store.partition(name), topo.ring, topo.previous)
+
+    @property
+    def epoch(self) -> int:
+        return self.topology.ring.epoch
+
     # --- writes ----------------------------------------------------------------------------
 
     async def put(self, name: ObjectName, context: VersionVector, value: bytes | None,
@@ -110,15 +129,19 @@ class ReplicatedCoordinator:
                   forward: bool = True) -> WriteResult:
         """forward=False: coordinate here even if the ring says otherwise (a peer forwarded
         the write to us, and rings may briefly differ; never bounce it on)."""
-        pref = self.preference_list(name)
+        pref, extra = self.write_targets(name)
         if forward and self.node_id not in pref:
             return await self._forward(pref, name, context, value, content_type, w, sloppy)
         versions = await self.store.coordinate(name, context, value, content_type,
                                                self.now_ms())
         tracker = self._tracker(pref, w)
         tracker.ok(self.node_id)
-        msg = ReplicaWrite(name.bucket_bytes, name.key_bytes, vclock.encode_versions(versions))
-        calls = {peer: self._call(peer, msg, Ack) for peer in pref if peer != self.node_id}
+        msg = ReplicaWrite(name.bucket_bytes, name.key_bytes, vclock.encode_versions(versions),
+                           self.epoch)
+        calls = self._calls(tracker, [p for p in pref if p != self.node_id], msg, Ack)
+        for peer in extra:
+            if peer != self.node_id and self.topology.is_alive(peer):
+                self._spawn(self._best_effort(peer, msg))
         await self._await_quorum(tracker, calls)
         if tracker.outcome is not Outcome.OK:
             raise _quorum_error(tracker)
@@ -129,9 +152,10 @@ class ReplicatedCoordinator:
                        sloppy: bool) -> WriteResult:
         """Hand the write to the first reachable replica, which coordinates it."""
         msg = CoordinateWrite(name.bucket_bytes, name.key_bytes, vclock.encode_context(context),
-                              value, content_type, w, sloppy)
+                              value, content_type, w, sloppy, self.epoch)
         outcomes: dict[str, str] = {}
-        for peer in pref:
+        alive = [p for p in pref if self.topology.is_alive(p)]
+        for peer in alive + [p for p in pref if p not in alive]:
             try:
                 reply = await self.rpc.call(self.topology.address_of(peer), msg, WriteReply,
                                             self.deadline_s + 1.0)
@@ -147,10 +171,17 @@ class ReplicatedCoordinator:
     # --- reads -----------------------------------------------------------------------------
 
     async def get(self, name: ObjectName, *, r: int) -> Versions:
-        pref = self.preference_list(name)
-        tracker = self._tracker(pref, r)
+        topo = self.topology
+        groups = transition.read_groups(self.store.partition(name), topo.ring, topo.previous)
+        pref = tuple(dict.fromkeys(n for g in groups for n in g))
+        tracker: QuorumTracker | QuorumGroups = (
+            self._tracker(pref, r) if len(groups) == 1 else QuorumGroups(list(groups), r))
         msg = ReplicaRead(name.bucket_bytes, name.key_bytes)
-        calls = {peer: self._read_one(peer, name, msg) for peer in pref}
+        alive = [p for p in pref if p == self.node_id or topo.is_alive(p)]
+        for peer in pref:
+            if peer not in alive:
+                tracker.fail(peer, "down")
+        calls = {peer: self._read_one(peer, name, msg) for peer in alive}
         pending = await self._await_quorum(tracker, calls)
         if tracker.outcome is not Outcome.OK:
             _cancel(pending.values())
@@ -172,8 +203,8 @@ class ReplicatedCoordinator:
             reply.versions)
 
     async def _read_repair(self, name: ObjectName, pref: tuple[str, ...],
-                           tracker: QuorumTracker, pending: dict[str, asyncio.Task[object]]
-                           ) -> None:
+                           tracker: QuorumTracker | QuorumGroups,
+                           pending: dict[str, asyncio.Task[object]]) -> None:
         """After answering: hear the slower replicas out, then bring every stale one up to
         the join of all replies. Replicas that did not answer are left to handoff and
         anti-entropy; a corrupt local copy is overwritten with the join."""
@@ -191,7 +222,7 @@ class ReplicatedCoordinator:
                 await self.store.merge(name, merged, overwrite_corrupt=True)
             else:
                 msg = ReplicaWrite(name.bucket_bytes, name.key_bytes,
-                                   vclock.encode_versions(merged))
+                                   vclock.encode_versions(merged), self.epoch)
                 await self._call(peer, msg, Ack)
         except (RpcError, errors.DfsError) as exc:
             self.metrics.count_repair("failed")
@@ -205,10 +236,11 @@ class ReplicatedCoordinator:
                         limit: int) -> list[tuple[bytes, bytes]]:
         """Live keys in suffix order: the union of every member's local listing. Each key is
         on N nodes, so up to N-1 unreachable members still leave every key listed."""
-        ring = self.topology.ring
+        rings = (self.topology.ring, *self.topology.previous)
+        nodes = dict.fromkeys(n for ring in rings for n in ring.node_ids())
         msg = ListKeys(bucket, prefix, after, limit)
-        calls = {node: self._list_one(node, msg) for node in ring.node_ids()}
-        tracker = QuorumTracker(len(calls), max(1, len(calls) - ring.replicas + 1))
+        calls = {node: self._list_one(node, msg) for node in nodes}
+        tracker = QuorumTracker(len(calls), max(1, len(calls) - rings[0].replicas + 1))
         pending = await self._await_quorum(tracker, calls)
         if pending:
             await asyncio.wait(pending.values())
@@ -245,7 +277,27 @@ class ReplicatedCoordinator:
     def _call(self, peer: str, msg: Message, reply: type) -> Awaitable:
         return self.rpc.call(self.topology.address_of(peer), msg, reply, self.deadline_s)
 
-    async def _await_quorum(self, tracker: QuorumTracker, calls: dict[str, Awaitable[object]]
+    def _calls(self, tracker: QuorumTracker, peers: list[str], msg: Message,
+               reply: type) -> dict[str, Awaitable[object]]:
+        """Calls to the live peers; the ones the failure detector holds down fail at once."""
+        calls = {}
+        for peer in peers:
+            if self.topology.is_alive(peer):
+                calls[peer] = self._call(peer, msg, reply)
+            else:
+                tracker.fail(peer, "down")
+        return calls
+
+    async def _best_effort(self, peer: str, msg: Message) -> None:
+        """A copy for an old owner during a transfer: it serves reads until the switch."""
+        try:
+            await self._call(peer, msg, Ack)
+        except RpcError as exc:
+            log.debug("write to an old owner failed", extra={"fields": {
+                "peer": peer, "error": exc.detail}})
+
+    async def _await_quorum(self, tracker: QuorumTracker | QuorumGroups,
+                            calls: dict[str, Awaitable[object]]
                             ) -> dict[str, asyncio.Task[object]]:
         """Run calls until the tracker decides or the deadline passes; returns the calls
         still running (the caller may keep them for repair, or cancel them)."""
@@ -297,7 +349,7 @@ class ReplicatedCoordinator:
             await asyncio.gather(*still, return_exceptions=True)
 
 
-def _record(tracker: QuorumTracker, peer: str, task: asyncio.Future) -> None:
+def _record(tracker: QuorumTracker | QuorumGroups, peer: str, task: asyncio.Future) -> None:
     if task.cancelled():
         tracker.fail(peer, "cancelled")
         return
@@ -320,7 +372,8 @@ def _cancel(tasks: Iterable[asyncio.Future]) -> None:
         task.cancel()
 
 
-def _stale(pref: tuple[str, ...], tracker: QuorumTracker, merged: Versions) -> list[str]:
+def _stale(pref: tuple[str, ...], tracker: QuorumTracker | QuorumGroups,
+           merged: Versions) -> list[str]:
     """Replicas that answered with less than the join of all replies, or with corrupt data."""
     if not merged.siblings:
         return []
@@ -330,7 +383,7 @@ def _stale(pref: tuple[str, ...], tracker: QuorumTracker, merged: Versions) -> l
             or outcomes.get(p) == "corrupt-value"]
 
 
-def _quorum_error(tracker: QuorumTracker) -> errors.QuorumNotMet:
+def _quorum_error(tracker: QuorumTracker | QuorumGroups) -> errors.QuorumNotMet:
     return errors.QuorumNotMet(needed=tracker.needed, acked=tracker.acked,
                                outcomes=tracker.outcomes())
 

@@ -11,6 +11,8 @@
     │   └── StorageClosed     the engine is shutting down (-> 503)
     ├── Unauthorized          internal endpoint called without the cluster secret (-> 401)
     ├── NotReady              the node has not yet learned its cluster's members (-> 503)
+    ├── Conflict              a cluster change that cannot be made now (-> 409)
+    ├── StaleRing             a replica on a newer ring no longer holds that key (peer-only)
     └── QuorumNotMet          too few replicas answered in time (-> 503)
 """
 
@@ -69,6 +71,16 @@ class Unauthorized(DfsError):
 
 class NotReady(DfsError):
     """This node does not know all its members yet, so it cannot place data safely."""
+
+
+class Conflict(DfsError):
+    """A cluster operation that contradicts the cluster's state (leave the last member,
+    remove a live node, join while holding data)."""
+
+
+class StaleRing(DfsError):
+    """A coordinator on an older ring sent a key this replica no longer holds: its ack must
+    not count, or a lagging coordinator could acknowledge a write only old owners keep."""
 
 
 class QuorumNotMet(DfsError):

@@ -1,154 +1,409 @@
-"""Membership: who is in the cluster, and the ring computed from it.
+"""Membership by push-pull gossip, with phi accrual failure detection.
 
-This first version is the static membership the replication issue allows: every node is
-started with the same --seeds list naming all members. A node learns each seed's node id and
-zone with a Hello exchange (the seed learns ours in the same call), keeps the member list in
-its data dir so a restart does not depend on peers being up, and builds the ring from it.
-Push-pull gossip, failure detection and ring epochs replace the discovery loop in the
-membership issue; the `ring`/`address_of`/`members` surface stays.
+Every `interval` this node bumps its heartbeat (its own entry's version) and starts a
+push-pull round with `fanout` random peers (Cassandra's Syn/Ack/Ack2, van Renesse's
+"scuttlebutt" reconciliation): the initiator sends only a digest of versions; the peer answers
+with the entries the initiator lacks and the ids it wants; the initiator sends those. The
+views merge by the pure, commutative, associative and idempotent `dfsring.membership.merge`,
+so rounds can be lost, repeated or reordered and every node still converges.
 
-The node is `complete` once every seed is known: before that its ring may lack members, so
-the node reports "joining" and refuses key/value traffic rather than placing data on a ring
-the others do not share.
+Rounds run on a fixed cadence, independent of how long an exchange takes, so a slow link
+delays heartbeats without spacing them out: the detector sees the same intervals, shifted
+(no false suspicion from latency alone).
+
+Failure detection is local and separate from ownership: every heartbeat increase seen for a
+node, whoever relayed it, is an arrival for its phi accrual detector (Hayashibara et al.
+2004); its up / suspect / down is this node's opinion only and never changes the ring. A
+restarted node comes back with a higher incarnation, which resets its detector history.
+
+Seeds are for bootstrapping only: a node gossips with a seed while it knows no live member,
+and now and then afterwards so that two halves started apart find each other.
+
+Ring epochs travel here too: the highest epoch wins (only chosen rings exist, see
+dfsring.ringchange), and this module is the one place a node adopts one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-from collections.abc import Iterable
-from dataclasses import dataclass
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import orjson
-
-from dfsring.messages import Hello
+from dfsring import clusterfile, membership
+from dfsring.clusterfile import ClusterFile
+from dfsring.failure import DetectorSettings, Liveness, PhiAccrualDetector
+from dfsring.membership import MemberState, Status, View
+from dfsring.messages import Ack, GossipAck, GossipAck2, GossipSyn, RingAnnounce
 from dfsring.ring import Ring, RingMember
-from dfsring.rpc import RpcClient, RpcError
+from dfsring.ringstate import RingState
+from dfsring.rpc import PeerRefused, RpcClient, RpcError
+from dfsring.transition import transition_complete
 
 log = logging.getLogger("dfsring.membership")
-DISCOVERY_INTERVAL_S = 0.2
-DISCOVERY_MAX_INTERVAL_S = 5.0
-HELLO_DEADLINE_S = 1.0
+SEED_PROBABILITY = 0.1
+MAX_OUTSTANDING = 16
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
-    node_id: str
-    address: str
-    zone: str = ""
+class WrongCluster(ValueError):
+    """A peer of another cluster (another founder): never merge two rings' views."""
 
 
-class Membership:
-    def __init__(self, me: Member, seeds: Iterable[str], *, replicas: int, partition_bits: int,
-                 rpc: RpcClient, state_file: Path) -> None:
-        self.me = me
-        self.seeds = tuple(s for s in dict.fromkeys(seeds) if s != me.address)
-        self.replicas = replicas
-        self.partition_bits = partition_bits
+@dataclass(frozen=True)
+class GossipSettings:
+    interval_s: float = 0.5
+    fanout: int = 2
+    phi_threshold: float = 8.0
+    replicas: int = 3
+    partition_bits: int = 10
+
+    @property
+    def call_deadline_s(self) -> float:
+        return max(2.0, 4 * self.interval_s)
+
+
+class Gossiper:
+    def __init__(self, *, node_id: str, address: str, zone: str, seeds: Iterable[str],
+                 settings: GossipSettings, rpc: RpcClient, state_file: Path,
+                 clock: Callable[[], float] = time.monotonic,
+                 rng: random.Random | None = None) -> None:
+        self.node_id = node_id
+        self.address = address
+        self.seeds = tuple(s for s in dict.fromkeys(seeds) if s != address)
+        self.settings = settings
         self.rpc = rpc
         self.state_file = state_file
-        self._members: dict[str, Member] = {me.node_id: me}
-        self._load()
-        self.ring = self._build_ring()
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.detector = PhiAccrualDetector(DetectorSettings(threshold=settings.phi_threshold))
+        self._listeners: list[Callable[[], None]] = []
+        self._outstanding: dict[str, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
+        saved = clusterfile.load(state_file)
+        if saved is None:
+            saved = self._fresh(address, zone, seeds)
+        me = MemberState(node_id, address, zone, saved.status, saved.incarnation + 1, 0,
+                         saved.synced_epoch)
+        now = clock()
+        for peer in saved.peers:
+            self.detector.reset(peer.node_id, now)
+        entries = {p.node_id: p for p in saved.peers if p.node_id != node_id}
+        self.view = View({**entries, node_id: me}, saved.removed, saved.ring)
+        self.settled_epoch = saved.settled_epoch
+        self._rings: tuple[str, Ring, tuple[Ring, ...]] | None = None
+        self._save()
 
-    # --- queries ---------------------------------------------------------------------------
+    def _fresh(self, address: str, zone: str, seeds: Iterable[str]) -> ClusterFile:
+        """First start: the first seed (or a node without seeds) founds the cluster; every
+        other node joins through the seeds. Exactly one founder per seed list."""
+        seeds = tuple(seeds)
+        if not seeds or seeds[0] == address:
+            ring = RingState.found(secrets.token_hex(8), RingMember(self.node_id, zone))
+            log.info("founding a new cluster", extra={"fields": {"cluster": ring.cluster}})
+            return ClusterFile(0, Status.UP, 1, 1, ring)
+        return ClusterFile(0, Status.JOINING, 0, 0, RingState.empty())
+
+    # --- queries (the Topology the coordinator and services use) ---------------------------
 
     @property
-    def members(self) -> list[Member]:
-        return sorted(self._members.values(), key=lambda m: m.node_id)
+    def me(self) -> MemberState:
+        return self.view.members[self.node_id]
 
     @property
-    def missing_seeds(self) -> list[str]:
-        known = {m.address for m in self._members.values()}
-        return [s for s in self.seeds if s not in known]
+    def ring_state(self) -> RingState:
+        return self.view.ring
+
+    @property
+    def ring(self) -> Ring:
+        return self._built()[1]
+
+    @property
+    def previous(self) -> tuple[Ring, ...]:
+        """Older rings still holding data: empty once this epoch's transfers are settled."""
+        return () if self.settled else self._built()[2]
+
+    @property
+    def settled(self) -> bool:
+        return self.settled_epoch >= self.view.ring.epoch
 
     @property
     def complete(self) -> bool:
-        return not self.missing_seeds
+        """Ready to route key/value traffic: this node knows an agreed ring."""
+        return self.view.ring.epoch >= 1 and self.me.status is not Status.LEFT
 
     def address_of(self, node_id: str) -> str:
-        return self._members[node_id].address
+        return self.view.members[node_id].address
 
-    # --- changes ---------------------------------------------------------------------------
+    def liveness(self, node_id: str) -> Liveness:
+        if node_id == self.node_id:
+            return Liveness.UP
+        if node_id not in self.view.members:
+            return Liveness.DOWN
+        return self.detector.liveness(node_id, self.clock())
 
-    def learn(self, member: Member) -> bool:
-        """Add or update a member; rebuild the ring and persist when anything changed."""
-        if member.node_id == self.me.node_id or self._members.get(member.node_id) == member:
-            return False
-        for other in list(self._members.values()):
-            if other.address == member.address and other.node_id != member.node_id:
-                log.warning("address now belongs to another node id", extra={"fields": {
-                    "address": member.address, "old": other.node_id, "new": member.node_id}})
-        self._members[member.node_id] = member
-        self.ring = self._build_ring()
+    def phi(self, node_id: str) -> float:
+        return 0.0 if node_id == self.node_id else self.detector.phi(node_id, self.clock())
+
+    def is_alive(self, node_id: str) -> bool:
+        return self.liveness(node_id) is not Liveness.DOWN
+
+    def status_of(self, node_id: str) -> Status:
+        return membership.effective_status(self.view, node_id)
+
+    def synced(self) -> dict[str, int]:
+        return {m.node_id: m.synced_epoch for m in self.view.members.values()}
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """Called (synchronously) whenever the ring or the settled state changes."""
+        self._listeners.append(listener)
+
+    def _built(self) -> tuple[str, Ring, tuple[Ring, ...]]:
+        rs = self.view.ring
+        if self._rings is None or self._rings[0] != rs.digest():
+            s = self.settings
+            self._rings = (rs.digest(), rs.ring(s.replicas, s.partition_bits),
+                           rs.previous_rings(s.replicas, s.partition_bits))
+        return self._rings
+
+    # --- changes made by this node -----------------------------------------------------------
+
+    def _touch(self, **changes: object) -> None:
+        """Change our own entry; every change is a new version (heartbeat + 1)."""
+        me = self.me
+        new = replace(me, heartbeat=me.heartbeat + 1, **changes)  # type: ignore[arg-type]
+        self.view = membership.merge_entries(self.view, [new])
+
+    def set_status(self, status: Status) -> None:
+        if self.me.status is not status:
+            log.info("status change", extra={"fields": {"from": str(self.me.status),
+                                                         "to": str(status)}})
+            self._touch(status=status)
+            self._save()
+
+    def set_synced(self, epoch: int) -> None:
+        if epoch > self.me.synced_epoch:
+            self._touch(synced_epoch=epoch)
+            self._save()
+            self._check_settled()
+
+    def remove(self, node_id: str) -> None:
+        self.view = membership.with_removed(self.view, [node_id])
         self._save()
-        log.info("member learned", extra={"fields": {"node_id": member.node_id,
-                                                      "address": member.address,
-                                                      "ring": self.ring.hash[:12]}})
+        self._notify()
+
+    def reset_to_join(self, seed: str) -> None:
+        """Forget a single-node cluster of our own and join another through `seed`."""
+        self.seeds = (seed, *(s for s in self.seeds if s != seed))
+        self.view = View({self.node_id: self.me}, frozenset(), RingState.empty())
+        self.settled_epoch = 0
+        self._touch(status=Status.JOINING, synced_epoch=0)
+        self._rings = None
+        self._save()
+        self._notify()
+
+    def adopt_ring(self, ring: RingState) -> bool:
+        """Take a chosen ring if it is newer than ours; True if it was."""
+        current = self.view.ring
+        if current.epoch and ring.cluster != current.cluster:
+            raise WrongCluster(f"ring of cluster {ring.cluster}, we are {current.cluster}")
+        if ring.epoch < current.epoch or (ring.epoch == current.epoch
+                                          and ring.digest() == current.digest()):
+            return False
+        if ring.epoch == current.epoch:
+            log.error("two different rings with one epoch", extra={"fields": {
+                "epoch": ring.epoch, "ours": current.digest(), "theirs": ring.digest()}})
+        self.view = membership.with_ring(self.view, ring)
+        if self.view.ring is not ring:
+            return False
+        if self.node_id in ring.member_ids and self.me.status is Status.JOINING:
+            self._touch(status=Status.UP)
+        if not ring.previous:
+            self.settled_epoch = ring.epoch
+            self._touch(synced_epoch=max(self.me.synced_epoch, ring.epoch))
+        log.info("ring adopted", extra={"fields": {
+            "epoch": ring.epoch, "members": len(ring.members), "hash": self.ring.hash[:12]}})
+        self._save()
+        self._check_settled()
+        self._notify()
         return True
 
-    def _build_ring(self) -> Ring:
-        members = [RingMember(m.node_id, m.zone) for m in self._members.values()]
-        return Ring.build(members, replicas=self.replicas, partition_bits=self.partition_bits)
+    def _check_settled(self) -> None:
+        rs = self.view.ring
+        if not self.settled and transition_complete(rs, self.synced()):
+            self.settled_epoch = rs.epoch
+            log.info("ring settled", extra={"fields": {"epoch": rs.epoch}})
+            self._save()
+            self._notify()
 
-    def _load(self) -> None:
-        try:
-            doc = orjson.loads(self.state_file.read_bytes())
-            for item in doc["members"]:
-                m = Member(str(item["node_id"]), str(item["address"]), str(item.get("zone", "")))
-                if m.node_id != self.me.node_id:
-                    self._members[m.node_id] = m
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("ignoring unreadable member list", extra={"fields": {
-                "file": str(self.state_file), "error": str(exc)}})
+    def _notify(self) -> None:
+        for listener in self._listeners:
+            listener()
 
     def _save(self) -> None:
-        doc = {"members": [{"node_id": m.node_id, "address": m.address, "zone": m.zone}
-                           for m in self.members]}
-        tmp = self.state_file.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(orjson.dumps(doc))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.state_file)
+        peers = tuple(m for m in self.view.members.values() if m.node_id != self.node_id)
+        me = self.me
+        clusterfile.save(self.state_file, ClusterFile(
+            me.incarnation, me.status, me.synced_epoch, self.settled_epoch, self.view.ring,
+            self.view.removed, peers))
 
-    # --- discovery loop --------------------------------------------------------------------
+    # --- merging what peers tell us --------------------------------------------------------
 
-    async def run_once(self) -> int:
-        """Say hello to every seed whose id we do not know yet; returns how many are left."""
-        hello = Hello(self.me.node_id, self.me.address, self.me.zone)
-        for seed in self.missing_seeds:
-            try:
-                reply = await self.rpc.call(seed, hello, Hello, HELLO_DEADLINE_S)
-            except RpcError as exc:
-                log.debug("seed not reachable yet", extra={"fields": {"seed": seed,
-                                                                       "error": exc.detail}})
-                continue
-            self.learn(Member(reply.node_id, seed, reply.zone))
-        return len(self.missing_seeds)
+    def _learn(self, entries: Iterable[MemberState], removed: Iterable[str],
+               ring: RingState | None) -> None:
+        now = self.clock()
+        before = self.view
+        incoming = [e for e in entries if e.node_id != self.node_id]
+        for e in entries:
+            if e.node_id == self.node_id and e.version() > self.me.version():
+                self._touch(incarnation=e.incarnation + 1)  # refute a stale life of ours
+        self.view = membership.merge_entries(membership.with_removed(self.view, removed),
+                                             incoming)
+        for e in incoming:
+            old = before.members.get(e.node_id)
+            new = self.view.members[e.node_id]
+            if old is None or new.incarnation > old.incarnation:
+                self.detector.reset(e.node_id, now)
+            elif new.heartbeat > old.heartbeat:
+                self.detector.heartbeat(e.node_id, now)
+        if self.node_id in self.view.removed and self.me.status is not Status.LEFT:
+            log.warning("this node was removed from the cluster")
+            self._touch(status=Status.LEFT)
+        if ring is not None:
+            self.adopt_ring(ring)
+        if (self.view.removed != before.removed
+                or _addresses(self.view) != _addresses(before)
+                or _statuses(self.view) != _statuses(before)):
+            self._save()
+        self._check_settled()
+
+    def _check_cluster(self, cluster: str) -> None:
+        ours = self.view.ring.cluster
+        if ours and cluster and cluster != ours:
+            raise WrongCluster(f"peer belongs to cluster {cluster}, we are {ours}")
+
+    # --- the protocol, receiving side ------------------------------------------------------
+
+    def handle_syn(self, msg: GossipSyn) -> GossipAck:
+        self._check_cluster(msg.cluster)
+        self._learn((), msg.removed, None)
+        theirs = {node: (inc, hb) for node, inc, hb in msg.digest}
+        ring = self.view.ring
+        newer_ring = ring.epoch > msg.ring_epoch or (
+            ring.epoch == msg.ring_epoch and ring.epoch and ring.digest() > msg.ring_digest)
+        return GossipAck(ring.cluster,
+                         tuple(e.to_wire() for e in membership.newer_than(self.view, theirs)),
+                         tuple(membership.wanted(self.view, theirs)), ring.epoch,
+                         ring.to_wire() if newer_ring else None,
+                         tuple(sorted(self.view.removed)))
+
+    def handle_ack2(self, msg: GossipAck2) -> None:
+        self._check_cluster(msg.cluster)
+        self._learn(_entries(msg.entries), (),
+                    None if msg.ring is None else RingState.from_wire(msg.ring))
+
+    def handle_announce(self, msg: RingAnnounce) -> None:
+        self.adopt_ring(RingState.from_wire(msg.ring))
+
+    # --- the protocol, initiating side -----------------------------------------------------
+
+    async def exchange(self, address: str) -> None:
+        """One push-pull round with the node at `address`."""
+        ring = self.view.ring
+        digest = tuple((m.node_id, *m.version()) for m in self.view.members.values())
+        syn = GossipSyn(ring.cluster, self.node_id, digest, ring.epoch,
+                        ring.digest() if ring.epoch else "", tuple(sorted(self.view.removed)))
+        deadline = self.settings.call_deadline_s
+        ack = await self.rpc.call(address, syn, GossipAck, deadline)
+        self._check_cluster(ack.cluster)
+        self._learn(_entries(ack.entries), ack.removed,
+                    None if ack.ring is None else RingState.from_wire(ack.ring))
+        ring = self.view.ring
+        wanted = set(ack.wanted)
+        entries = tuple(m.to_wire() for m in self.view.members.values() if m.node_id in wanted)
+        send_ring = ring.epoch > ack.ring_epoch
+        if entries or send_ring:
+            await self.rpc.call(address, GossipAck2(ring.cluster, entries,
+                                                    ring.to_wire() if send_ring else None),
+                                Ack, deadline)
+
+    async def announce(self, ring: RingState, node_ids: Iterable[str]) -> None:
+        """Push a chosen ring to these nodes at once (best effort; gossip covers misses)."""
+        msg = RingAnnounce(ring.to_wire())
+        calls = [self.rpc.call(self.address_of(n), msg, Ack, self.settings.call_deadline_s)
+                 for n in node_ids if n != self.node_id and n in self.view.members]
+        await asyncio.gather(*calls, return_exceptions=True)
+
+    def targets(self) -> list[str]:
+        """Addresses for this round: `fanout` live peers, sometimes a down one (to notice it
+        is back), and a seed while we know no live peer (or now and then, to heal splits)."""
+        peers = [m for m in self.view.members.values()
+                 if m.node_id != self.node_id and self.status_of(m.node_id) is not Status.LEFT]
+        alive = [m.address for m in peers if self.is_alive(m.node_id)]
+        down = [m.address for m in peers if not self.is_alive(m.node_id)]
+        picks = self.rng.sample(alive, min(self.settings.fanout, len(alive)))
+        if down and self.rng.random() < len(down) / (len(alive) + 1):
+            picks.append(self.rng.choice(down))
+        if self.seeds and (not alive or self.rng.random() < SEED_PROBABILITY):
+            picks.append(self.rng.choice(self.seeds))
+        return list(dict.fromkeys(picks))
+
+    # --- the loop --------------------------------------------------------------------------
+
+    async def run_once(self) -> None:
+        """One round, awaited (tests and tools): heartbeat, then exchange with the targets."""
+        self._touch()
+        self._check_settled()
+        await asyncio.gather(*(self._guarded(a) for a in self.targets()))
+
+    async def _guarded(self, address: str) -> None:
+        try:
+            await self.exchange(address)
+        except WrongCluster as exc:
+            log.warning("peer of another cluster", extra={"fields": {"peer": address,
+                                                                     "error": str(exc)}})
+        except PeerRefused as exc:
+            log.info("gossip refused", extra={"fields": {"peer": address, "error": exc.detail}})
+        except (RpcError, ValueError) as exc:
+            log.debug("gossip round failed", extra={"fields": {"peer": address,
+                                                               "error": str(exc)[:200]}})
 
     async def run_forever(self) -> None:
-        interval = DISCOVERY_INTERVAL_S
+        interval = self.settings.interval_s
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
         while True:
-            left = await self.run_once()
-            cap = DISCOVERY_MAX_INTERVAL_S if left == 0 else 1.0
-            interval = min(interval * 1.5, cap)
-            await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+            self._touch()
+            self._check_settled()
+            for address in self.targets():
+                if address not in self._outstanding and len(self._outstanding) < MAX_OUTSTANDING:
+                    task = asyncio.create_task(self._guarded(address), name=f"gossip {address}")
+                    self._outstanding[address] = task
+                    task.add_done_callback(lambda _t, a=address: self._outstanding.pop(a, None))
+            next_tick += interval * self.rng.uniform(0.9, 1.1)
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self.run_forever(), name="membership")
+        self._task = asyncio.create_task(self.run_forever(), name="gossip")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        tasks = [t for t in (self._task, *self._outstanding.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None
+
+
+def _entries(wire: Iterable[tuple[str, str, str, str, int, int, int]]) -> list[MemberState]:
+    return [MemberState.from_wire(w) for w in wire]
+
+
+def _addresses(view: View) -> dict[str, str]:
+    return {k: m.address for k, m in view.members.items()}
+
+
+def _statuses(view: View) -> dict[str, Status]:
+    return {k: m.status for k, m in view.members.items()}

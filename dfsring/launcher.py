@@ -259,11 +259,19 @@ class NodeProcess:
 
     def health(self, timeout: float = 2.0) -> dict[str, Any]:
         """One GET /health; raises OSError (incl. HTTP errors) or ValueError on a bad answer."""
-        with _HTTP.open(f"{self.url}/health", timeout=timeout) as resp:
-            body = json.loads(resp.read())
+        body = self.get_json("/health", timeout)
         if not isinstance(body, dict):
             raise ValueError(f"/health answered {body!r}, not a JSON object")
         return body
+
+    def get_json(self, path: str, timeout: float = 2.0) -> Any:
+        """One GET of a JSON document; raises OSError (incl. HTTP errors) or ValueError."""
+        return self.fetch_json(f"{self.url}{path}", timeout)
+
+    @staticmethod
+    def fetch_json(url: str, timeout: float = 2.0) -> Any:
+        with _HTTP.open(url, timeout=timeout) as resp:
+            return json.loads(resp.read())
 
     def wait_ready(self, timeout: float = 30.0) -> dict[str, Any]:
         """Poll /health until it answers status "ok"; return that answer.
@@ -463,35 +471,62 @@ class LocalCluster:
         node_env: Mapping[str, str] | None = None,
         program: Sequence[str] | None = None,
         secret: str | None = None,
+        seed_all: bool = True,
+        node_args: Mapping[int, Sequence[str]] | None = None,
+        seeds: Sequence[str] | None = None,
+        first_index: int = 1,
     ) -> None:
+        """`seed_all=False` gives every node only the first node as seed (one seed, the
+        others join through it); `node_args` adds flags for single nodes (1-based index).
+        `seeds` makes every node join an existing cluster through those addresses instead;
+        then number the nodes from `first_index` so their ids are new to that cluster."""
         if size < 1:
             raise ValueError(f"a cluster needs at least one node, not {size}")
         first = free_port_block(size, host) if base_port is None else base_port
         if not 0 < first <= 65536 - size:
             raise ValueError(f"ports {first}..{first + size - 1} are not all TCP ports")
         self.base_dir = Path(base_dir).resolve()
-        seeds = ",".join(_address(host, first + i) for i in range(size))
+        self.external_seeds = tuple(seeds or ())
+        seed_list = ",".join(self.external_seeds or
+                             [_address(host, first + i) for i in range(size if seed_all else 1)])
         # A fresh secret per cluster (through the environment, not the visible command line):
         # its internal endpoints refuse every other caller.
         self.secret = secret if secret is not None else secrets.token_hex(16)
-        args = ("--seeds", seeds, "--n", str(n), "--r", str(r), "--w", str(w), *extra_args)
-        shared: dict[str, Any] = {
+        self._host = host
+        self._quorum_args = ("--n", str(n), "--r", str(r), "--w", str(w), *extra_args)
+        self._shared: dict[str, Any] = {
             "host": host,
-            "args": args,
             "env": {"DFSRING_CLUSTER_SECRET": self.secret, **(node_env or {})},
             "program": tuple(program) if program is not None else default_program(),
         }
-        self.nodes = [NodeProcess(self._spec(i, first + i - 1, shared)) for i in range(1, size + 1)]
+        extra = node_args or {}
+        self.nodes = [NodeProcess(self._spec(first_index + i, first + i,
+                                             ("--seeds", seed_list, *self._quorum_args,
+                                              *extra.get(i + 1, ()))))
+                      for i in range(size)]
 
-    def _spec(self, index: int, port: int, shared: dict[str, Any]) -> NodeSpec:
+    def _spec(self, index: int, port: int, args: Sequence[str]) -> NodeSpec:
         return NodeSpec(
             index=index,
             node_id=f"node{index}",
             port=port,
             data_dir=self.base_dir / f"node{index}",
             log_path=self.base_dir / f"node{index}.log",
-            **shared,
+            args=tuple(args),
+            **self._shared,
         )
+
+    def add_node(self, extra_args: Sequence[str] = (), start: bool = True) -> NodeProcess:
+        """One more node, joining through the first node; started (not waited for) unless
+        `start` is False."""
+        index = max(n.spec.index for n in self.nodes) + 1
+        seeds = ",".join(self.external_seeds) or self.nodes[0].address
+        node = NodeProcess(self._spec(index, free_port(self._host),
+                                      ("--seeds", seeds, *self._quorum_args, *extra_args)))
+        self.nodes.append(node)
+        if start:
+            node.start()
+        return node
 
     def __repr__(self) -> str:
         return f"<LocalCluster {self.base_dir} {self.nodes!r}>"
@@ -543,9 +578,45 @@ class LocalCluster:
             deadline = time.monotonic() + timeout
             for node in self.nodes:
                 node.wait_ready(max(deadline - time.monotonic(), _POLL_INTERVAL))
+            self.wait_converged(max(deadline - time.monotonic(), _POLL_INTERVAL))
         except BaseException:
             self.stop()
             raise
+
+    def ring_views(self, nodes: Sequence[NodeProcess] | None = None) -> dict[str, Any]:
+        """Each running node's GET /v1/cluster/ring (an error string if it did not answer)."""
+        views: dict[str, Any] = {}
+        for node in nodes if nodes is not None else self.nodes:
+            if node.running:
+                try:
+                    views[node.node_id] = node.get_json("/v1/cluster/ring", _PROBE_TIMEOUT)
+                except (OSError, ValueError) as exc:
+                    views[node.node_id] = f"{type(exc).__name__}: {exc}"
+        return views
+
+    def wait_converged(self, timeout: float = 30.0,
+                       members: Sequence[str] | None = None) -> dict[str, Any]:
+        """Poll until every running node reports the same ring (epoch and hash), with exactly
+        `members` (default: the running nodes) in it, and no transfer in progress. Nodes that
+        joined an existing cluster (`seeds`) need only be among the ring's members."""
+        want = sorted(members if members is not None
+                      else [n.node_id for n in self.nodes if n.running])
+        deadline = time.monotonic() + timeout
+        while True:
+            views = self.ring_views()
+            rings = [v for v in views.values() if isinstance(v, dict)]
+            have = sorted(m["node_id"] for m in rings[0]["members"]) if rings else []
+            if (len(rings) == len(views) and rings
+                    and len({(v["epoch"], v["hash"]) for v in rings}) == 1
+                    and (have == want or (self.external_seeds and set(want) <= set(have)))
+                    and not any(v["in_transition"] for v in rings)):
+                return rings[0]
+            if time.monotonic() >= deadline:
+                summary = {k: v if not isinstance(v, dict) else
+                           (v["epoch"], v["hash"][:8], len(v["members"]), v["in_transition"])
+                           for k, v in views.items()}
+                raise NodeNotReady(f"cluster did not converge in {timeout:g}s: {summary}")
+            time.sleep(_POLL_INTERVAL)
 
     def exited(self) -> list[NodeProcess]:
         """Nodes that were started and are no longer running."""

@@ -34,11 +34,16 @@ _PLAIN, _WITH_KEY = 0, 1  # record tags: versions only, or full key + versions (
 
 def encode_record(name: ObjectName, versions: Versions) -> bytes:
     """A stored record; keys abbreviated in the storage key carry their full name along."""
+    abbreviated = keys.is_abbreviated(name.bucket_bytes,
+                                      keys.key_suffix(name.bucket_bytes, name.key_bytes))
+    return _record(name.key_bytes if abbreviated else None, versions)
+
+
+def _record(full_key: bytes | None, versions: Versions) -> bytes:
     body = vclock.encode_versions(versions)
-    if not keys.is_abbreviated(name.bucket_bytes, keys.key_suffix(name.bucket_bytes,
-                                                                   name.key_bytes)):
+    if full_key is None:
         return bytes([_PLAIN]) + body
-    return bytes([_WITH_KEY]) + len(name.key_bytes).to_bytes(2, "big") + name.key_bytes + body
+    return bytes([_WITH_KEY]) + len(full_key).to_bytes(2, "big") + full_key + body
 
 
 def decode_record(raw: bytes) -> tuple[bytes | None, Versions]:
@@ -74,6 +79,7 @@ class LocalStore:
         self.partition_bits = partition_bits
         self.actor = ""
         self.stats = StoreStats()
+        self.corrupt_skipped = 0
 
     async def open(self) -> None:
         """Load (or create, durably) the actor id and the counters."""
@@ -145,14 +151,127 @@ class LocalStore:
 
     def _write(self, txn: Txn, name: ObjectName, skey: bytes, old_raw: bytes | None,
                new: Versions) -> StoreStats:
-        raw = encode_record(name, new)
+        return self._write_raw(txn, skey, old_raw, encode_record(name, new))
+
+    def _write_raw(self, txn: Txn, skey: bytes, old_raw: bytes | None, raw: bytes
+                   ) -> StoreStats:
         txn.put(KV, skey, raw)
+        return self._account(txn, 0 if old_raw is not None else 1,
+                             len(raw) - (len(old_raw) if old_raw is not None else 0))
+
+    def _account(self, txn: Txn, keys_delta: int, bytes_delta: int) -> StoreStats:
+        """Move the key/byte counters in the same transaction as the change they count."""
         stats_raw = txn.get(META, _STATS)
         count, size = msgpack.unpackb(stats_raw) if stats_raw else (0, 0)
-        count += 0 if old_raw is not None else 1
-        size += len(raw) - (len(old_raw) if old_raw is not None else 0)
+        count, size = max(0, count + keys_delta), max(0, size + bytes_delta)
         txn.put(META, _STATS, msgpack.packb((count, size)))
         return StoreStats(count, size)
+
+    # --- whole partitions: ownership transfers (dfsring.transfers) ----------------------------
+
+    def read_partition(self, partition: int, after: bytes | None, max_bytes: int,
+                       max_keys: int) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
+        """Records of a partition after storage key `after`, in key order, up to the bounds;
+        the second item is where to resume (None once the partition is exhausted). Corrupt
+        records are skipped (and counted by the caller's metrics): another replica has them."""
+        start, end = partition_range(partition)
+        if after is not None:
+            start = after + b"\x00"
+        out: list[tuple[bytes, bytes]] = []
+        size = 0
+        scanned = self.engine.scan_keys(KV, start, end, limit=max_keys)
+        for skey in scanned:
+            try:
+                raw = self.engine.get(KV, skey)
+            except errors.CorruptValue:
+                self.corrupt_skipped += 1
+                continue
+            if raw is None:
+                continue
+            out.append((skey, raw))
+            size += len(skey) + len(raw)
+            if size >= max_bytes:
+                return out, skey
+        return out, (scanned[-1] if len(scanned) >= max_keys else None)
+
+    async def merge_records(self, partition: int, records: list[tuple[bytes, bytes]],
+                            cursor_key: bytes, cursor: bytes) -> int:
+        """Fold a batch of a peer's records into ours and move the transfer cursor, in one
+        transaction: after a crash the transfer resumes exactly after the last batch applied.
+        Raises ValueError (nothing applied) if a record is malformed or outside the partition.
+        """
+        start = partition_range(partition)[0]
+        decoded = []
+        for skey, raw in records:
+            if not skey.startswith(start) or len(skey) <= 2:
+                raise ValueError("a transferred key lies outside its partition")
+            decoded.append((skey, *decode_record(raw)))
+
+        def mutation(txn: Txn) -> tuple[int, StoreStats | None]:
+            changed, stats = 0, None
+            for skey, full, incoming in decoded:
+                try:
+                    old_raw = txn.get(KV, skey)
+                except errors.CorruptValue:
+                    old_raw, old = b"", Versions()
+                else:
+                    old = Versions() if old_raw is None else decode_record(old_raw)[1]
+                new = vclock.sync(old, incoming)
+                if new == old and old_raw:
+                    continue
+                stats = self._write_raw(txn, skey, old_raw, _record(full, new))
+                changed += 1
+            txn.put(META, cursor_key, cursor)
+            return changed, stats
+
+        changed, stats = await self.engine.apply(mutation)
+        if stats is not None:
+            self.stats = stats
+        return changed
+
+    def meta_get(self, key: bytes) -> bytes | None:
+        return self.engine.get(META, key)
+
+    def meta_keys(self, prefix: bytes) -> list[bytes]:
+        return self.engine.scan_keys(META, prefix, keys.prefix_end(prefix))
+
+    async def meta_put_many(self, items: list[tuple[bytes, bytes]]) -> None:
+        def mutation(txn: Txn) -> None:
+            for key, value in items:
+                txn.put(META, key, value)
+        await self.engine.apply(mutation)
+
+    async def meta_delete(self, meta_keys: list[bytes]) -> None:
+        def mutation(txn: Txn) -> None:
+            for key in meta_keys:
+                txn.delete(META, key)
+        await self.engine.apply(mutation)
+
+    async def drop_partition(self, partition: int, batch: int = 512) -> int:
+        """Delete up to `batch` of this partition's records (it moved to other owners);
+        returns how many went, so the caller loops until 0 without one huge transaction."""
+        start, end = partition_range(partition)
+        doomed = self.engine.scan_keys(KV, start, end, limit=batch)
+        if not doomed:
+            return 0
+
+        def mutation(txn: Txn) -> StoreStats:
+            stats = self.stats
+            for skey in doomed:
+                try:
+                    old_raw = txn.get(KV, skey)
+                except errors.CorruptValue:
+                    old_raw = b""
+                if txn.delete(KV, skey):
+                    stats = self._account(txn, -1, -len(old_raw or b""))
+            return stats
+
+        self.stats = await self.engine.apply(mutation)
+        return len(doomed)
+
+    def has_partition_data(self, partition: int) -> bool:
+        start, end = partition_range(partition)
+        return bool(self.engine.scan_keys(KV, start, end, limit=1))
 
     def list_live(self, bucket: bytes, prefix: bytes, after: bytes | None,
                   limit: int) -> list[tuple[bytes, bytes]]:
@@ -184,6 +303,12 @@ class LocalStore:
                 return
             start = rows[-1][0] + b"\x00"
             page = min(page * 4, 1024)
+
+
+def partition_range(partition: int) -> tuple[bytes, bytes | None]:
+    """[start, end) of one partition's storage keys: they all begin with its 2-byte index."""
+    start = partition.to_bytes(2, "big")
+    return start, keys.prefix_end(start)
 
 
 def _merge_sorted(streams: list[Iterator[tuple[bytes, bytes]]]) -> Iterator[tuple[bytes, bytes]]:

@@ -119,16 +119,6 @@ def _check_tuple(value: Any, args: tuple[Any, ...], where: str) -> tuple[Any, ..
 
 
 @dataclass(frozen=True)
-class Hello(Message):
-    """Identity exchange with a seed: both sides learn each other's id, address and zone."""
-
-    KIND: ClassVar[str] = "hello"
-    node_id: str
-    address: str
-    zone: str
-
-
-@dataclass(frozen=True)
 class ReplicaWrite(Message):
     """Fold these versions into the receiver's replica (causal join; idempotent)."""
 
@@ -136,6 +126,8 @@ class ReplicaWrite(Message):
     bucket: bytes
     key: bytes
     versions: bytes  # dfsring.vclock.encode_versions
+    epoch: int  # the coordinator's ring epoch: a replica on a newer ring that no longer
+    #             holds the key refuses, so a lagging coordinator never counts its ack
 
 
 @dataclass(frozen=True)
@@ -163,6 +155,7 @@ class CoordinateWrite(Message):
     content_type: str
     w: int
     sloppy: bool
+    epoch: int
 
 
 @dataclass(frozen=True)
@@ -204,3 +197,127 @@ class ErrorReply(Message):
     detail: str
     needed: int
     acked: int
+
+
+# --- membership: gossip (dfsring.gossip) -----------------------------------------------------
+
+MemberWire = tuple[str, str, str, str, int, int, int]  # dfsring.membership.MemberState.to_wire
+RingMemberWire = tuple[str, str, int]
+RingWire = tuple[str, int, tuple[RingMemberWire, ...], tuple[tuple[RingMemberWire, ...], ...]]
+
+
+@dataclass(frozen=True)
+class GossipSyn(Message):
+    """Push-pull round, step 1: the versions the sender holds (a digest, not the entries)."""
+
+    KIND: ClassVar[str] = "gossip-syn"
+    cluster: str
+    sender: str
+    digest: tuple[tuple[str, int, int], ...]  # (node id, incarnation, heartbeat)
+    ring_epoch: int
+    ring_digest: str
+    removed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GossipAck(Message):
+    """Step 2: entries newer than the digest, the ids the receiver wants, and its ring if
+    newer; a sender with the newer ring includes it in step 3."""
+
+    KIND: ClassVar[str] = "gossip-ack"
+    cluster: str
+    entries: tuple[MemberWire, ...]
+    wanted: tuple[str, ...]
+    ring_epoch: int
+    ring: RingWire | None
+    removed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GossipAck2(Message):
+    KIND: ClassVar[str] = "gossip-ack2"
+    cluster: str
+    entries: tuple[MemberWire, ...]
+    ring: RingWire | None
+
+
+# --- membership: ring epochs (dfsring.ringchange) --------------------------------------------
+
+
+@dataclass(frozen=True)
+class EpochPrepare(Message):
+    """Paxos phase 1a for ring epoch `slot`; `ring` is the proposer's ring (epoch slot-1),
+    which a lagging acceptor adopts first (it was chosen, so adopting it is safe)."""
+
+    KIND: ClassVar[str] = "epoch-prepare"
+    slot: int
+    ballot: tuple[int, str]
+    ring: RingWire
+
+
+@dataclass(frozen=True)
+class EpochPromise(Message):
+    KIND: ClassVar[str] = "epoch-promise"
+    ok: bool
+    promised: tuple[int, str] | None
+    accepted_ballot: tuple[int, str] | None
+    accepted: RingWire | None
+    ring: RingWire  # the acceptor's ring: a proposer that is behind learns it from here
+
+
+@dataclass(frozen=True)
+class EpochAccept(Message):
+    KIND: ClassVar[str] = "epoch-accept"
+    slot: int
+    ballot: tuple[int, str]
+    value: RingWire
+
+
+@dataclass(frozen=True)
+class EpochAccepted(Message):
+    KIND: ClassVar[str] = "epoch-accepted"
+    ok: bool
+    ring: RingWire
+
+
+@dataclass(frozen=True)
+class RingAnnounce(Message):
+    """A chosen ring, pushed to every member right away; gossip would get it there too."""
+
+    KIND: ClassVar[str] = "ring-announce"
+    ring: RingWire
+
+
+# --- ownership transfers (dfsring.transfers) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartitionFetch(Message):
+    """Stream one partition's records after storage key `after` (None: from the start)."""
+
+    KIND: ClassVar[str] = "partition-fetch"
+    partition: int
+    after: bytes | None
+    max_bytes: int
+    max_keys: int
+
+
+@dataclass(frozen=True)
+class PartitionsHeld(Message):
+    """Which of these partitions hold any data here: a new owner skips empty ones."""
+
+    KIND: ClassVar[str] = "partitions-held"
+    partitions: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PartitionsHeldReply(Message):
+    KIND: ClassVar[str] = "partitions-held-reply"
+    partitions: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PartitionBatch(Message):
+    KIND: ClassVar[str] = "partition-batch"
+    records: tuple[tuple[bytes, bytes], ...]  # (storage key, stored record), in key order
+    next_after: bytes | None  # None: the partition is exhausted

@@ -23,15 +23,17 @@ from dfsring import __version__
 from dfsring.config import ConfigError, NodeConfig, load_config
 from dfsring.coordinator import ReplicatedCoordinator
 from dfsring.datadir import DataDir, DataDirError, open_data_dir
-from dfsring.gossip import Member, Membership
-from dfsring.http import internal_api, kv_api, node_api
+from dfsring.gossip import Gossiper, GossipSettings
+from dfsring.http import cluster_api, internal_api, kv_api, node_api
 from dfsring.http.appkeys import (
     CONFIG,
     COORDINATOR,
     MEMBERSHIP,
     METRICS,
+    RING_CHANGER,
     STATE,
     STORE,
+    TRANSFERS,
     NodeState,
 )
 from dfsring.http.middleware import make_middleware
@@ -39,8 +41,10 @@ from dfsring.http.server import ProblemAppRunner
 from dfsring.localstore import TABLES, LocalStore
 from dfsring.logs import setup_logging
 from dfsring.metrics import NodeMetrics
+from dfsring.ringchange import RingChanger
 from dfsring.rpc import RpcClient
 from dfsring.storage import Engine, LmdbEngine
+from dfsring.transfers import TransferService
 
 log = logging.getLogger("dfsring.node")
 SHUTDOWN_GRACE_S = 2.5
@@ -57,23 +61,43 @@ class Services:
     metrics: NodeMetrics
     state: NodeState
     rpc: RpcClient
-    membership: Membership
+    membership: Gossiper
+    ring_changer: RingChanger
+    transfers: TransferService
     coordinator: ReplicatedCoordinator
+
+    def start(self) -> None:
+        self.membership.start()
+        self.ring_changer.start()
+        self.transfers.start()
+
+    async def stop(self) -> None:
+        await self.transfers.stop()
+        await self.ring_changer.stop()
+        await self.membership.stop()
 
 
 def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine) -> Services:
     store = LocalStore(engine, data_dir.node_id, cfg.partition_bits)
     metrics = NodeMetrics()
     metrics.bind_store(lambda: store.stats.keys, lambda: store.stats.bytes)
-    rpc = RpcClient(cfg.cluster_secret)
-    me = Member(data_dir.node_id, cfg.advertise, cfg.zone)
-    membership = Membership(me, cfg.seeds, replicas=cfg.n, partition_bits=cfg.partition_bits,
-                            rpc=rpc, state_file=data_dir.path / "members.json")
+    rpc = RpcClient(cfg.cluster_secret, dial=dict(cfg.dial))
+    settings = GossipSettings(interval_s=cfg.gossip_interval, fanout=cfg.gossip_fanout,
+                              phi_threshold=cfg.phi_threshold, replicas=cfg.n,
+                              partition_bits=cfg.partition_bits)
+    gossip = Gossiper(node_id=data_dir.node_id, address=cfg.advertise, zone=cfg.zone,
+                      seeds=cfg.seeds, settings=settings, rpc=rpc,
+                      state_file=data_dir.path / "cluster.json")
+    changer = RingChanger(topology=gossip, rpc=rpc, state_file=data_dir.path / "acceptor.json",
+                          interval_s=cfg.gossip_interval, deadline_s=settings.call_deadline_s)
+    transfers = TransferService(topology=gossip, store=store, rpc=rpc, replicas=cfg.n,
+                                partition_bits=cfg.partition_bits, rate=cfg.transfer_rate,
+                                streams=cfg.transfer_streams, deadline_s=cfg.request_timeout)
     coordinator = ReplicatedCoordinator(node_id=data_dir.node_id, n=cfg.n, store=store,
-                                        topology=membership, rpc=rpc, metrics=metrics,
+                                        topology=gossip, rpc=rpc, metrics=metrics,
                                         deadline_s=cfg.request_timeout)
     state = NodeState(node_id=data_dir.node_id, started_at=time.monotonic())
-    return Services(store, metrics, state, rpc, membership, coordinator)
+    return Services(store, metrics, state, rpc, gossip, changer, transfers, coordinator)
 
 
 def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
@@ -86,9 +110,12 @@ def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
     app[METRICS] = svc.metrics
     app[STATE] = svc.state
     app[MEMBERSHIP] = svc.membership
+    app[RING_CHANGER] = svc.ring_changer
+    app[TRANSFERS] = svc.transfers
     app[COORDINATOR] = svc.coordinator
     kv_api.setup(app)
     node_api.setup(app)
+    cluster_api.setup(app)
     internal_api.setup(app)
     return app
 
@@ -103,7 +130,11 @@ async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
                     "production")
     engine = LmdbEngine(data_dir.db_path, TABLES, durable=cfg.durable)
     try:
-        svc = build_services(cfg, data_dir, engine)
+        try:
+            svc = build_services(cfg, data_dir, engine)
+        except ValueError as exc:  # a damaged cluster.json / acceptor.json
+            print(f"dfsring: {exc}", file=sys.stderr)
+            return 3
         await svc.store.open()
         state = svc.state
         app = build_app(cfg, svc)
@@ -117,14 +148,14 @@ async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
             print(f"dfsring: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}",
                   file=sys.stderr)
             return 2
-        svc.membership.start()
+        svc.start()
         log.info("node ready", extra={"fields": {
             "node_id": state.node_id, "listen": f"{cfg.host}:{cfg.port}",
             "advertise": cfg.advertise, "durability": cfg.durability, "version": __version__}})
         await stop.wait()
         state.stopping = True
         log.info("stopping: draining requests", extra={"fields": {"node_id": state.node_id}})
-        await svc.membership.stop()
+        await svc.stop()
         await runner.cleanup()
         await svc.coordinator.close(grace_s=BACKGROUND_GRACE_S)
         await svc.rpc.close()

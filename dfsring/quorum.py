@@ -163,3 +163,73 @@ def resolve_level(raw: str | None, n: int, default: int) -> int:
         f"consistency level must be 'one', 'quorum', 'all' or an integer from 1 to {n}; "
         f"got {shown!r}"
     )
+
+
+class QuorumGroups:
+    """One request that needs `needed` successes in *each* of several replica groups.
+
+    While ownership moves (dfsring.transition) a read must hear R owners under the new ring
+    and R under each older one: data acknowledged before the change may sit only with the old
+    owners, data written since only with the new. A replica in several groups counts for
+    each. A group smaller than `needed` (a cluster with fewer nodes than N) is padded with
+    replicas that have already failed, so the outcome is decided, never awaited.
+    Same surface as `QuorumTracker`, so the coordinator drives either.
+    """
+
+    __slots__ = ("_groups", "_needed", "_reasons", "_values")
+
+    def __init__(self, groups: list[tuple[str, ...]], needed: int) -> None:
+        if not groups:
+            raise ValueError("at least one group")
+        self._needed = needed
+        self._groups: list[tuple[frozenset[str], QuorumTracker]] = []
+        for group in groups:
+            tracker = QuorumTracker(max(len(group), needed), needed)
+            for i in range(needed - len(group)):
+                tracker.fail(f"(missing replica {i + 1})", "cluster has fewer nodes than N")
+            self._groups.append((frozenset(group), tracker))
+        self._values: dict[str, object] = {}
+        self._reasons: dict[str, str] = {}
+
+    @property
+    def needed(self) -> int:
+        return self._needed
+
+    @property
+    def acked(self) -> int:
+        """Successes in the weakest group: what the request can claim everywhere."""
+        return min(t.acked for _, t in self._groups)
+
+    @property
+    def outcome(self) -> Outcome:
+        outcomes = [t.outcome for _, t in self._groups]
+        if Outcome.FAILED in outcomes:
+            return Outcome.FAILED
+        return Outcome.OK if all(o is Outcome.OK for o in outcomes) else Outcome.PENDING
+
+    def ok(self, replica: str, value: object = None) -> Outcome:
+        if replica not in self._reasons:
+            self._values[replica] = value
+            self._reasons[replica] = OK_OUTCOME
+            for members, tracker in self._groups:
+                if replica in members:
+                    tracker.ok(replica, value)
+        return self.outcome
+
+    def fail(self, replica: str, reason: str) -> Outcome:
+        if replica not in self._reasons:
+            self._reasons[replica] = reason
+            for members, tracker in self._groups:
+                if replica in members:
+                    tracker.fail(replica, reason)
+        return self.outcome
+
+    def values(self) -> dict[str, object]:
+        return dict(self._values)
+
+    def outcomes(self) -> dict[str, str]:
+        reasons = dict(self._reasons)
+        for _, tracker in self._groups:
+            for replica, reason in tracker.outcomes().items():
+                reasons.setdefault(replica, reason)
+        return reasons

@@ -41,8 +41,12 @@ class PeerRefused(RpcError):
 
 
 class RpcClient:
-    def __init__(self, secret: str, *, pool_size: int = 512, per_peer: int = 128) -> None:
+    def __init__(self, secret: str, *, pool_size: int = 512, per_peer: int = 128,
+                 dial: dict[str, str] | None = None) -> None:
+        """`dial` maps an advertised address to the one actually dialled (--dial): a fault
+        proxy per link in chaos tests. It is fixed at start; gossip never changes it."""
         self._secret = secret
+        self._dial = dict(dial or {})
         self._pool_size = pool_size
         self._per_peer = per_peer
         self._session: aiohttp.ClientSession | None = None
@@ -59,7 +63,7 @@ class RpcClient:
     async def call(self, address: str, message: Message, reply_type: type[R],
                    deadline_s: float) -> R:
         """Send `message` to the node at `address`; its reply, or an RpcError."""
-        url = f"http://{address}{RPC_PATH}{message.KIND}"
+        url = f"http://{self._dial.get(address, address)}{RPC_PATH}{message.KIND}"
         headers = {SECRET_HEADER: self._secret, "Content-Type": MSGPACK}
         timeout = aiohttp.ClientTimeout(total=deadline_s)
         try:

@@ -8,9 +8,11 @@ from aiohttp import web
 
 from dfsring.config import NodeConfig
 from dfsring.coordinator import Coordinator
-from dfsring.gossip import Membership
+from dfsring.gossip import Gossiper
 from dfsring.localstore import LocalStore
 from dfsring.metrics import NodeMetrics
+from dfsring.ringchange import RingChanger
+from dfsring.transfers import TransferService
 
 
 @dataclass
@@ -24,7 +26,9 @@ class NodeState:
 
 CONFIG = web.AppKey("config", NodeConfig)
 COORDINATOR = web.AppKey("coordinator", Coordinator)
-MEMBERSHIP = web.AppKey("membership", Membership)
+MEMBERSHIP = web.AppKey("membership", Gossiper)
+RING_CHANGER = web.AppKey("ring_changer", RingChanger)
+TRANSFERS = web.AppKey("transfers", TransferService)
 STORE = web.AppKey("store", LocalStore)
 METRICS = web.AppKey("metrics", NodeMetrics)
 STATE = web.AppKey("state", NodeState)

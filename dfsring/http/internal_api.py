@@ -12,25 +12,41 @@ import logging
 
 from aiohttp import web
 
-from dfsring import errors, keys, messages, vclock
-from dfsring.gossip import Member
-from dfsring.http.appkeys import CONFIG, COORDINATOR, MEMBERSHIP, METRICS, STORE
+from dfsring import errors, keys, messages, transition, vclock
+from dfsring.gossip import WrongCluster
+from dfsring.http.appkeys import (
+    CONFIG,
+    COORDINATOR,
+    MEMBERSHIP,
+    METRICS,
+    RING_CHANGER,
+    STORE,
+)
 from dfsring.http.body import read_body
 from dfsring.http.middleware import REQUEST_ID
 from dfsring.messages import (
     Ack,
     CoordinateWrite,
+    EpochAccept,
+    EpochPrepare,
     ErrorReply,
-    Hello,
+    GossipAck2,
+    GossipSyn,
     ListKeys,
     ListKeysReply,
     Message,
+    PartitionBatch,
+    PartitionFetch,
+    PartitionsHeld,
+    PartitionsHeldReply,
     ReplicaRead,
     ReplicaReadReply,
     ReplicaWrite,
+    RingAnnounce,
     WriteReply,
 )
 from dfsring.rpc import MSGPACK, RPC_PATH, SECRET_HEADER
+from dfsring.transfers import BATCH_BYTES, BATCH_KEYS, held_partitions
 
 log = logging.getLogger("dfsring.internal")
 MAX_SIBLINGS_CARRIED = 64
@@ -68,6 +84,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         log.warning("malformed peer message", extra={"fields": {
             "peer": request.remote, "kind": kind.KIND, "error": str(exc)[:300]}})
         return _error(400, "bad-request", f"malformed {kind.KIND} message: {exc}")
+    except WrongCluster as exc:
+        return _error(409, "wrong-cluster", str(exc))
+    except errors.StaleRing as exc:
+        return _error(409, "stale-ring", str(exc))
     except errors.QuorumNotMet as exc:
         return _error(503, "quorum-not-met", str(exc), exc.needed, exc.acked)
     except errors.CorruptValue as exc:
@@ -88,18 +108,25 @@ def _name(bucket: bytes, key: bytes) -> keys.ObjectName:
         raise errors.InvalidKey("bucket or key is not valid text") from exc
 
 
-async def _hello(request: web.Request, msg: Hello) -> Message:
-    membership = request.app[MEMBERSHIP]
-    membership.learn(Member(msg.node_id, msg.address, msg.zone))
-    me = membership.me
-    return Hello(me.node_id, me.address, me.zone)
-
-
 async def _replica_write(request: web.Request, msg: ReplicaWrite) -> Message:
     incoming = vclock.decode_versions(msg.versions)
-    stored = await request.app[STORE].merge(_name(msg.bucket, msg.key), incoming,
-                                            overwrite_corrupt=True)
+    name = _name(msg.bucket, msg.key)
+    _check_owner(request, name, msg.epoch)
+    stored = await request.app[STORE].merge(name, incoming, overwrite_corrupt=True)
     return Ack(stored.changed)
+
+
+def _check_owner(request: web.Request, name: keys.ObjectName, epoch: int) -> None:
+    """Refuse a write from a coordinator on an older ring for a key we no longer hold, so
+    its ack is not counted (and we do not keep a copy nobody will look for)."""
+    gossip = request.app[MEMBERSHIP]
+    if epoch >= gossip.ring_state.epoch:
+        return
+    partition = request.app[STORE].partition(name)
+    counted, extra = transition.write_targets(partition, gossip.ring, gossip.previous)
+    if gossip.node_id not in counted and gossip.node_id not in extra:
+        raise errors.StaleRing(f"ring epoch {epoch} is stale (ours is "
+                               f"{gossip.ring_state.epoch}); this node no longer holds the key")
 
 
 async def _replica_read(request: web.Request, msg: ReplicaRead) -> Message:
@@ -125,8 +152,52 @@ async def _list_keys(request: web.Request, msg: ListKeys) -> Message:
     return ListKeysReply(tuple(items))
 
 
+async def _gossip_syn(request: web.Request, msg: GossipSyn) -> Message:
+    return request.app[MEMBERSHIP].handle_syn(msg)
+
+
+async def _gossip_ack2(request: web.Request, msg: GossipAck2) -> Message:
+    request.app[MEMBERSHIP].handle_ack2(msg)
+    return Ack(True)
+
+
+async def _ring_announce(request: web.Request, msg: RingAnnounce) -> Message:
+    request.app[MEMBERSHIP].handle_announce(msg)
+    return Ack(True)
+
+
+async def _epoch_prepare(request: web.Request, msg: EpochPrepare) -> Message:
+    return request.app[RING_CHANGER].handle_prepare(msg)
+
+
+async def _epoch_accept(request: web.Request, msg: EpochAccept) -> Message:
+    return request.app[RING_CHANGER].handle_accept(msg)
+
+
+async def _partitions_held(request: web.Request, msg: PartitionsHeld) -> Message:
+    store = request.app[STORE]
+    limit = 1 << store.partition_bits
+    return PartitionsHeldReply(tuple(held_partitions(store, msg.partitions, limit)))
+
+
+async def _partition_fetch(request: web.Request, msg: PartitionFetch) -> Message:
+    store = request.app[STORE]
+    if not 0 <= msg.partition < (1 << store.partition_bits):
+        raise errors.BadRequest(f"no partition {msg.partition}")
+    records, next_after = store.read_partition(
+        msg.partition, msg.after, max(1, min(msg.max_bytes, BATCH_BYTES * 8)),
+        max(1, min(msg.max_keys, BATCH_KEYS * 4)))
+    return PartitionBatch(tuple(records), next_after)
+
+
 _HANDLERS = {
-    Hello: _hello,
+    GossipSyn: _gossip_syn,
+    GossipAck2: _gossip_ack2,
+    RingAnnounce: _ring_announce,
+    EpochPrepare: _epoch_prepare,
+    EpochAccept: _epoch_accept,
+    PartitionsHeld: _partitions_held,
+    PartitionFetch: _partition_fetch,
     ReplicaWrite: _replica_write,
     ReplicaRead: _replica_read,
     CoordinateWrite: _coordinate_write,

@@ -48,8 +48,8 @@ def _check_params(request: web.Request, allowed: frozenset[str]) -> None:
     knows its cluster (it would place data on a ring the others do not share)."""
     membership = request.app[MEMBERSHIP]
     if not membership.complete:
-        raise errors.NotReady("still learning cluster members; missing seeds: "
-                              + ", ".join(membership.missing_seeds))
+        raise errors.NotReady("this node has not joined a cluster yet (no ring); seeds: "
+                              + (", ".join(membership.seeds) or "none"))
     unknown = sorted(set(request.query) - allowed)
     if unknown:
         raise errors.BadRequest(f"unknown query parameter(s) {', '.join(unknown)}; "
@@ -167,16 +167,16 @@ async def list_keys(request: web.Request) -> web.StreamResponse:
     prefix = prefix_s.encode("utf-8", "surrogatepass")
     if len(prefix) > keys.MAX_KEY_BYTES:
         raise errors.BadRequest("prefix longer than the longest key")
-    limit = _limit(request.query.get("limit"))
-    after = _decode_cursor(request.query.get("cursor"))
+    limit = parse_limit(request.query.get("limit"))
+    after = decode_cursor(request.query.get("cursor"))
     found = await request.app[COORDINATOR].list_keys(bucket, prefix, after, limit + 1)
     page, more = found[:limit], len(found) > limit
-    cursor = _encode_cursor(page[-1][0]) if more and page else None
+    cursor = encode_cursor(page[-1][0]) if more and page else None
     return web.json_response({"keys": [k.decode("utf-8", "replace") for _, k in page],
                               "cursor": cursor}, dumps=lambda o: orjson.dumps(o).decode())
 
 
-def _limit(raw: str | None) -> int:
+def parse_limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIST_LIMIT
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
@@ -184,11 +184,11 @@ def _limit(raw: str | None) -> int:
     return int(raw)
 
 
-def _encode_cursor(key: bytes) -> str:
+def encode_cursor(key: bytes) -> str:
     return base64.urlsafe_b64encode(key).decode().rstrip("=")
 
 
-def _decode_cursor(raw: str | None) -> bytes | None:
+def decode_cursor(raw: str | None) -> bytes | None:
     if raw is None:
         return None
     try:

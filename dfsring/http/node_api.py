@@ -11,8 +11,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dfsring import __version__, errors, keys
-from dfsring.http.appkeys import CONFIG, MEMBERSHIP, METRICS, STATE, STORE
-from dfsring.http.kv_api import rfc3339
+from dfsring.http.appkeys import CONFIG, MEMBERSHIP, METRICS, STATE, STORE, TRANSFERS
+from dfsring.http.kv_api import decode_cursor, encode_cursor, parse_limit, rfc3339
+from dfsring.membership import Status
 from dfsring.vclock import Sibling
 
 
@@ -21,8 +22,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/node/stats", stats)
     app.router.add_get("/v1/node/local/kv/{bucket}/{key:.+}", local_versions)
-    app.router.add_get("/v1/cluster/ring", ring)
-    app.router.add_get("/v1/cluster/members", members)
+    app.router.add_get("/v1/node/local/kv/{bucket}", local_keys)
 
 
 def _json(doc: object, status: int = 200) -> web.Response:
@@ -30,25 +30,19 @@ def _json(doc: object, status: int = 200) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    """"ok" only when the node can serve correctly: not stopping, and all seeds known."""
-    state, cfg, membership = request.app[STATE], request.app[CONFIG], request.app[MEMBERSHIP]
-    status = "stopping" if state.stopping else "ok" if membership.complete else "joining"
+    """"ok" only when the node can serve correctly: not stopping, and it knows its ring."""
+    state, cfg, gossip = request.app[STATE], request.app[CONFIG], request.app[MEMBERSHIP]
+    if state.stopping:
+        status = "stopping"
+    elif gossip.me.status is Status.LEFT:
+        status = "left"
+    else:
+        status = "ok" if gossip.complete else "joining"
     doc = {"status": status, "node_id": state.node_id, "address": cfg.advertise,
-           "pid": os.getpid(), "version": __version__, "members": len(membership.members),
-           "missing_seeds": membership.missing_seeds, "ring_hash": membership.ring.hash,
+           "pid": os.getpid(), "version": __version__, "members": len(gossip.ring.members),
+           "ring_epoch": gossip.ring_state.epoch, "ring_hash": gossip.ring.hash,
            "uptime_s": round(time.monotonic() - state.started_at, 3)}
     return _json(doc, 200 if status == "ok" else 503)
-
-
-async def ring(request: web.Request) -> web.Response:
-    return _json(request.app[MEMBERSHIP].ring.to_json())
-
-
-async def members(request: web.Request) -> web.Response:
-    """Static membership reports every known member as up; failure detection (the
-    membership issue) will make status each node's local view."""
-    return _json([{"node_id": m.node_id, "address": m.address, "zone": m.zone,
-                   "status": "up"} for m in request.app[MEMBERSHIP].members])
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -59,7 +53,9 @@ async def metrics(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.Response:
     store, m = request.app[STORE], request.app[METRICS]
     doc = {"node_id": request.app[STATE].node_id, "keys": store.stats.keys,
-           "bytes": store.stats.bytes, "hints_pending": 0, "transfers_pending": 0,
+           "bytes": store.stats.bytes, "hints_pending": 0,
+           "transfers_pending": request.app[TRANSFERS].pending(),
+           "ring_epoch": request.app[MEMBERSHIP].ring_state.epoch,
            "repaired_keys": m.repaired_total, "corrupt_found": m.corrupt_total,
            "engine": store.engine.info()}
     return _json(doc)
@@ -79,6 +75,20 @@ async def local_versions(request: web.Request) -> web.Response:
     return _json({"node_id": request.app[STATE].node_id, "partition": store.partition(name),
                   "clock": versions.clock.to_dict(),
                   "siblings": [_sibling(s) for s in versions.siblings]})
+
+
+async def local_keys(request: web.Request) -> web.Response:
+    """The live keys of a bucket stored on THIS node (no quorum): where data really is."""
+    unknown = sorted(set(request.query) - {"limit", "cursor"})
+    if unknown:
+        raise errors.BadRequest(f"unknown query parameter(s) {', '.join(unknown)}")
+    bucket = keys.validate_bucket(request.match_info["bucket"])
+    limit = parse_limit(request.query.get("limit"))
+    after = decode_cursor(request.query.get("cursor"))
+    found = request.app[STORE].list_live(bucket, b"", after, limit + 1)
+    page, more = found[:limit], len(found) > limit
+    return _json({"keys": [k.decode("utf-8", "replace") for _, k in page],
+                  "cursor": encode_cursor(page[-1][0]) if more and page else None})
 
 
 def _sibling(sib: Sibling) -> dict[str, object]:

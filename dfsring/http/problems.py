@@ -47,6 +47,9 @@ def from_error(exc: errors.DfsError, request_id: str) -> web.Response:
                            request_id)
         case errors.NotReady():
             return problem(503, "not-ready", "Node not ready", str(exc), request_id)
+        case errors.Conflict():
+            return problem(409, "conflict", "Conflict with the cluster's state", str(exc),
+                           request_id)
         case errors.StorageClosed():
             return problem(503, "unavailable", "Node is stopping", str(exc), request_id)
         case _:

@@ -260,3 +260,48 @@ def test_cli_bad_arguments_are_one_line_exit_2(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_cli_cluster_grows_with_seeds_and_status_shows_the_joined_ring(
+    cli_cluster: tuple[subprocess.Popen[bytes], Path, int], tmp_path: Path
+) -> None:
+    """`dfsring cluster --nodes 2` is one joined cluster; a second `dfsring cluster --nodes 1
+    --seeds ...` raises it to three, and `dfsring status` lists all three, up, in the ring."""
+    proc, out, base = cli_cluster
+    _wait_cli_ready(proc, out)
+    more_port = free_port()
+    more_out = tmp_path / "more.out"
+    argv = [sys.executable, "-m", "dfsring.cli", "cluster", "--nodes", "1",
+            "--base-port", str(more_port), "--data-dir", str(tmp_path / "more"),
+            "--seeds", f"127.0.0.1:{base}"]
+    secret = (tmp_path / "data" / "cluster.secret").read_text().strip()
+    with more_out.open("wb") as fh:
+        more = spawn(argv, output=fh, env={**os.environ, "DFSRING_CLUSTER_SECRET": secret})
+    try:
+        _wait_cli_ready(more, more_out)
+        status = [sys.executable, "-m", "dfsring.cli", "status", "--url",
+                  f"http://127.0.0.1:{base}", "--json"]
+
+        def three_up() -> bool:
+            run = subprocess.run(status, capture_output=True, timeout=30, check=False)
+            if run.returncode != 0:
+                return False
+            doc = json.loads(run.stdout)
+            rows = doc["members"]
+            return (len(rows) == 3 and all(m["status"] == "up" and m["in_ring"] for m in rows)
+                    and not doc["ring"]["in_transition"])
+
+        wait_until(three_up, timeout=30, message="three members up in one ring")
+        ids = {m["node_id"] for m in _members(f"http://127.0.0.1:{base}")}
+        assert ids == {"node1", "node2", "node3"}  # the joining node got a fresh id
+        more.send_signal(signal.SIGINT)
+        assert more.wait(timeout=30) == 0
+    finally:
+        if more.poll() is None:
+            more.kill()
+        more.wait(timeout=10)
+
+
+def _members(url: str) -> list[dict[str, object]]:
+    with _NO_PROXY.open(f"{url}/v1/cluster/members", timeout=5) as resp:
+        return json.loads(resp.read())

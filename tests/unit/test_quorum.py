@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dfsring.errors import BadRequest, QuorumNotMet
-from dfsring.quorum import Outcome, QuorumTracker, resolve_level
+from dfsring.quorum import Outcome, QuorumGroups, QuorumTracker, resolve_level
 
 pytestmark = pytest.mark.unit
 
@@ -161,3 +161,45 @@ def test_long_input_is_truncated_in_the_message():
     with pytest.raises(BadRequest) as info:
         resolve_level("x" * 500, 3, 2)
     assert len(str(info.value)) < 160
+
+
+# --- QuorumGroups: reads during an ownership transfer ----------------------------------------
+
+
+def test_groups_need_the_quorum_in_every_group() -> None:
+    g = QuorumGroups([("a", "b", "c"), ("a", "d", "e")], 2)
+    assert g.ok("a") is Outcome.PENDING  # a counts in both groups
+    assert g.ok("b") is Outcome.PENDING  # first group done, second still at 1
+    assert g.ok("d") is Outcome.OK
+    assert g.acked == 2 and set(g.values()) == {"a", "b", "d"}
+
+
+def test_groups_fail_as_soon_as_one_group_cannot_make_it() -> None:
+    g = QuorumGroups([("a", "b", "c"), ("d", "e", "f")], 2)
+    g.ok("a")
+    g.ok("b")
+    g.fail("d", "down")
+    assert g.fail("e", "timeout") is Outcome.FAILED
+    assert g.outcomes()["e"] == "timeout"
+    assert g.needed == 2
+
+
+def test_groups_smaller_than_needed_are_padded_with_failures() -> None:
+    g = QuorumGroups([("a",)], 2)
+    assert g.ok("a") is Outcome.FAILED
+
+
+@given(st.lists(st.lists(st.sampled_from("abcdefg"), min_size=1, max_size=4, unique=True),
+                min_size=1, max_size=3),
+       st.integers(1, 3), st.permutations("abcdefg"), st.sets(st.sampled_from("abcdefg")))
+def test_groups_decide_like_a_tracker_per_group(groups: list[list[str]], needed: int,
+                                                order: list[str], failing: set[str]) -> None:
+    g = QuorumGroups([tuple(x) for x in groups], needed)
+    for node in order:
+        if node in failing:
+            g.fail(node, "x")
+        else:
+            g.ok(node)
+    per_group = [len([n for n in grp if n not in failing]) >= needed for grp in groups]
+    assert (g.outcome is Outcome.OK) == all(per_group)
+    assert (g.outcome is Outcome.FAILED) == (not all(per_group))

@@ -1,0 +1,252 @@
+"""Ring epochs: the claimant proposes the next ring, the current members agree on it.
+
+Ownership changes only by explicit, numbered epochs. Which change comes next is decided by
+one node, the claimant: the lowest-id ring member it believes alive (riak_core's claimant).
+Views of liveness can differ, so two nodes may act as claimant at once; that is harmless,
+because epoch E+1 is decided by single-decree Paxos (Lamport, "Paxos Made Simple", 2001)
+among the members of epoch E: each proposal needs promises and then accepts from a majority
+of them, acceptors persist their promise before answering, and a proposer that learns of an
+already accepted value completes that one instead of its own. So at most one ring is ever
+chosen for an epoch number, and two different rings never carry the same epoch. Nodes adopt
+only chosen rings (pushed right away by the proposer, spread by gossip otherwise).
+
+The price of that guarantee: a change needs a majority of the current members reachable.
+A two-node cluster cannot remove its dead half; a five-node cluster can lose two.
+
+The pure parts (ballots, acceptor rules, the proposer state machine, what the next ring
+should be) are in dfsring.epochs; this module does the persisting and the sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from dfsring import epochs
+from dfsring.clusterfile import write_atomic
+from dfsring.epochs import AcceptorState, Ballot, Proposal
+from dfsring.failure import Liveness
+from dfsring.membership import Status, View
+from dfsring.messages import EpochAccept, EpochAccepted, EpochPrepare, EpochPromise, Message
+from dfsring.ring import RingMember
+from dfsring.ringstate import RingState
+from dfsring.rpc import RpcClient, RpcError
+
+log = logging.getLogger("dfsring.ringchange")
+
+
+class Topology(Protocol):
+    """What ring changes need of membership (dfsring.gossip.Gossiper provides it)."""
+
+    node_id: str
+
+    @property
+    def view(self) -> View: ...
+
+    @property
+    def ring_state(self) -> RingState: ...
+
+    @property
+    def settled(self) -> bool: ...
+
+    def liveness(self, node_id: str) -> Liveness: ...
+
+    def status_of(self, node_id: str) -> Status: ...
+
+    def address_of(self, node_id: str) -> str: ...
+
+    def adopt_ring(self, ring: RingState) -> bool: ...
+
+    def announce(self, ring: RingState, node_ids: Any) -> Awaitable[None]: ...
+
+
+class RingChanger:
+    def __init__(self, *, topology: Topology, rpc: RpcClient, state_file: Path,
+                 interval_s: float, deadline_s: float) -> None:
+        self.topology = topology
+        self.rpc = rpc
+        self.state_file = state_file
+        self.interval_s = interval_s
+        self.deadline_s = deadline_s
+        self.acceptor = self._load()
+        self._round = 0
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    # --- acceptor ----------------------------------------------------------------------------
+
+    def _load(self) -> AcceptorState:
+        slot = self.topology.ring_state.epoch + 1
+        try:
+            state = AcceptorState.from_json(orjson.loads(self.state_file.read_bytes()))
+        except FileNotFoundError:
+            return AcceptorState(slot)
+        return epochs.advance(state, slot - 1)
+
+    def _persist(self, state: AcceptorState) -> None:
+        if state != self.acceptor:
+            write_atomic(self.state_file, orjson.dumps(state.to_json()))
+            self.acceptor = state
+
+    def _catch_up(self, ring: RingState) -> None:
+        """A proposer's ring (chosen) newer than ours: adopt it before voting on the next."""
+        self.topology.adopt_ring(ring)
+        self._persist(epochs.advance(self.acceptor, self.topology.ring_state.epoch))
+
+    def handle_prepare(self, msg: EpochPrepare) -> EpochPromise:
+        self._catch_up(RingState.from_wire(msg.ring))
+        state, promise = epochs.on_prepare(self.acceptor, msg.slot, Ballot.from_wire(msg.ballot))
+        self._persist(state)
+        accepted = promise.accepted
+        return EpochPromise(promise.ok,
+                            None if promise.promised is None else promise.promised.to_wire(),
+                            None if accepted is None else accepted[0].to_wire(),
+                            None if accepted is None else accepted[1].to_wire(),
+                            self.topology.ring_state.to_wire())
+
+    def handle_accept(self, msg: EpochAccept) -> EpochAccepted:
+        self._persist(epochs.advance(self.acceptor, self.topology.ring_state.epoch))
+        state, ok = epochs.on_accept(self.acceptor, msg.slot, Ballot.from_wire(msg.ballot),
+                                     RingState.from_wire(msg.value))
+        self._persist(state)
+        return EpochAccepted(ok, self.topology.ring_state.to_wire())
+
+    # --- claimant / proposer ---------------------------------------------------------------
+
+    def is_claimant(self) -> bool:
+        ring = self.topology.ring_state
+        alive = lambda n: self.topology.liveness(n) is not Liveness.DOWN  # noqa: E731
+        return ring.epoch >= 1 and epochs.claimant(ring, alive) == self.topology.node_id
+
+    def plan(self) -> RingState | None:
+        """The ring the cluster should move to next, by this node's view (pure planning)."""
+        topo = self.topology
+        ring, view = topo.ring_state, topo.view
+        in_ring = ring.member_ids
+        joining = [RingMember(m.node_id, m.zone) for m in view.members.values()
+                   if m.node_id not in in_ring and topo.status_of(m.node_id) is Status.JOINING
+                   and topo.liveness(m.node_id) is Liveness.UP]
+        leaving = [n for n in in_ring if topo.status_of(n) is Status.LEAVING]
+        removed = [n for n in in_ring if n in view.removed]
+        return epochs.plan_next(ring, joining=joining, leaving=leaving, removed=removed,
+                                settled=topo.settled)
+
+    async def run_once(self) -> RingState | None:
+        """If this node is the claimant and a change is due, try to get it chosen."""
+        async with self._lock:
+            if not self.is_claimant():
+                return None
+            value = self.plan()
+            if value is None:
+                return None
+            return await self.propose(value)
+
+    async def propose(self, value: RingState) -> RingState | None:
+        """One Paxos attempt for `value`'s epoch; the chosen ring if it was ours, else None
+        (someone else's value was completed, or no majority answered: try again later)."""
+        current = self.topology.ring_state
+        self._round += 1
+        ballot = Ballot(self._round, self.topology.node_id)
+        proposal = Proposal(value.epoch, ballot, current.member_ids, value)
+        prepare = EpochPrepare(value.epoch, ballot.to_wire(), current.to_wire())
+        await self._phase(proposal, current.member_ids, prepare, self._on_promise,
+                          lambda: proposal.phase1_done or proposal.phase1_failed)
+        if not proposal.phase1_done:
+            seen = proposal.highest_seen()
+            self._round = max(self._round, seen.round if seen else 0)
+            log.info("ring change not promised", extra={"fields": {"epoch": value.epoch}})
+            return None
+        chosen_value = proposal.value_to_propose()
+        accept = EpochAccept(value.epoch, ballot.to_wire(), chosen_value.to_wire())
+        await self._phase(proposal, current.member_ids, accept, self._on_accepted,
+                          lambda: proposal.chosen or proposal.failed)
+        if not proposal.chosen:
+            return None
+        self.topology.adopt_ring(chosen_value)
+        log.info("ring epoch chosen", extra={"fields": {
+            "epoch": chosen_value.epoch, "members": sorted(chosen_value.member_ids)}})
+        await self.topology.announce(chosen_value,
+                                     chosen_value.member_ids | current.member_ids
+                                     | set(self.topology.view.members))
+        return chosen_value if proposal.proposing_own else None
+
+    async def _phase(self, proposal: Proposal, acceptors: frozenset[str], msg: Message,
+                     record: Callable[[Proposal, str, Message], None],
+                     decided: Callable[[], bool]) -> None:
+        tasks = {asyncio.ensure_future(self._ask(node, msg)): node for node in acceptors}
+        pending = set(tasks)
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                while pending and not decided():
+                    done, pending = await asyncio.wait(pending,
+                                                       return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        reply = task.result()
+                        if reply is not None:
+                            record(proposal, tasks[task], reply)
+        except TimeoutError:
+            pass
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _ask(self, node: str, msg: Message) -> Message | None:
+        if node == self.topology.node_id:
+            if isinstance(msg, EpochPrepare):
+                return self.handle_prepare(msg)
+            assert isinstance(msg, EpochAccept)
+            return self.handle_accept(msg)
+        reply_type = EpochPromise if isinstance(msg, EpochPrepare) else EpochAccepted
+        try:
+            return await self.rpc.call(self.topology.address_of(node), msg, reply_type,
+                                       self.deadline_s)
+        except (RpcError, KeyError) as exc:
+            log.debug("acceptor unreachable", extra={"fields": {"node": node,
+                                                                "error": str(exc)[:200]}})
+            return None
+
+    def _on_promise(self, proposal: Proposal, node: str, reply: Message) -> None:
+        assert isinstance(reply, EpochPromise)
+        self._maybe_adopt(reply.ring)
+        accepted = None
+        if reply.accepted_ballot is not None and reply.accepted is not None:
+            accepted = (Ballot.from_wire(reply.accepted_ballot),
+                        RingState.from_wire(reply.accepted))
+        promised = None if reply.promised is None else Ballot.from_wire(reply.promised)
+        proposal.on_promise(node, epochs.Promise(reply.ok, accepted, promised))
+
+    def _on_accepted(self, proposal: Proposal, node: str, reply: Message) -> None:
+        assert isinstance(reply, EpochAccepted)
+        self._maybe_adopt(reply.ring)
+        proposal.on_accepted(node, reply.ok)
+
+    def _maybe_adopt(self, wire: Any) -> None:
+        try:
+            self.topology.adopt_ring(RingState.from_wire(wire))
+        except ValueError as exc:
+            log.warning("acceptor sent an unusable ring", extra={"fields": {"error": str(exc)}})
+
+    # --- loop ------------------------------------------------------------------------------
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except (RpcError, ValueError) as exc:
+                log.warning("ring change attempt failed", extra={"fields": {"error": str(exc)}})
+            await asyncio.sleep(self.interval_s)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run_forever(), name="ringchange")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None

@@ -23,8 +23,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
-from dfsring import __version__
+from dfsring import __version__, cli_args
 from dfsring.cli_admin import ADMIN_SUBCOMMANDS
+from dfsring.cli_args import add_node_options, positive, seconds
 from dfsring.client import DEFAULT_URL, DfsClientError, GetResult, SyncDfsClient
 from dfsring.launcher import LauncherError, LocalCluster, NodeProcess, port_in_use
 
@@ -45,34 +46,6 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _number(raw: str, kind: type[int] | type[float]) -> float:
-    try:
-        return kind(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a number") from None
-
-
-def _positive(raw: str) -> int:
-    value = int(_number(raw, int))
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
-    return value
-
-
-def _port(raw: str) -> int:
-    value = int(_number(raw, int))
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"{value} is not a TCP port")
-    return value
-
-
-def _seconds(raw: str) -> float:
-    value = _number(raw, float)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, not {raw}")
-    return value
-
-
 # --- dfsring cluster ---------------------------------------------------------------------------
 
 
@@ -88,8 +61,8 @@ def _add_cluster(subparsers: Subparsers) -> None:
         "and keep them running until Ctrl-C or SIGTERM, which stops them all. Data dirs and logs "
         "live under --data-dir and are kept between runs.",
     )
-    p.add_argument("--nodes", type=_positive, default=3, help="number of nodes (default 3)")
-    p.add_argument("--base-port", type=_port, default=7070, help="first node's port (7070)")
+    p.add_argument("--nodes", type=positive, default=3, help="number of nodes (default 3)")
+    p.add_argument("--base-port", type=cli_args.port, default=7070, help="first node's port (7070)")
     p.add_argument(
         "--data-dir",
         type=Path,
@@ -97,22 +70,22 @@ def _add_cluster(subparsers: Subparsers) -> None:
         help="directory holding node{i}/ data and node{i}.log (./dfsring-data)",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    p.add_argument("--n", type=_positive, default=3, help="replicas per key (3)")
-    p.add_argument("--r", type=_positive, default=2, help="replies needed for a read (2)")
-    p.add_argument("--w", type=_positive, default=2, help="acks needed for a write (2)")
+    p.add_argument("--n", type=positive, default=3, help="replicas per key (3)")
+    p.add_argument("--r", type=positive, default=2, help="replies needed for a read (2)")
+    p.add_argument("--w", type=positive, default=2, help="acks needed for a write (2)")
     p.add_argument("--log-json", action="store_true", help="nodes log JSON lines")
     p.add_argument("--seeds", default="",
                    help="HOST:PORT,...: join these nodes to the cluster at the seeds instead of "
                    "founding a new one (raise a running cluster's size)")
     p.add_argument(
         "--start-timeout",
-        type=_seconds,
+        type=seconds,
         default=30.0,
         help="seconds to wait for every node to be ready (30)",
     )
     p.add_argument(
         "--stop-timeout",
-        type=_seconds,
+        type=seconds,
         default=10.0,
         help="seconds to wait for a graceful stop before SIGKILL (10)",
     )
@@ -305,13 +278,7 @@ def _add_kv_parser(
     """A subcommand with the options every key/value command shares, run through _kv_main."""
     p = subparsers.add_parser(name, **kwargs)
     default = os.environ.get("DFSRING_URL") or DEFAULT_URL
-    p.add_argument(
-        "--url",
-        action="append",
-        metavar="URL",
-        help=f"node URL; repeat or comma-separate to fail over (env DFSRING_URL, {DEFAULT_URL})",
-    )
-    p.add_argument("--timeout", type=_seconds, default=10.0, help="seconds per request (10)")
+    add_node_options(p)
     p.set_defaults(run=lambda args: _kv_main(args, run, args.url or [default]))
     return p
 
@@ -466,7 +433,7 @@ def _add_ls(subparsers: Subparsers) -> None:
         "order.",
     )
     p.add_argument("target", type=_bucket_prefix, metavar="BUCKET[/PREFIX]")
-    p.add_argument("--limit", type=_positive, default=None, help="print at most N keys")
+    p.add_argument("--limit", type=positive, default=None, help="print at most N keys")
 
 
 def _run_ls(args: argparse.Namespace, client: SyncDfsClient) -> int:

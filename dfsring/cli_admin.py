@@ -32,6 +32,7 @@ from urllib.parse import quote
 import aiohttp
 
 from dfsring import cli_render as render
+from dfsring.cli_args import add_node_options, seconds
 from dfsring.cli_http import (
     BadUrl,
     Doc,
@@ -75,16 +76,6 @@ class AdminError(Exception):
 # --- arguments -----------------------------------------------------------------------------------
 
 
-def _seconds(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, not {raw}")
-    return value
-
-
 def _seed(raw: str) -> str:
     """HOST:PORT, checked here so that a typo is a usage error, not a node's 400 or a join
     that hangs trying to reach nowhere. An IPv6 host is bracketed: ``[::1]:7070``."""
@@ -114,13 +105,7 @@ def _add_admin_parser(
 ) -> argparse.ArgumentParser:
     """A subcommand with the options every admin command shares, run through _admin_main."""
     p = subparsers.add_parser(name, **kwargs)
-    p.add_argument(
-        "--url",
-        action="append",
-        metavar="URL",
-        help=f"node URL; repeat or comma-separate to fail over (env DFSRING_URL, {DEFAULT_URL})",
-    )
-    p.add_argument("--timeout", type=_seconds, default=10.0, help="seconds per request (10)")
+    add_node_options(p)
     p.add_argument("--json", action="store_true", help="print the API's JSON, not a table")
     p.set_defaults(run=lambda args: _admin_main(args, run))
     return p
@@ -130,7 +115,7 @@ def _add_wait(p: argparse.ArgumentParser, until: str) -> None:
     p.add_argument("--wait", action="store_true", help=f"wait until {until}, showing progress")
     p.add_argument(
         "--wait-timeout",
-        type=_seconds,
+        type=seconds,
         default=600.0,
         metavar="SECONDS",
         help="with --wait, give up (exit 1) after SECONDS (600)",

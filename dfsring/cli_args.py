@@ -1,0 +1,50 @@
+"""Argument types and options shared by every `dfsring` subcommand (cli.py, cli_admin.py).
+
+Kept apart so the key/value and admin command modules parse numbers and node URLs the same
+way without importing each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from dfsring.client import DEFAULT_URL
+
+
+def number(raw: str, kind: type[int] | type[float]) -> float:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number") from None
+
+
+def positive(raw: str) -> int:
+    value = int(number(raw, int))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+    return value
+
+
+def port(raw: str) -> int:
+    value = int(number(raw, int))
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port")
+    return value
+
+
+def seconds(raw: str) -> float:
+    value = number(raw, float)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, not {raw}")
+    return value
+
+
+def add_node_options(p: argparse.ArgumentParser) -> None:
+    """--url (repeatable, fail-over order) and --timeout, as every client command has them."""
+    p.add_argument(
+        "--url",
+        action="append",
+        metavar="URL",
+        help=f"node URL; repeat or comma-separate to fail over (env DFSRING_URL, {DEFAULT_URL})",
+    )
+    p.add_argument("--timeout", type=seconds, default=10.0, help="seconds per request (10)")

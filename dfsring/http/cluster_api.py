@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 import time
 
-import orjson
 from aiohttp import web
 
 from dfsring import errors
 from dfsring.failure import Liveness
 from dfsring.http.appkeys import MEMBERSHIP, STATE, STORE, TRANSFERS
+from dfsring.http.problems import json_doc
 from dfsring.membership import Status
 
 _ADDRESS = re.compile(r"[A-Za-z0-9.\-\[\]:]{1,255}:[0-9]{1,5}")
@@ -28,10 +28,6 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/v1/cluster/leave", leave)
     app.router.add_post("/v1/cluster/remove/{node_id}", remove)
     app.router.add_post("/v1/cluster/join", join)
-
-
-def _json(doc: object, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(doc), content_type="application/json")
 
 
 async def members(request: web.Request) -> web.Response:
@@ -52,7 +48,7 @@ async def members(request: web.Request) -> web.Response:
                      "in_ring": m.node_id in gossip.ring_state.member_ids,
                      "partitions": len(ring.partitions_of(m.node_id)),
                      "synced_epoch": m.synced_epoch, "self": m.node_id == gossip.node_id})
-    return _json(rows)
+    return json_doc(rows)
 
 
 async def ring(request: web.Request) -> web.Response:
@@ -61,7 +57,7 @@ async def ring(request: web.Request) -> web.Response:
     state = gossip.ring_state
     doc.update({"cluster": state.cluster, "in_transition": not gossip.settled,
                 "previous": [[m.node_id for m in p] for p in state.previous]})
-    return _json(doc)
+    return json_doc(doc)
 
 
 async def transfers(request: web.Request) -> web.Response:
@@ -72,7 +68,7 @@ async def transfers(request: web.Request) -> web.Response:
     incoming = service.progress.to_json(time.monotonic()) if fetching else {
         "partitions_total": 0, "partitions_done": 0, "bytes_done": 0, "keys_done": 0,
         "bytes_per_s": 0.0, "keys_per_s": 0.0, "eta_s": None, "active": []}
-    return _json({"node_id": gossip.node_id, "epoch": state.epoch,
+    return json_doc({"node_id": gossip.node_id, "epoch": state.epoch,
                   "in_transition": not gossip.settled, "incoming": incoming,
                   "unsynced_members": sorted(n for n in state.member_ids
                                              if synced.get(n, 0) < state.epoch),
@@ -88,7 +84,7 @@ async def leave(request: web.Request) -> web.Response:
     if not any(gossip.status_of(n) is not Status.LEAVING for n in others):
         raise errors.Conflict("this is the last member; a cluster cannot leave entirely")
     gossip.set_status(Status.LEAVING)
-    return _json({"node_id": gossip.node_id, "status": "leaving"}, 202)
+    return json_doc({"node_id": gossip.node_id, "status": "leaving"}, 202)
 
 
 async def remove(request: web.Request) -> web.Response:
@@ -102,7 +98,7 @@ async def remove(request: web.Request) -> web.Response:
         raise errors.Conflict(f"{target} is not down in this node's view; stop it first, or "
                               "have it leave (POST /v1/cluster/leave on that node)")
     gossip.remove(target)
-    return _json({"removed": target}, 202)
+    return json_doc({"removed": target}, 202)
 
 
 async def join(request: web.Request) -> web.Response:
@@ -118,5 +114,5 @@ async def join(request: web.Request) -> web.Response:
     if store.stats.keys > 0:
         raise errors.Conflict("this node holds data; only an empty node can join a cluster")
     gossip.reset_to_join(seed)
-    return _json({"node_id": request.app[STATE].node_id, "status": "joining", "seed": seed},
+    return json_doc({"node_id": request.app[STATE].node_id, "status": "joining", "seed": seed},
                  202)

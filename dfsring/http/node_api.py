@@ -6,13 +6,13 @@ import base64
 import os
 import time
 
-import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dfsring import __version__, errors, keys
 from dfsring.http.appkeys import CONFIG, MEMBERSHIP, METRICS, STATE, STORE, TRANSFERS
 from dfsring.http.kv_api import decode_cursor, encode_cursor, parse_limit, rfc3339
+from dfsring.http.problems import json_doc
 from dfsring.membership import Status
 from dfsring.vclock import Sibling
 
@@ -23,10 +23,6 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/v1/node/stats", stats)
     app.router.add_get("/v1/node/local/kv/{bucket}/{key:.+}", local_versions)
     app.router.add_get("/v1/node/local/kv/{bucket}", local_keys)
-
-
-def _json(doc: object, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(doc), content_type="application/json")
 
 
 async def health(request: web.Request) -> web.Response:
@@ -42,7 +38,7 @@ async def health(request: web.Request) -> web.Response:
            "pid": os.getpid(), "version": __version__, "members": len(gossip.ring.members),
            "ring_epoch": gossip.ring_state.epoch, "ring_hash": gossip.ring.hash,
            "uptime_s": round(time.monotonic() - state.started_at, 3)}
-    return _json(doc, 200 if status == "ok" else 503)
+    return json_doc(doc, 200 if status == "ok" else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -58,7 +54,7 @@ async def stats(request: web.Request) -> web.Response:
            "ring_epoch": request.app[MEMBERSHIP].ring_state.epoch,
            "repaired_keys": m.repaired_total, "corrupt_found": m.corrupt_total,
            "engine": store.engine.info()}
-    return _json(doc)
+    return json_doc(doc)
 
 
 async def local_versions(request: web.Request) -> web.Response:
@@ -72,7 +68,7 @@ async def local_versions(request: web.Request) -> web.Response:
         raise
     if not versions.siblings:
         raise errors.NotFound("no versions of this key on this node")
-    return _json({"node_id": request.app[STATE].node_id, "partition": store.partition(name),
+    return json_doc({"node_id": request.app[STATE].node_id, "partition": store.partition(name),
                   "clock": versions.clock.to_dict(),
                   "siblings": [_sibling(s) for s in versions.siblings]})
 
@@ -87,7 +83,7 @@ async def local_keys(request: web.Request) -> web.Response:
     after = decode_cursor(request.query.get("cursor"))
     found = request.app[STORE].list_live(bucket, b"", after, limit + 1)
     page, more = found[:limit], len(found) > limit
-    return _json({"keys": [k.decode("utf-8", "replace") for _, k in page],
+    return json_doc({"keys": [k.decode("utf-8", "replace") for _, k in page],
                   "cursor": encode_cursor(page[-1][0]) if more and page else None})
 
 

@@ -74,7 +74,10 @@ def _is_int(value: Any) -> bool:
 class AcceptorState:
     """What a node must persist (fsync) before answering a prepare/accept.
 
-    Losing it would let the node promise or accept twice in one ballot order and break P2.
+    "An acceptor records its intended response in stable storage before actually sending
+    the response" (Paxos Made Simple §2.5): an acceptor that forgot a promise could accept a
+    lower ballot after it, and a chosen value could be overwritten.
+
     Invariants: ``slot >= 1``; an accepted value is for this slot (``value.epoch == slot``)
     and its ballot is at most the promised one.
     """
@@ -174,6 +177,10 @@ class Proposal:
     The value to propose is fixed the moment phase 1 reaches a majority: promises that
     arrive later must not change it, or two acceptors could accept different values under
     one ballot.
+
+    The caller picks a ballot it never used before, even across restarts (§2.5: a proposer
+    remembers the highest-numbered proposal it tried), e.g. one round above both its last
+    ballot and `highest_seen`.
     """
 
     __slots__ = (

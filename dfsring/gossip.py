@@ -94,7 +94,7 @@ class Gossiper:
         entries = {p.node_id: p for p in saved.peers if p.node_id != node_id}
         self.view = View({**entries, node_id: me}, saved.removed, saved.ring)
         self.settled_epoch = saved.settled_epoch
-        self._rings: tuple[str, Ring, tuple[Ring, ...]] | None = None
+        self._rings: tuple[RingState, Ring, tuple[Ring, ...]] | None = None
         self._save()
 
     def _fresh(self, address: str, zone: str, seeds: Iterable[str]) -> ClusterFile:
@@ -161,11 +161,13 @@ class Gossiper:
         """Called (synchronously) whenever the ring or the settled state changes."""
         self._listeners.append(listener)
 
-    def _built(self) -> tuple[str, Ring, tuple[Ring, ...]]:
+    def _built(self) -> tuple[RingState, Ring, tuple[Ring, ...]]:
+        """The Ring objects for the current RingState, built once per adopted ring (by
+        identity: this is on every request's path)."""
         rs = self.view.ring
-        if self._rings is None or self._rings[0] != rs.digest():
+        if self._rings is None or self._rings[0] is not rs:
             s = self.settings
-            self._rings = (rs.digest(), rs.ring(s.replicas, s.partition_bits),
+            self._rings = (rs, rs.ring(s.replicas, s.partition_bits),
                            rs.previous_rings(s.replicas, s.partition_bits))
         return self._rings
 

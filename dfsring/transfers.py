@@ -41,6 +41,7 @@ BATCH_KEYS = 2_000
 CURSOR_PREFIX = b"xfer:"
 DONE = b"d"
 IDLE_S = 1.0
+SWEEP_S = 30.0
 
 
 class Topology(Protocol):
@@ -146,6 +147,7 @@ class TransferService:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._prev_cache: tuple[str, tuple[Ring, ...]] = ("", ())
+        self._swept: tuple[int, float] = (-1, 0.0)
         topology.subscribe(self._wake.set)
 
     # --- what to do ------------------------------------------------------------------------
@@ -171,13 +173,22 @@ class TransferService:
                 and topo.me.synced_epoch < ring.epoch):
             if await self._sync(ring):
                 topo.set_synced(ring.epoch)
-        if topo.settled and topo.ring_state.epoch == ring.epoch:
+        if topo.settled and topo.ring_state.epoch == ring.epoch and self._sweep_due(ring.epoch):
             await self._drop_unowned()
             await self._forget_cursors(ring.epoch)
             if (topo.node_id not in ring.member_ids
                     and topo.status_of(topo.node_id) is Status.LEAVING):
                 log.info("handoff complete: this node has left the cluster")
                 topo.set_status(Status.LEFT)
+
+    def _sweep_due(self, epoch: int) -> bool:
+        """Sweep for unowned data once per settled epoch, then every SWEEP_S (a write from a
+        lagging coordinator may have left a stray copy)."""
+        now = time.monotonic()
+        if epoch != self._swept[0] or now - self._swept[1] >= SWEEP_S:
+            self._swept = (epoch, now)
+            return True
+        return False
 
     async def _sync(self, ring: RingState) -> bool:
         """Fetch every partition gained in `ring`; True once all are here."""

@@ -117,16 +117,17 @@ async def _replica_write(request: web.Request, msg: ReplicaWrite) -> Message:
 
 
 def _check_owner(request: web.Request, name: keys.ObjectName, epoch: int) -> None:
-    """Refuse a write from a coordinator on an older ring for a key we no longer hold, so
-    its ack is not counted (and we do not keep a copy nobody will look for)."""
+    """Refuse a write for a key this node does not hold under its ring, unless the sender
+    knows a newer ring than ours: an ack from a node about to drop the key must not count,
+    and a copy nobody will look for is not kept."""
     gossip = request.app[MEMBERSHIP]
-    if epoch >= gossip.ring_state.epoch:
+    if epoch > gossip.ring_state.epoch:
         return
     partition = request.app[STORE].partition(name)
     counted, extra = transition.write_targets(partition, gossip.ring, gossip.previous)
     if gossip.node_id not in counted and gossip.node_id not in extra:
-        raise errors.StaleRing(f"ring epoch {epoch} is stale (ours is "
-                               f"{gossip.ring_state.epoch}); this node no longer holds the key")
+        raise errors.StaleRing(f"this node does not hold the key under ring epoch "
+                               f"{gossip.ring_state.epoch} (sender's: {epoch})")
 
 
 async def _replica_read(request: web.Request, msg: ReplicaRead) -> Message:

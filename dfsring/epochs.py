@@ -334,16 +334,15 @@ def plan_next(
     """The successor of ``ring`` for this change, or None if there is none to propose.
 
     ``settled``: every transfer into ``ring`` is known complete, so its previous rings can be
-    forgotten. Otherwise they stay consulted, and the change waits once MAX_PREVIOUS rings
-    are stacked, unless it removes a node: a removal can be what unblocks a stuck transfer.
-    Then `RingState.successor` keeps the newest MAX_PREVIOUS rings and the oldest is no
-    longer consulted.
+    forgotten. Otherwise they stay consulted, and every change waits once MAX_PREVIOUS rings
+    are stacked, removals included: dropping the oldest ring would stop consulting owners
+    that may hold the only copies of writes acknowledged under it. (A dead member blocking a
+    full stack is brought back, after which the transfers finish.)
     """
     removed = tuple(removed)
     members = next_members(ring, joining=joining, leaving=leaving, removed=removed)
     if members is None:
         return None
-    removes = bool(ring.member_ids & set(removed))
-    if not settled and not removes and len(ring.previous) >= MAX_PREVIOUS:
+    if not settled and len(ring.previous) >= MAX_PREVIOUS:
         return None
     return ring.successor(members, keep_previous=not settled)

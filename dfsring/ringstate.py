@@ -72,7 +72,8 @@ class RingState:
         """The next epoch with these members. `keep_previous`: the transfers into this epoch
         are not known complete, so its own previous rings stay consulted too."""
         older = self.previous if keep_previous else ()
-        chain = ((self.members, *older) if self.members else older)[:MAX_PREVIOUS]
+        chain = (self.members, *older) if self.members else older  # never truncated: raises
+        #         (ValueError) past MAX_PREVIOUS rather than forget a ring still holding data
         return RingState(self.cluster, self.epoch + 1, tuple(members), chain)
 
     def settled(self) -> RingState:

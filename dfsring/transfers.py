@@ -23,7 +23,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from dfsring import transition
@@ -34,6 +33,7 @@ from dfsring.messages import PartitionBatch, PartitionFetch, PartitionsHeld, Par
 from dfsring.ring import Ring
 from dfsring.ringstate import RingState
 from dfsring.rpc import RpcClient, RpcError
+from dfsring.transition import TransferProgress
 
 log = logging.getLogger("dfsring.transfers")
 BATCH_BYTES = 512 * 1024
@@ -102,34 +102,6 @@ class TokenBucket:
             await asyncio.sleep(delay)
 
 
-@dataclass
-class Progress:
-    epoch: int = 0
-    partitions_total: int = 0
-    partitions_done: int = 0
-    bytes_done: int = 0
-    keys_done: int = 0
-    started: float = field(default_factory=time.monotonic)
-    active: dict[tuple[int, str], list[int]] = field(default_factory=dict)
-
-    def to_json(self, now: float) -> dict[str, object]:
-        elapsed = max(now - self.started, 1e-6)
-        rate = self.bytes_done / elapsed
-        left = self.partitions_total - self.partitions_done
-        per_part = elapsed / self.partitions_done if self.partitions_done else None
-        return {
-            "partitions_total": self.partitions_total,
-            "partitions_done": self.partitions_done,
-            "bytes_done": self.bytes_done,
-            "keys_done": self.keys_done,
-            "bytes_per_s": round(rate, 1),
-            "keys_per_s": round(self.keys_done / elapsed, 1),
-            "eta_s": None if per_part is None else round(left * per_part, 1),
-            "active": [{"partition": p, "source": s, "bytes": v[0], "keys": v[1]}
-                       for (p, s), v in sorted(self.active.items())],
-        }
-
-
 class TransferService:
     def __init__(self, *, topology: Topology, store: LocalStore, rpc: RpcClient,
                  replicas: int, partition_bits: int, rate: int, streams: int,
@@ -142,7 +114,9 @@ class TransferService:
         self.bucket = TokenBucket(rate)
         self.streams = streams
         self.deadline_s = deadline_s
-        self.progress = Progress()
+        self.progress = TransferProgress(0)
+        self.progress_epoch = 0
+        self.active: dict[tuple[int, str], list[int]] = {}
         self.dropped_partitions = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -163,6 +137,17 @@ class TransferService:
         if self.topology.settled or self.topology.me.synced_epoch >= self.topology.ring_state.epoch:
             return 0
         return self.progress.partitions_total - self.progress.partitions_done
+
+    def progress_json(self) -> dict[str, object]:
+        """The incoming transfer for the progress API (dfsring.transition.TransferProgress)."""
+        p = self.progress.add(now=time.monotonic())
+        elapsed = p.elapsed or 1e-6
+        return {"partitions_total": p.partitions_total, "partitions_done": p.partitions_done,
+                "bytes_done": p.bytes_done, "keys_done": p.keys_done,
+                "bytes_per_s": round(p.rate, 1), "keys_per_s": round(p.keys_done / elapsed, 1),
+                "eta_s": None if p.eta_s is None else round(p.eta_s, 1),
+                "active": [{"partition": part, "source": src, "bytes": v[0], "keys": v[1]}
+                           for (part, src), v in sorted(self.active.items())]}
 
     async def run_once(self) -> None:
         topo = self.topology
@@ -198,8 +183,10 @@ class TransferService:
         removed = topo.view.removed
         streams = {p: transition.sources(p, topo.node_id, previous, exclude=removed)
                    for p in gained}
-        if self.progress.epoch != ring.epoch:
-            self.progress = Progress(epoch=ring.epoch, partitions_total=len(gained))
+        if self.progress_epoch != ring.epoch:
+            now = time.monotonic()
+            self.progress = TransferProgress(len(gained), started_at=now, now=now)
+            self.progress_epoch = ring.epoch
         todo = [(p, s) for p, srcs in streams.items() for s in srcs
                 if self.store.meta_get(cursor_key(ring.epoch, p, s)) != DONE]
         await self._skip_empty(ring.epoch, todo)
@@ -215,7 +202,8 @@ class TransferService:
         done = sum(1 for p, srcs in streams.items()
                    if all(self.store.meta_get(cursor_key(ring.epoch, p, s)) == DONE
                           for s in srcs))
-        self.progress.partitions_done = done
+        self.progress = self.progress.add(now=time.monotonic(),
+                                          partitions=done - self.progress.partitions_done)
         return done == len(streams) and topo.ring_state.epoch == ring.epoch
 
     async def _skip_empty(self, epoch: int, todo: list[tuple[int, str]]) -> None:
@@ -248,7 +236,7 @@ class TransferService:
         after = raw[1:] if raw else None
         if not self._reachable(source):
             return
-        stats = self.progress.active.setdefault((partition, source), [0, 0])
+        stats = self.active.setdefault((partition, source), [0, 0])
         try:
             while self.topology.ring_state.epoch == ring.epoch:
                 msg = PartitionFetch(partition, after, BATCH_BYTES, BATCH_KEYS)
@@ -259,8 +247,8 @@ class TransferService:
                 await self.store.merge_records(partition, list(batch.records), key, cursor)
                 stats[0] += size
                 stats[1] += len(batch.records)
-                self.progress.bytes_done += size
-                self.progress.keys_done += len(batch.records)
+                self.progress = self.progress.add(now=time.monotonic(), bytes_=size,
+                                                  keys=len(batch.records))
                 if batch.next_after is None:
                     return
                 after = batch.next_after
@@ -269,13 +257,12 @@ class TransferService:
             log.info("partition fetch interrupted; will resume", extra={"fields": {
                 "partition": partition, "source": source, "error": str(exc)[:200]}})
         finally:
-            self.progress.active.pop((partition, source), None)
+            self.active.pop((partition, source), None)
 
     async def _drop_unowned(self) -> None:
-        owned = set(self.topology.ring.partitions_of(self.topology.node_id))
-        for p in range(1 << self.partition_bits):
-            if p in owned or not self.store.has_partition_data(p):
-                continue
+        held = held_partitions(self.store, range(1 << self.partition_bits),
+                               1 << self.partition_bits)
+        for p in transition.not_owned(self.topology.node_id, self.topology.ring, held):
             while await self.store.drop_partition(p):
                 pass
             self.dropped_partitions += 1

@@ -8,7 +8,6 @@ the next ring epoch and transfers move the data; the caller follows progress on
 from __future__ import annotations
 
 import re
-import time
 
 from aiohttp import web
 
@@ -65,7 +64,7 @@ async def transfers(request: web.Request) -> web.Response:
     state = gossip.ring_state
     synced = gossip.synced()
     fetching = not gossip.settled and gossip.me.synced_epoch < state.epoch
-    incoming = service.progress.to_json(time.monotonic()) if fetching else {
+    incoming = service.progress_json() if fetching else {
         "partitions_total": 0, "partitions_done": 0, "bytes_done": 0, "keys_done": 0,
         "bytes_per_s": 0.0, "keys_per_s": 0.0, "eta_s": None, "active": []}
     return json_doc({"node_id": gossip.node_id, "epoch": state.epoch,

@@ -50,8 +50,7 @@ def owners(ring: dict[str, Any], key: str, bucket: str = BUCKET) -> set[str]:
     return set(ring["owners"][str(part)])
 
 
-def misplaced(cluster: LocalCluster, expected: Iterable[str],
-              nodes: list[NodeProcess]) -> list[str]:
+def misplaced(expected: Iterable[str], nodes: list[NodeProcess]) -> list[str]:
     """Problems with placement: an expected key missing on an owner, or any key on a node
     that does not own it. Empty when every key sits on exactly its owners."""
     ring = ring_of(nodes[0])
@@ -72,7 +71,7 @@ def wait_placed(cluster: LocalCluster, expected: set[str], nodes: list[NodeProce
                 timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        problems = misplaced(cluster, expected, nodes)
+        problems = misplaced(expected, nodes)
         if not problems:
             return
         if time.monotonic() > deadline:

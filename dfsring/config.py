@@ -129,6 +129,13 @@ OPTIONS: tuple[Option, ...] = (
            "BYTES"),
     Option("transfer-streams", _positive_int, 16,
            "partitions fetched in parallel during ownership transfers", "K"),
+    Option("hint-max-bytes", _positive_int, 256 << 20,
+           "most bytes of hints kept for one down node; further writes for it go to the next "
+           "fallback", "BYTES"),
+    Option("hint-max-age", _positive_float, 10800.0,
+           "seconds a hint is kept before it is dropped and left to anti-entropy", "SECONDS"),
+    Option("hint-rate", _positive_int, 16 << 20,
+           "bytes/s this node delivers hints at (all targets together)", "BYTES"),
     Option("dial", _dials, (),
            "ADDR=VIA,...: reach the peer advertised as ADDR through VIA (a fault proxy, a "
            "tunnel); gossip never overrides it", "LIST"),
@@ -161,6 +168,9 @@ class NodeConfig:
     phi_threshold: float = 8.0
     transfer_rate: int = 64 << 20
     transfer_streams: int = 16
+    hint_max_bytes: int = 256 << 20
+    hint_max_age: float = 10800.0
+    hint_rate: int = 16 << 20
     dial: tuple[tuple[str, str], ...] = ()
 
     @property

@@ -15,6 +15,12 @@ While ownership moves (dfsring.transition), writes go to the owners under the ne
 the old ones, W counted over the new owners (the copies that survive); reads need R replies
 from the owners under each ring still holding data. Replicas the failure detector holds
 down are not waited for: they count as failed at once.
+
+Sloppy quorum (Dynamo §4.6): an owner that is down or silent for half the deadline is
+replaced, for this write, by the next live node in the ring's fallback order, which keeps
+the data as a hint for that owner (dfsring.hintstore) and hands it over later
+(dfsring.handoff). Fallback acks count towards W unless the request says sloppy=false; the
+answer reports them as `hinted`. A read asks the same stand-ins in place of down owners.
 """
 
 from __future__ import annotations
@@ -27,12 +33,15 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from dfsring import errors, transition, vclock
+from dfsring import errors, hints, transition, vclock
+from dfsring.hints import FallbackPicker
+from dfsring.hintstore import HintStore, local_view
 from dfsring.keys import ObjectName
 from dfsring.localstore import LocalStore
 from dfsring.messages import (
     Ack,
     CoordinateWrite,
+    HintedWrite,
     ListKeys,
     ListKeysReply,
     Message,
@@ -69,7 +78,7 @@ class Coordinator(Protocol):
                   content_type: str, *, w: int, sloppy: bool = True,
                   forward: bool = True) -> WriteResult: ...
 
-    async def get(self, name: ObjectName, *, r: int) -> Versions: ...
+    async def get(self, name: ObjectName, *, r: int, sloppy: bool = True) -> Versions: ...
 
     async def list_keys(self, bucket: bytes, prefix: bytes, after: bytes | None,
                         limit: int) -> list[tuple[bytes, bytes]]: ...
@@ -94,12 +103,13 @@ def wall_ms() -> int:
 
 
 class ReplicatedCoordinator:
-    def __init__(self, *, node_id: str, n: int, store: LocalStore, topology: Topology,
-                 rpc: RpcClient, metrics: NodeMetrics, deadline_s: float,
+    def __init__(self, *, node_id: str, n: int, store: LocalStore, hint_store: HintStore,
+                 topology: Topology, rpc: RpcClient, metrics: NodeMetrics, deadline_s: float,
                  now_ms: Callable[[], int] = wall_ms) -> None:
         self.node_id = node_id
         self._n = n
         self.store = store
+        self.hints = hint_store
         self.topology = topology
         self.rpc = rpc
         self.metrics = metrics
@@ -138,14 +148,49 @@ class ReplicatedCoordinator:
         tracker.ok(self.node_id)
         msg = ReplicaWrite(name.bucket_bytes, name.key_bytes, vclock.encode_versions(versions),
                            self.epoch)
-        calls = self._calls(tracker, [p for p in pref if p != self.node_id], msg, Ack)
+        picker = None
+        if sloppy:
+            fallbacks = self.topology.ring.fallbacks(self.store.partition(name))
+            picker = FallbackPicker(fallbacks, self.topology.is_alive, (self.node_id, *pref))
+        calls = {owner: self._write_slot(owner, msg, picker)
+                 for owner in pref if owner != self.node_id}
         for peer in extra:
             if peer != self.node_id and self.topology.is_alive(peer):
                 self._spawn(self._best_effort(peer, msg))
         await self._await_quorum(tracker, calls)
         if tracker.outcome is not Outcome.OK:
             raise _quorum_error(tracker)
-        return WriteResult(versions, tracker.acked, self.n)
+        hinted = sum(1 for v in tracker.values().values() if isinstance(v, str))
+        return WriteResult(versions, tracker.acked, self.n, hinted)
+
+    async def _write_slot(self, owner: str, msg: ReplicaWrite,
+                          picker: FallbackPicker | None) -> str | None:
+        """One owner's share of a write: None once the owner acked, or the id of the
+        fallback that took it with a hint (sloppy quorum, Dynamo §4.6). An owner the failure
+        detector holds down, or that does not answer within half the deadline, is replaced
+        by the next live fallback in ring order (each used once per write)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.deadline_s
+        if self.topology.is_alive(owner):
+            try:
+                await self.rpc.call(self.topology.address_of(owner), msg, Ack,
+                                    self.deadline_s / 2 if picker else self.deadline_s)
+                return None
+            except PeerUnavailable:
+                if picker is None:
+                    raise
+        elif picker is None:
+            raise PeerUnavailable(owner, "down")
+        hint = HintedWrite(msg.bucket, msg.key, msg.versions, owner)
+        failure: RpcError = PeerUnavailable(owner, "down, and no live fallback is left")
+        while (fallback := picker.next()) is not None:
+            try:
+                await self.rpc.call(self.topology.address_of(fallback), hint, Ack,
+                                    max(0.1, deadline - loop.time()))
+                return fallback
+            except RpcError as exc:
+                failure = exc
+        raise failure
 
     async def _forward(self, pref: tuple[str, ...], name: ObjectName, context: VersionVector,
                        value: bytes | None, content_type: str, w: int,
@@ -170,9 +215,16 @@ class ReplicatedCoordinator:
 
     # --- reads -----------------------------------------------------------------------------
 
-    async def get(self, name: ObjectName, *, r: int) -> Versions:
+    async def get(self, name: ObjectName, *, r: int, sloppy: bool = True) -> Versions:
+        """sloppy=False: only the owners count, as for writes; down ones are not replaced."""
         topo = self.topology
-        groups = transition.read_groups(self.store.partition(name), topo.ring, topo.previous)
+        partition = self.store.partition(name)
+        groups = transition.read_groups(partition, topo.ring, topo.previous)
+        # A down owner's stand-in: the fallback a sloppy write would have hinted (it answers
+        # with its hinted data), so a value acked only by fallbacks is read with R.
+        subs = hints.substitutes(groups[0], topo.ring.fallbacks(partition),
+                                 topo.is_alive) if sloppy else {}
+        groups = (tuple(subs.get(n, n) for n in groups[0]), *groups[1:])
         pref = tuple(dict.fromkeys(n for g in groups for n in g))
         tracker: QuorumTracker | QuorumGroups = (
             self._tracker(pref, r) if len(groups) == 1 else QuorumGroups(list(groups), r))
@@ -187,14 +239,15 @@ class ReplicatedCoordinator:
             _cancel(pending.values())
             raise _quorum_error(tracker)
         merged = vclock.sync_all(v for v in tracker.values().values() if v is not None)
-        if pending or _stale(pref, tracker, merged):
-            self._spawn(self._read_repair(name, pref, tracker, pending))
+        owners = tuple(n for n in pref if n not in subs.values())  # stand-ins are not repaired
+        if pending or _stale(owners, tracker, merged):
+            self._spawn(self._read_repair(name, owners, tracker, pending))
         return merged
 
     async def _read_one(self, peer: str, name: ObjectName, msg: ReplicaRead) -> Versions:
         if peer == self.node_id:
             try:
-                return self.store.get(name)
+                return local_view(self.store, self.hints, name)
             except errors.CorruptValue:
                 self.metrics.count_corrupt()
                 raise
@@ -276,17 +329,6 @@ class ReplicatedCoordinator:
 
     def _call(self, peer: str, msg: Message, reply: type) -> Awaitable:
         return self.rpc.call(self.topology.address_of(peer), msg, reply, self.deadline_s)
-
-    def _calls(self, tracker: QuorumTracker, peers: list[str], msg: Message,
-               reply: type) -> dict[str, Awaitable[object]]:
-        """Calls to the live peers; the ones the failure detector holds down fail at once."""
-        calls = {}
-        for peer in peers:
-            if self.topology.is_alive(peer):
-                calls[peer] = self._call(peer, msg, reply)
-            else:
-                tracker.fail(peer, "down")
-        return calls
 
     async def _best_effort(self, peer: str, msg: Message) -> None:
         """A copy for an old owner during a transfer: it serves reads until the switch."""

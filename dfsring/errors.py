@@ -13,6 +13,7 @@
     ├── NotReady              the node has not yet learned its cluster's members (-> 503)
     ├── Conflict              a cluster change that cannot be made now (-> 409)
     ├── StaleRing             a replica on a newer ring no longer holds that key (peer-only)
+    ├── HintsFull             a fallback's hint queue for that owner is at its bound (peer-only)
     └── QuorumNotMet          too few replicas answered in time (-> 503)
 """
 
@@ -81,6 +82,11 @@ class Conflict(DfsError):
 class StaleRing(DfsError):
     """A coordinator on an older ring sent a key this replica no longer holds: its ack must
     not count, or a lagging coordinator could acknowledge a write only old owners keep."""
+
+
+class HintsFull(DfsError):
+    """A fallback refused a hint: its queue for that owner is at --hint-max-bytes. The
+    coordinator tries the next fallback; the write is never acknowledged on a dropped hint."""
 
 
 class QuorumNotMet(DfsError):

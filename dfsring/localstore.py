@@ -201,10 +201,21 @@ class LocalStore:
         Raises ValueError (nothing applied) if a record is malformed or outside the partition.
         """
         start = partition_range(partition)[0]
+        if any(not skey.startswith(start) for skey, _ in records):
+            raise ValueError("a transferred key lies outside its partition")
+        return await self.merge_raw(records, (cursor_key, cursor))
+
+    async def merge_raw(self, records: list[tuple[bytes, bytes]],
+                        meta: tuple[bytes, bytes] | None = None) -> int:
+        """Fold stored records (storage key, record) from a peer into ours in one transaction,
+        with an optional META entry written alongside; returns how many keys changed.
+        Raises ValueError (nothing applied) if any record or storage key is malformed."""
+        partitions = 1 << self.partition_bits
         decoded = []
         for skey, raw in records:
-            if not skey.startswith(start) or len(skey) <= 2:
-                raise ValueError("a transferred key lies outside its partition")
+            if not 2 < len(skey) <= keys.MAX_STORAGE_KEY or \
+                    int.from_bytes(skey[:2], "big") >= partitions:
+                raise ValueError("a storage key is malformed or outside the partitions")
             decoded.append((skey, *decode_record(raw)))
 
         def mutation(txn: Txn) -> tuple[int, StoreStats | None]:
@@ -221,7 +232,8 @@ class LocalStore:
                     continue
                 stats = self._write_raw(txn, skey, old_raw, _record(full, new))
                 changed += 1
-            txn.put(META, cursor_key, cursor)
+            if meta is not None:
+                txn.put(META, *meta)
             return changed, stats
 
         changed, stats = await self.engine.apply(mutation)

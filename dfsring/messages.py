@@ -321,3 +321,27 @@ class PartitionBatch(Message):
     KIND: ClassVar[str] = "partition-batch"
     records: tuple[tuple[bytes, bytes], ...]  # (storage key, stored record), in key order
     next_after: bytes | None  # None: the partition is exhausted
+
+
+# --- hinted handoff (dfsring.handoff) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HintedWrite(Message):
+    """Keep these versions for `target`, a down owner of the key, and hand them over when it
+    is back (a fallback's part of a sloppy write)."""
+
+    KIND: ClassVar[str] = "hinted-write"
+    bucket: bytes
+    key: bytes
+    versions: bytes  # dfsring.vclock.encode_versions
+    target: str
+
+
+@dataclass(frozen=True)
+class HandoffBatch(Message):
+    """Hints delivered to the owner they were kept for: fold each record into the replica."""
+
+    KIND: ClassVar[str] = "handoff-batch"
+    records: tuple[tuple[bytes, bytes], ...]  # (storage key, stored record)
+    epoch: int  # the sender's ring epoch, as in ReplicaWrite

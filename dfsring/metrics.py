@@ -22,12 +22,27 @@ class NodeMetrics:
                                      "stored values that failed their checksum", registry=r)
         self.read_repairs = Counter("dfsring_read_repairs", "replicas repaired after a read",
                                     ("outcome",), registry=r)
+        self.hints_stored = Counter("dfsring_hints_stored",
+                                    "hints taken for a down owner (new, not folded)", registry=r)
+        self.hints_delivered = Counter("dfsring_hints_delivered",
+                                       "hints handed over to their owner", registry=r)
+        self.hints_dropped = Counter("dfsring_hints_dropped",
+                                     "hints dropped (reason: full, expired); left to "
+                                     "anti-entropy", ("reason",), registry=r)
+        self.hints_pending = Gauge("dfsring_hints_pending", "hints held for a down owner",
+                                   ("target",), registry=r)
+        self.hints_pending_bytes = Gauge("dfsring_hints_pending_bytes",
+                                         "bytes of hints held for a down owner", ("target",),
+                                         registry=r)
         self.keys = Gauge("dfsring_keys_stored", "keys held by this node", registry=r)
         self.bytes = Gauge("dfsring_bytes_stored", "bytes of versions held by this node",
                            registry=r)
 
         self.corrupt_total = 0
         self.repaired_total = 0
+        self.hints_delivered_total = 0
+        self.hints_dropped_total = 0
+        self._hint_targets: set[str] = set()
 
     def count_corrupt(self) -> None:
         """Stats need plain numbers; prometheus counters are write-only by design."""
@@ -38,6 +53,24 @@ class NodeMetrics:
         if outcome == "ok":
             self.repaired_total += 1
         self.read_repairs.labels(outcome).inc()
+
+    def count_hints_delivered(self, count: int) -> None:
+        self.hints_delivered_total += count
+        self.hints_delivered.inc(count)
+
+    def count_hints_dropped(self, reason: str, count: int = 1) -> None:
+        self.hints_dropped_total += count
+        self.hints_dropped.labels(reason).inc(count)
+
+    def show_hints(self, pending: dict[str, tuple[int, int]]) -> None:
+        """Per-target gauges; targets whose queue emptied are removed, not left at 0."""
+        for target in set(self._hint_targets) - set(pending):
+            self.hints_pending.remove(target)
+            self.hints_pending_bytes.remove(target)
+        for target, (count, size) in pending.items():
+            self.hints_pending.labels(target).set(count)
+            self.hints_pending_bytes.labels(target).set(size)
+        self._hint_targets = set(pending)
 
     def bind_store(self, keys: Callable[[], float], size: Callable[[], float]) -> None:
         """Gauges read live counters at scrape time instead of being pushed on every write."""

@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import uvloop
 from aiohttp import web
@@ -24,10 +24,15 @@ from dfsring.config import ConfigError, NodeConfig, load_config
 from dfsring.coordinator import ReplicatedCoordinator
 from dfsring.datadir import DataDir, DataDirError, open_data_dir
 from dfsring.gossip import Gossiper, GossipSettings
+from dfsring.handoff import HandoffService
+from dfsring.hintstore import TABLES as HINT_TABLES
+from dfsring.hintstore import HintStore
 from dfsring.http import cluster_api, internal_api, kv_api, node_api
 from dfsring.http.appkeys import (
     CONFIG,
     COORDINATOR,
+    HANDOFF,
+    HINTS,
     MEMBERSHIP,
     METRICS,
     RING_CHANGER,
@@ -65,13 +70,20 @@ class Services:
     ring_changer: RingChanger
     transfers: TransferService
     coordinator: ReplicatedCoordinator
+    hints: HintStore
+    handoff: HandoffService
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
         self.membership.start()
         self.ring_changer.start()
         self.transfers.start()
+        self._tasks.append(asyncio.create_task(self.handoff.run_forever(), name="handoff"))
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.transfers.stop()
         await self.ring_changer.stop()
         await self.membership.stop()
@@ -93,11 +105,18 @@ def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine) -> Servic
     transfers = TransferService(topology=gossip, store=store, rpc=rpc, replicas=cfg.n,
                                 partition_bits=cfg.partition_bits, rate=cfg.transfer_rate,
                                 streams=cfg.transfer_streams, deadline_s=cfg.request_timeout)
+    hint_store = HintStore(engine, cfg.hint_max_bytes)
+    hint_store.open()
     coordinator = ReplicatedCoordinator(node_id=data_dir.node_id, n=cfg.n, store=store,
-                                        topology=gossip, rpc=rpc, metrics=metrics,
-                                        deadline_s=cfg.request_timeout)
+                                        hint_store=hint_store, topology=gossip, rpc=rpc,
+                                        metrics=metrics, deadline_s=cfg.request_timeout)
+    handoff = HandoffService(node_id=data_dir.node_id, topology=gossip, store=hint_store,
+                             rpc=rpc, metrics=metrics, rate=cfg.hint_rate,
+                             max_age_s=cfg.hint_max_age, deadline_s=cfg.request_timeout,
+                             merge_local=store.merge_raw)
     state = NodeState(node_id=data_dir.node_id, started_at=time.monotonic())
-    return Services(store, metrics, state, rpc, gossip, changer, transfers, coordinator)
+    return Services(store, metrics, state, rpc, gossip, changer, transfers, coordinator,
+                    hint_store, handoff)
 
 
 def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
@@ -113,6 +132,8 @@ def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
     app[RING_CHANGER] = svc.ring_changer
     app[TRANSFERS] = svc.transfers
     app[COORDINATOR] = svc.coordinator
+    app[HINTS] = svc.hints
+    app[HANDOFF] = svc.handoff
     kv_api.setup(app)
     node_api.setup(app)
     cluster_api.setup(app)
@@ -128,7 +149,7 @@ async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
     if not cfg.cluster_secret:
         log.warning("no --cluster-secret: internal endpoints accept any caller; set one in "
                     "production")
-    engine = LmdbEngine(data_dir.db_path, TABLES, durable=cfg.durable)
+    engine = LmdbEngine(data_dir.db_path, (*TABLES, *HINT_TABLES), durable=cfg.durable)
     try:
         try:
             svc = build_services(cfg, data_dir, engine)

@@ -9,6 +9,8 @@ from aiohttp import web
 from dfsring.config import NodeConfig
 from dfsring.coordinator import Coordinator
 from dfsring.gossip import Gossiper
+from dfsring.handoff import HandoffService
+from dfsring.hintstore import HintStore
 from dfsring.localstore import LocalStore
 from dfsring.metrics import NodeMetrics
 from dfsring.ringchange import RingChanger
@@ -30,5 +32,7 @@ MEMBERSHIP = web.AppKey("membership", Gossiper)
 RING_CHANGER = web.AppKey("ring_changer", RingChanger)
 TRANSFERS = web.AppKey("transfers", TransferService)
 STORE = web.AppKey("store", LocalStore)
+HINTS = web.AppKey("hints", HintStore)
+HANDOFF = web.AppKey("handoff", HandoffService)
 METRICS = web.AppKey("metrics", NodeMetrics)
 STATE = web.AppKey("state", NodeState)

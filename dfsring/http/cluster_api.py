@@ -13,7 +13,7 @@ from aiohttp import web
 
 from dfsring import errors
 from dfsring.failure import Liveness
-from dfsring.http.appkeys import MEMBERSHIP, STATE, STORE, TRANSFERS
+from dfsring.http.appkeys import HANDOFF, HINTS, MEMBERSHIP, STATE, STORE, TRANSFERS
 from dfsring.http.problems import json_doc
 from dfsring.membership import Status
 
@@ -71,7 +71,9 @@ async def transfers(request: web.Request) -> web.Response:
                   "in_transition": not gossip.settled, "incoming": incoming,
                   "unsynced_members": sorted(n for n in state.member_ids
                                              if synced.get(n, 0) < state.epoch),
-                  "dropped_partitions": service.dropped_partitions, "hints_pending": 0})
+                  "dropped_partitions": service.dropped_partitions,
+                  "hints_pending": request.app[HINTS].pending,
+                  "hints": request.app[HANDOFF].progress_json()})
 
 
 async def leave(request: web.Request) -> web.Response:

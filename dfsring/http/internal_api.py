@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 
 from aiohttp import web
 
 from dfsring import errors, keys, messages, transition, vclock
 from dfsring.gossip import WrongCluster
+from dfsring.hintstore import local_view
 from dfsring.http.appkeys import (
     CONFIG,
     COORDINATOR,
+    HINTS,
     MEMBERSHIP,
     METRICS,
     RING_CHANGER,
@@ -32,6 +35,8 @@ from dfsring.messages import (
     ErrorReply,
     GossipAck2,
     GossipSyn,
+    HandoffBatch,
+    HintedWrite,
     ListKeys,
     ListKeysReply,
     Message,
@@ -88,6 +93,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return _error(409, "wrong-cluster", str(exc))
     except errors.StaleRing as exc:
         return _error(409, "stale-ring", str(exc))
+    except errors.HintsFull as exc:
+        return _error(507, "hints-full", str(exc))
     except errors.QuorumNotMet as exc:
         return _error(503, "quorum-not-met", str(exc), exc.needed, exc.acked)
     except errors.CorruptValue as exc:
@@ -120,10 +127,13 @@ def _check_owner(request: web.Request, name: keys.ObjectName, epoch: int) -> Non
     """Refuse a write for a key this node does not hold under its ring, unless the sender
     knows a newer ring than ours: an ack from a node about to drop the key must not count,
     and a copy nobody will look for is not kept."""
+    _check_partition(request, request.app[STORE].partition(name), epoch)
+
+
+def _check_partition(request: web.Request, partition: int, epoch: int) -> None:
     gossip = request.app[MEMBERSHIP]
     if epoch > gossip.ring_state.epoch:
         return
-    partition = request.app[STORE].partition(name)
     counted, extra = transition.write_targets(partition, gossip.ring, gossip.previous)
     if gossip.node_id not in counted and gossip.node_id not in extra:
         raise errors.StaleRing(f"this node does not hold the key under ring epoch "
@@ -131,8 +141,38 @@ def _check_owner(request: web.Request, name: keys.ObjectName, epoch: int) -> Non
 
 
 async def _replica_read(request: web.Request, msg: ReplicaRead) -> Message:
-    versions = request.app[STORE].get(_name(msg.bucket, msg.key))
+    versions = local_view(request.app[STORE], request.app[HINTS], _name(msg.bucket, msg.key))
     return ReplicaReadReply(vclock.encode_versions(versions) if versions.siblings else None)
+
+
+async def _hinted_write(request: web.Request, msg: HintedWrite) -> Message:
+    """Keep a write for a down owner as a hint (this node is its fallback)."""
+    name = _name(msg.bucket, msg.key)
+    versions = vclock.decode_versions(msg.versions)
+    store, gossip, metrics = request.app[STORE], request.app[MEMBERSHIP], request.app[METRICS]
+    if msg.target == gossip.node_id:  # the owner itself, back already: no hint needed
+        return Ack((await store.merge(name, versions)).changed)
+    added = await request.app[HINTS].add(msg.target, name, store.storage_key(name), versions,
+                                         time.time_ns() // 1_000_000)
+    if not added.stored:
+        metrics.count_hints_dropped("full")
+        log.warning("hint refused: the queue for its target is full", extra={"fields": {
+            "target": msg.target, "limit": request.app[CONFIG].hint_max_bytes}})
+        raise errors.HintsFull(f"hints for {msg.target} are at the bound")
+    if not added.merged:
+        metrics.hints_stored.inc()
+    return Ack(True)
+
+
+async def _handoff_batch(request: web.Request, msg: HandoffBatch) -> Message:
+    """Hints a fallback kept for this node: fold them into the replica."""
+    store = request.app[STORE]
+    for skey, _ in msg.records:
+        if len(skey) < 2:
+            raise errors.BadRequest("a handed-off storage key is too short")
+        _check_partition(request, int.from_bytes(skey[:2], "big"), msg.epoch)
+    changed = await store.merge_raw(list(msg.records))
+    return Ack(changed > 0)
 
 
 async def _coordinate_write(request: web.Request, msg: CoordinateWrite) -> Message:
@@ -200,6 +240,8 @@ _HANDLERS = {
     PartitionsHeld: _partitions_held,
     PartitionFetch: _partition_fetch,
     ReplicaWrite: _replica_write,
+    HintedWrite: _hinted_write,
+    HandoffBatch: _handoff_batch,
     ReplicaRead: _replica_read,
     CoordinateWrite: _coordinate_write,
     ListKeys: _list_keys,

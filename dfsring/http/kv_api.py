@@ -124,8 +124,7 @@ async def get_value(request: web.Request) -> web.StreamResponse:
     _check_params(request, _GET_PARAMS)
     name = keys.object_name(request.match_info["bucket"], request.match_info["key"])
     r = _level(request, "r", cfg.r, coord.n)
-    _sloppy(request)
-    versions = await coord.get(name, r=r)
+    versions = await coord.get(name, r=r, sloppy=_sloppy(request))
     return versions_response(versions, request)
 
 

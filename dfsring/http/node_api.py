@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dfsring import __version__, errors, keys
-from dfsring.http.appkeys import CONFIG, MEMBERSHIP, METRICS, STATE, STORE, TRANSFERS
+from dfsring.http.appkeys import CONFIG, HINTS, MEMBERSHIP, METRICS, STATE, STORE, TRANSFERS
 from dfsring.http.kv_api import decode_cursor, encode_cursor, parse_limit, rfc3339
 from dfsring.http.problems import json_doc
 from dfsring.membership import Status
@@ -47,9 +47,13 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    store, m = request.app[STORE], request.app[METRICS]
+    store, m, hint_store = request.app[STORE], request.app[METRICS], request.app[HINTS]
     doc = {"node_id": request.app[STATE].node_id, "keys": store.stats.keys,
-           "bytes": store.stats.bytes, "hints_pending": 0,
+           "bytes": store.stats.bytes, "hints_pending": hint_store.pending,
+           "hints_pending_bytes": hint_store.pending_bytes,
+           "hints_by_target": {t: {"count": s.count, "bytes": s.bytes}
+                               for t, s in hint_store.stats.items()},
+           "hints_delivered": m.hints_delivered_total, "hints_dropped": m.hints_dropped_total,
            "transfers_pending": request.app[TRANSFERS].pending(),
            "ring_epoch": request.app[MEMBERSHIP].ring_state.epoch,
            "repaired_keys": m.repaired_total, "corrupt_found": m.corrupt_total,

@@ -177,3 +177,28 @@ async def test_internal_endpoints_refuse_outsiders_and_malformed_messages(node) 
         async with http.post(url, data=good, headers={SECRET_HEADER: secret}) as r:
             assert r.status == 200
     await _still_serving(node.url)
+
+
+async def test_hostile_hint_messages_are_refused_and_store_nothing(node) -> None:
+    """A peer's hinted write with an impossible target, or a handoff batch with records that
+    do not decode or lie outside every partition: 400 each, no hint kept, still serving."""
+    from dfsring.messages import HandoffBatch, HintedWrite
+    from dfsring.rpc import SECRET_HEADER
+
+    secret = {SECRET_HEADER: node.spec.env["DFSRING_CLUSTER_SECRET"]}
+    bad = [
+        ("hinted-write", HintedWrite(b"b", b"k", b"\x00garbage", "node9").encode()),
+        ("hinted-write", HintedWrite(b"b", b"k", b"\x90", "x" * 300).encode()),
+        ("hinted-write", HintedWrite(b"b", b"k", b"\x90", "").encode()),
+        ("handoff-batch", HandoffBatch(((b"\x00\x01k", b"\x07junk"),), 1).encode()),
+        ("handoff-batch", HandoffBatch(((b"\xff\xffk", b"\x00\x90"),), 1).encode()),
+        ("handoff-batch", HandoffBatch(((b"", b"\x00\x90"),), 1).encode()),
+    ]
+    async with aiohttp.ClientSession() as http:
+        for kind, body in bad:
+            async with http.post(f"{node.url}/internal/v1/{kind}", data=body,
+                                 headers=secret) as r:
+                assert r.status == 400, (kind, body, r.status, await r.text())
+        async with http.get(f"{node.url}/v1/node/stats") as r:
+            assert (await r.json())["hints_pending"] == 0
+    await _still_serving(node.url)

@@ -1,0 +1,170 @@
+"""Hint delivery: hand what a fallback kept for a down owner back to it once it is up.
+
+One loop per node. Every `TICK_S` it looks at each target with queued hints: hints older
+than --hint-max-age are dropped (counted; anti-entropy repairs what they carried); if the
+failure detector holds the target up and no backoff is running, it sends the target's hints
+oldest first in batches (`HandoffBatch`), at most --hint-rate bytes/s over all targets, and
+deletes each batch once the target acknowledged it durably (dfsring.hintstore keeps a hint
+that a newer write changed meanwhile). A failed batch backs off exponentially for that target
+only. A hint whose target no longer owns the key (it left, or ownership moved) goes to the
+key's current owners instead, and is deleted once every one of them acknowledged it.
+
+The owner folds delivered records in with the causal join, so a hint delivered twice (a
+crash between the owner's ack and our delete) is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from dfsring import hints
+from dfsring.hints import Hint
+from dfsring.hintstore import HintStore
+from dfsring.messages import Ack, HandoffBatch
+from dfsring.metrics import NodeMetrics
+from dfsring.ring import Ring
+from dfsring.rpc import RpcClient, RpcError
+from dfsring.transfers import TokenBucket
+
+log = logging.getLogger("dfsring.handoff")
+TICK_S = 0.25
+BATCH_BYTES = 512 << 10
+BATCH_KEYS = 1_000
+ROUND_S = 2.0  # one target's share of a round before the next target gets its turn
+
+
+class Topology(Protocol):
+    @property
+    def ring(self) -> Ring: ...
+
+    def address_of(self, node_id: str) -> str: ...
+
+    def is_alive(self, node_id: str) -> bool: ...
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class HandoffService:
+    def __init__(self, *, node_id: str, topology: Topology, store: HintStore, rpc: RpcClient,
+                 metrics: NodeMetrics, rate: int, max_age_s: float, deadline_s: float,
+                 merge_local: Callable[[list[tuple[bytes, bytes]]], Awaitable[int]],
+                 now_ms: Callable[[], int] = wall_ms) -> None:
+        """`merge_local` folds records into this node's own replica: a hint whose key this
+        node has come to own is delivered here."""
+        self.node_id = node_id
+        self.merge_local = merge_local
+        self.topology = topology
+        self.store = store
+        self.rpc = rpc
+        self.metrics = metrics
+        self.bucket = TokenBucket(rate)
+        self.max_age_ms = int(max_age_s * 1000)
+        self.deadline_s = deadline_s
+        self.now_ms = now_ms
+        self._failures: dict[str, int] = {}
+        self._retry_at: dict[str, float] = {}
+        self._wake = asyncio.Event()
+        self.delivered_keys = 0
+        self.last_error: dict[str, str] = {}
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def progress_json(self) -> list[dict[str, object]]:
+        """One entry per target with hints queued here, for /v1/cluster/transfers."""
+        out = []
+        for target in self.store.targets():
+            stats = self.store.stats[target]
+            oldest = self.store.oldest_created_ms(target)
+            out.append({
+                "target": target,
+                "hints": stats.count,
+                "bytes": stats.bytes,
+                "oldest_age_s": None if oldest is None else
+                round(max(0, self.now_ms() - oldest) / 1000, 1),
+                "target_up": self.topology.is_alive(target),
+                "failures": self._failures.get(target, 0),
+                "last_error": self.last_error.get(target),
+            })
+        return out
+
+    def publish(self) -> None:
+        self.metrics.show_hints({t: (s.count, s.bytes) for t, s in self.store.stats.items()})
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("hint delivery round failed")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), TICK_S)
+
+    async def run_once(self) -> None:
+        for target in self.store.targets():
+            dropped = await self.store.drop_expired(target, self.now_ms(), self.max_age_ms)
+            if dropped:
+                self.metrics.count_hints_dropped("expired", dropped)
+                log.warning("dropped expired hints", extra={"fields": {
+                    "target": target, "count": dropped}})
+            if target in self.store.stats and self._due(target):
+                await self._deliver(target)
+        self.publish()
+
+    def _due(self, target: str) -> bool:
+        if self._retry_at.get(target, 0.0) > time.monotonic():
+            return False
+        gone = target not in self.topology.ring.node_ids()  # its hints go to the new owners
+        return gone or self.topology.is_alive(target)
+
+    async def _deliver(self, target: str) -> None:
+        """Send `target`'s hints, oldest first, for up to ROUND_S; stop at the first failure."""
+        until = time.monotonic() + ROUND_S
+        while time.monotonic() < until and target in self.store.stats:
+            batch = self.store.oldest(target, BATCH_KEYS, BATCH_BYTES)
+            if not batch:
+                return
+            try:
+                await self._send(target, batch)
+            except RpcError as exc:
+                failures = self._failures.get(target, 0) + 1
+                self._failures[target] = failures
+                self._retry_at[target] = time.monotonic() + hints.backoff_s(
+                    failures, jitter=random.random())
+                self.last_error[target] = exc.detail[:200]
+                log.info("hint delivery failed", extra={"fields": {
+                    "target": target, "failures": failures, "error": exc.detail[:200]}})
+                return
+            self._failures.pop(target, None)
+            self.last_error.pop(target, None)
+            removed = await self.store.remove(batch)
+            self.delivered_keys += removed
+            self.metrics.count_hints_delivered(removed)
+            self.publish()
+
+    async def _send(self, target: str, batch: list[Hint]) -> None:
+        """Deliver a batch; raises RpcError unless every destination acknowledged it."""
+        ring = self.topology.ring
+        by_dest: dict[str, list[tuple[bytes, bytes]]] = {}
+        for hint in batch:
+            partition = int.from_bytes(hint.skey[:2], "big")
+            for dest in hints.destinations(target, partition, ring):
+                by_dest.setdefault(dest, []).append((hint.skey, hint.record))
+        await self.bucket.take(sum(h.size for h in batch))
+        for dest, records in by_dest.items():
+            if dest == self.node_id:
+                await self.merge_local(records)
+                continue
+            await self.rpc.call(self.topology.address_of(dest),
+                                HandoffBatch(tuple(records), ring.epoch), Ack, self.deadline_s)

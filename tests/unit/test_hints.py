@@ -1,0 +1,145 @@
+"""Hinted handoff's pure rules: key layout, counters, bounds, backoff, routing, stand-ins."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dfsring import hints
+from dfsring.hints import FallbackPicker, Hint, TargetStats
+from dfsring.ring import Ring, RingMember
+
+pytestmark = pytest.mark.unit
+
+node_ids = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=1,
+                   max_size=40)
+
+
+@given(node_ids, st.integers(0, 2**64 - 1))
+def test_queue_key_round_trips(target: str, seq: int) -> None:
+    assert hints.parse_queue_key(hints.queue_key(target, seq)) == (target, seq)
+
+
+@given(node_ids, node_ids, st.integers(0, 2**64 - 1))
+def test_no_target_queue_is_inside_another(a: str, b: str, seq: int) -> None:
+    """Delivery scans a target's prefix; it must never see another target's hints."""
+    if a != b:
+        assert not hints.queue_key(b, seq).startswith(hints.target_prefix(a))
+    assert not hints.stats_key(a).startswith(hints.target_prefix(b))
+
+
+@given(node_ids, st.lists(st.integers(0, 2**64 - 1), min_size=2, unique=True))
+def test_a_queue_scans_oldest_first(target: str, seqs: list[int]) -> None:
+    ordered = sorted(hints.queue_key(target, s) for s in seqs)
+    assert [hints.parse_queue_key(k)[1] for k in ordered] == sorted(seqs)
+
+
+@pytest.mark.parametrize("bad", [b"", b"\x00abc", b"\x05ab", b"\x01a" + b"\x00" * 7])
+def test_malformed_queue_keys_are_refused(bad: bytes) -> None:
+    with pytest.raises(hints.HintFormatError):
+        hints.parse_queue_key(bad)
+
+
+def test_targets_are_bounded() -> None:
+    with pytest.raises(ValueError):
+        hints.queue_key("", 1)
+    with pytest.raises(ValueError):
+        hints.queue_key("x" * 256, 1)
+
+
+def test_hint_values_round_trip_and_garbage_is_refused() -> None:
+    hint = Hint("node2", 7, b"\x00\x01key", b"\x00record", 1234)
+    key = hints.queue_key("node2", 7)
+    assert hints.decode_hint(key, hint.encode_value()) == hint
+    assert hint.size == len(b"\x00\x01key") + len(b"\x00record")
+    for garbage in (b"", b"\xc1", b"\x93\x01\x02\x03", b"\x92\xc4\x00\xc4\x00"):
+        with pytest.raises(hints.HintFormatError):
+            hints.decode_hint(key, garbage)
+
+
+@given(st.integers(0, 10**6), st.integers(0, 10**9))
+def test_target_stats_round_trip(count: int, size: int) -> None:
+    stats = TargetStats(count, size)
+    assert TargetStats.decode(stats.encode()) == stats
+    assert TargetStats.decode(None) == TargetStats()
+    assert stats.plus(-count - 1, -size - 1) == TargetStats(0, 0)  # never negative
+
+
+def test_admission_keeps_the_bound_but_always_takes_a_first_hint() -> None:
+    assert hints.admit(TargetStats(), 10_000, 100)
+    assert hints.admit(TargetStats(1, 60), 40, 100)
+    assert not hints.admit(TargetStats(1, 60), 41, 100)
+
+
+@given(st.lists(st.integers(1, 5_000), max_size=200), st.integers(1, 50_000))
+def test_admitted_hints_never_exceed_the_bound_after_the_first(sizes: list[int],
+                                                              bound: int) -> None:
+    stats = TargetStats()
+    for size in sizes:
+        if hints.admit(stats, size, bound):
+            stats = stats.plus(1, size)
+    assert stats.count <= 1 or stats.bytes <= bound
+
+
+def test_expiry() -> None:
+    assert not hints.expired(1_000, 2_000, 1_000)
+    assert hints.expired(1_000, 2_001, 1_000)
+
+
+@given(st.integers(0, 200), st.floats(0, 0.999))
+def test_backoff_grows_is_capped_and_starts_at_zero(failures: int, jitter: float) -> None:
+    delay = hints.backoff_s(failures, base=0.5, cap=30.0, jitter=jitter)
+    assert 0.0 <= delay <= 30.0
+    if failures == 0:
+        assert delay == 0.0
+    elif failures < 6:
+        assert delay <= hints.backoff_s(failures + 1, base=0.5, cap=30.0, jitter=jitter)
+
+
+def _ring(n: int = 6) -> Ring:
+    return Ring.build([RingMember(f"n{i}") for i in range(n)], replicas=3, partition_bits=6)
+
+
+def test_destinations_are_the_target_or_the_current_owners() -> None:
+    ring = _ring()
+    for partition in range(ring.partitions):
+        owners = ring.preference_list(partition)
+        assert hints.destinations(owners[1], partition, ring) == (owners[1],)
+        stranger = next(ring.fallbacks(partition))
+        assert hints.destinations(stranger, partition, ring) == owners
+        assert hints.destinations("gone", partition, ring) == owners
+
+
+def test_picker_hands_out_live_fallbacks_once_each_in_ring_order() -> None:
+    ring = _ring()
+    order = list(ring.fallbacks(3))
+    dead = {order[0]}
+    picker = FallbackPicker(ring.fallbacks(3), lambda n: n not in dead)
+    handed = [picker.next() for _ in order]
+    assert handed == order[1:] + [None]
+
+
+@given(st.sets(st.integers(0, 5), max_size=6), st.integers(0, 63))
+def test_a_read_asks_the_stand_ins_a_write_used(dead_idx: set[int], partition: int) -> None:
+    """With one view of liveness, the stand-in a read consults for each down owner is the
+    fallback a sloppy write handed that owner's share to (owners replaced in list order)."""
+    ring = _ring()
+    dead = {f"n{i}" for i in dead_idx}
+
+    def alive(n: str) -> bool:
+        return n not in dead
+
+    owners = ring.preference_list(partition)
+    picker = FallbackPicker(ring.fallbacks(partition), alive, owners)
+    used = {}
+    for owner in owners:
+        if not alive(owner):
+            stand_in = picker.next()
+            if stand_in is None:
+                break
+            used[owner] = stand_in
+    subs = hints.substitutes(owners, ring.fallbacks(partition), alive)
+    assert subs == used
+    assert all(alive(s) and s not in owners for s in subs.values())
+    assert len(set(subs.values())) == len(subs)

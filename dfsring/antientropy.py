@@ -382,3 +382,43 @@ def diff_leaf(local_items: Mapping[bytes, bytes], remote_items: Mapping[bytes, b
             k for k, v in local_items.items() if k in remote_items and remote_items[k] != v
         ),
     )
+
+
+# -- stored leaves: what a replica keeps in the same transaction as its data ------------------
+
+DEFAULT_LEAVES = DEFAULT_FANOUT**DEFAULT_DEPTH
+
+
+def version_digest(record: bytes) -> bytes:
+    """The digest of a stored record: records are canonical (dfsring.vclock encodes sorted
+    clocks and siblings), so two replicas holding the same versions of a key agree on it."""
+    return blake2b(record, digest_size=HASH_BYTES).digest()
+
+
+def leaf_index(key: bytes, leaves: int = DEFAULT_LEAVES) -> int:
+    """The leaf ``key`` falls in, for a tree of ``leaves`` leaves (same rule as the tree's)."""
+    return _leaf_index(key, leaves)
+
+
+def fold_leaf(leaf: bytes | None, key: bytes, old_digest: bytes | None,
+              new_digest: bytes | None) -> bytes:
+    """A stored leaf hash after one item changed (insert: old None; delete: new None): the
+    XOR out of the old item and in of the new one, so a write touches only its own leaf."""
+    value = int.from_bytes(leaf or EMPTY_LEAF, "big")
+    if old_digest is not None:
+        value ^= item_digest(key, old_digest)
+    if new_digest is not None:
+        value ^= item_digest(key, new_digest)
+    return value.to_bytes(HASH_BYTES, "big")
+
+
+def tree_from_sparse(leaves: Mapping[int, bytes], fanout: int = DEFAULT_FANOUT,
+                     depth: int = DEFAULT_DEPTH) -> MerkleTree:
+    """The tree of stored leaves given as {index: hash}; absent leaves are empty."""
+    full = [EMPTY_LEAF] * (fanout**depth)
+    for index, value in leaves.items():
+        full[index] = value
+    return MerkleTree.from_leaves(full, fanout, depth)
+
+
+EMPTY_ROOT = MerkleTree().root()

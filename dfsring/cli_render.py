@@ -29,9 +29,12 @@ STATUS_HEADER = (
     "KEYS",
     "DISK",
     "HINTS",
+    "REPAIRED",
+    "CORRUPT",
+    "AE-AGE",
     "TRANSFERS",
 )
-_STATUS_ALIGN = "llllrrrrl"
+_STATUS_ALIGN = "llllrrrrrrrl"
 
 
 # --- units -------------------------------------------------------------------------------------
@@ -171,6 +174,13 @@ def _cell(doc: Doc | None, field: str) -> str:
     return MISSING if value is None or value == "" else str(value)
 
 
+def _ae_age(stats: Doc | None) -> str:
+    """How long ago the least recently exchanged partition was compared with a replica."""
+    ae = None if stats is None else stats.get("antientropy")
+    age = None if not isinstance(ae, Mapping) else ae.get("oldest_unexchanged_s")
+    return MISSING if not isinstance(age, int | float) else f"{age:.0f}s"
+
+
 def status_row(member: Doc, stats: Doc | None, transfers: Doc | None) -> list[str]:
     disk = None if stats is None else stats.get("bytes")
     return [
@@ -182,6 +192,9 @@ def status_row(member: Doc, stats: Doc | None, transfers: Doc | None) -> list[st
         _cell(stats, "keys"),
         MISSING if disk is None else human_bytes(float(disk)),
         _cell(stats, "hints_pending"),
+        _cell(stats, "repaired_keys"),
+        _cell(stats, "corrupt_found"),
+        _ae_age(stats),
         transfers_cell(transfers),
     ]
 

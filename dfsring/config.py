@@ -136,6 +136,17 @@ OPTIONS: tuple[Option, ...] = (
            "seconds a hint is kept before it is dropped and left to anti-entropy", "SECONDS"),
     Option("hint-rate", _positive_int, 16 << 20,
            "bytes/s this node delivers hints at (all targets together)", "BYTES"),
+    Option("ae-interval", _positive_float, 1.0,
+           "seconds between anti-entropy rounds that found nothing to repair (jittered)",
+           "SECONDS"),
+    Option("ae-rate", _positive_int, 16 << 20,
+           "bytes/s of records anti-entropy moves (both directions together)", "BYTES"),
+    Option("scrub-interval", _positive_float, 3600.0,
+           "seconds between scrub passes (re-reading every stored value)", "SECONDS"),
+    Option("scrub-rate", _positive_int, 8 << 20, "bytes/s a scrub pass reads", "BYTES"),
+    Option("tombstone-grace", _positive_float, 86400.0,
+           "seconds a tombstone is kept at least (and never less than --hint-max-age) before "
+           "it may be removed", "SECONDS"),
     Option("dial", _dials, (),
            "ADDR=VIA,...: reach the peer advertised as ADDR through VIA (a fault proxy, a "
            "tunnel); gossip never overrides it", "LIST"),
@@ -171,6 +182,11 @@ class NodeConfig:
     hint_max_bytes: int = 256 << 20
     hint_max_age: float = 10800.0
     hint_rate: int = 16 << 20
+    ae_interval: float = 1.0
+    ae_rate: int = 16 << 20
+    scrub_interval: float = 3600.0
+    scrub_rate: int = 8 << 20
+    tombstone_grace: float = 86400.0
     dial: tuple[tuple[str, str], ...] = ()
 
     @property

@@ -19,14 +19,18 @@ from dataclasses import dataclass
 
 import msgpack
 
-from dfsring import errors, keys, vclock
+from dfsring import antientropy, errors, keys, vclock
+from dfsring.antientropy import MerkleTree
 from dfsring.keys import ObjectName
 from dfsring.storage import Engine, Txn
 from dfsring.vclock import Versions, VersionVector
 
 KV = "kv"
 META = "meta"
-TABLES = (KV, META)
+TREE = "tree"  # Merkle leaves: partition (2 bytes) + leaf (2 bytes) -> 16-byte hash
+TABLES = (KV, META, TREE)
+_DIRTY = b"tree-dirty:"  # META: partitions whose leaves may have drifted from the data
+_QUARANTINE = b"quarantine:"  # META: storage keys whose record failed its checksum
 _STATS = b"stats"
 _ACTOR = b"actor"
 _PLAIN, _WITH_KEY = 0, 1  # record tags: versions only, or full key + versions (long keys)
@@ -80,6 +84,8 @@ class LocalStore:
         self.actor = ""
         self.stats = StoreStats()
         self.corrupt_skipped = 0
+        self._gen: dict[int, int] = {}  # bumped after every commit that touched a partition
+        self._roots: dict[int, tuple[int, bytes]] = {}  # partition -> (gen, root)
 
     async def open(self) -> None:
         """Load (or create, durably) the actor id and the counters."""
@@ -120,6 +126,7 @@ class LocalStore:
             return new, self._write(txn, name, skey, old_raw, new)
 
         new, self.stats = await self.engine.apply(mutation)
+        self._bump(skey)
         return new
 
     async def merge(self, name: ObjectName, incoming: Versions, *,
@@ -147,6 +154,7 @@ class LocalStore:
         stored, stats = await self.engine.apply(mutation)
         if stats is not None:
             self.stats = stats
+            self._bump(skey)
         return stored
 
     def _write(self, txn: Txn, name: ObjectName, skey: bytes, old_raw: bytes | None,
@@ -155,9 +163,17 @@ class LocalStore:
 
     def _write_raw(self, txn: Txn, skey: bytes, old_raw: bytes | None, raw: bytes
                    ) -> StoreStats:
+        """Store a record; `old_raw` is what was there (None: nothing; b"": unreadable)."""
         txn.put(KV, skey, raw)
+        _fold_tree(txn, skey, old_raw, raw)
         return self._account(txn, 0 if old_raw is not None else 1,
                              len(raw) - (len(old_raw) if old_raw is not None else 0))
+
+    def _bump(self, *skeys: bytes) -> None:
+        """After a commit: cached roots of the partitions it touched are stale. Bumped after
+        the commit, so a root computed from pre-commit leaves is never kept as current."""
+        for part in {int.from_bytes(s[:2], "big") for s in skeys}:
+            self._gen[part] = self._gen.get(part, 0) + 1
 
     def _account(self, txn: Txn, keys_delta: int, bytes_delta: int) -> StoreStats:
         """Move the key/byte counters in the same transaction as the change they count."""
@@ -239,6 +255,7 @@ class LocalStore:
         changed, stats = await self.engine.apply(mutation)
         if stats is not None:
             self.stats = stats
+            self._bump(*(skey for skey, _, _ in decoded))
         return changed
 
     def meta_get(self, key: bytes) -> bytes | None:
@@ -275,15 +292,186 @@ class LocalStore:
                 except errors.CorruptValue:
                     old_raw = b""
                 if txn.delete(KV, skey):
+                    _fold_tree(txn, skey, old_raw, None)
                     stats = self._account(txn, -1, -len(old_raw or b""))
             return stats
 
         self.stats = await self.engine.apply(mutation)
+        self._bump(*doomed)
         return len(doomed)
 
     def has_partition_data(self, partition: int) -> bool:
         start, end = partition_range(partition)
         return bool(self.engine.scan_keys(KV, start, end, limit=1))
+
+    # --- anti-entropy: Merkle leaves kept with the data (dfsring.exchange) -----------------
+
+    def tree(self, partition: int) -> MerkleTree:
+        """This replica's tree of a partition, from the stored leaves."""
+        start = partition.to_bytes(2, "big")
+        leaves = {int.from_bytes(k[2:4], "big"): v
+                  for k, v in self.engine.scan(TREE, start, keys.prefix_end(start))
+                  if len(k) == 4}
+        return antientropy.tree_from_sparse(leaves)
+
+    def tree_root(self, partition: int) -> bytes:
+        """The partition's root, cached until a commit touches the partition."""
+        gen = self._gen.get(partition, 0)
+        cached = self._roots.get(partition)
+        if cached is not None and cached[0] == gen:
+            return cached[1]
+        start = partition.to_bytes(2, "big")
+        if not self.engine.scan_keys(TREE, start, keys.prefix_end(start), limit=1):
+            root = antientropy.EMPTY_ROOT
+        else:
+            root = self.tree(partition).root()
+        self._roots[partition] = (gen, root)
+        return root
+
+    def scan_records(self, partition: int, after: bytes | None = None, page: int = 512
+                     ) -> tuple[list[tuple[bytes, bytes]], list[bytes], bytes | None]:
+        """One page of a partition's records: (records, corrupt storage keys, where to resume;
+        None at the end). A record that fails its checksum is reported, never returned."""
+        start, end = partition_range(partition)
+        if after is not None:
+            start = after + b"\x00"
+        records: list[tuple[bytes, bytes]] = []
+        corrupt: list[bytes] = []
+        last: bytes | None = None
+        while len(records) + len(corrupt) < page:
+            want = page - len(records) - len(corrupt)
+            try:
+                rows = self.engine.scan(KV, start, end, limit=want)
+            except errors.CorruptValue as exc:
+                if exc.key is None:
+                    raise
+                for skey in self.engine.scan_keys(KV, start, exc.key):
+                    raw = self._get_or_none(skey)
+                    if raw is None:
+                        corrupt.append(skey)
+                    else:
+                        records.append((skey, raw))
+                corrupt.append(exc.key)
+                last, start = exc.key, exc.key + b"\x00"
+                continue
+            records.extend(rows)
+            if len(rows) < want:
+                return records, corrupt, None
+            last = rows[-1][0]
+            start = last + b"\x00"
+        return records, corrupt, last
+
+    def _get_or_none(self, skey: bytes) -> bytes | None:
+        try:
+            return self.engine.get(KV, skey)
+        except errors.CorruptValue:
+            return None
+
+    def leaf_items(self, partition: int, leaves: set[int]) -> dict[bytes, bytes]:
+        """{storage key: version digest} of the partition's records in these leaves."""
+        out: dict[bytes, bytes] = {}
+        after = None
+        while True:
+            records, _, after = self.scan_records(partition, after)
+            for skey, raw in records:
+                if antientropy.leaf_index(skey) in leaves:
+                    out[skey] = antientropy.version_digest(raw)
+            if after is None:
+                return out
+
+    def records(self, skeys: list[bytes]) -> list[tuple[bytes, bytes]]:
+        """The stored records of these keys that exist here and read back intact."""
+        return [(k, raw) for k in skeys if (raw := self._get_or_none(k)) is not None]
+
+    async def quarantine(self, skey: bytes, now_ms: int) -> bool:
+        """Take a record that failed its checksum out of service: it is deleted (so it is
+        never served, and anti-entropy sees it missing), its key noted, and its partition's
+        leaves marked for a rebuild (its old digest is unknowable). False if it was gone."""
+        def mutation(txn: Txn) -> StoreStats | None:
+            try:
+                txn.get(KV, skey)
+            except errors.CorruptValue:
+                txn.delete(KV, skey)
+                _fold_tree(txn, skey, b"", None)
+                txn.put(META, _QUARANTINE + skey, str(now_ms).encode())
+                return self._account(txn, -1, 0)
+            return None  # gone, or rewritten intact meanwhile
+
+        stats = await self.engine.apply(mutation)
+        if stats is None:
+            return False
+        self.stats = stats
+        self._bump(skey)
+        return True
+
+    def dirty_partitions(self) -> list[int]:
+        return [int.from_bytes(k[len(_DIRTY):], "big") for k in self.meta_keys(_DIRTY)]
+
+    async def rebuild_tree(self, partition: int) -> bool:
+        """Recompute the partition's leaves from its records; True if the stored ones were
+        wrong and have been rewritten. The stored leaves are read before the data scan and
+        checked unchanged in the rewriting transaction, so a write racing the rebuild makes it
+        give up (the next pass tries again) instead of overwriting that write's leaf."""
+        start = partition.to_bytes(2, "big")
+        have = {int.from_bytes(k[2:4], "big"): v
+                for k, v in self.engine.scan(TREE, start, keys.prefix_end(start))
+                if len(k) == 4}
+        fresh: dict[int, int] = {}
+        after = None
+        while True:
+            records, _, after = self.scan_records(partition, after)
+            for skey, raw in records:
+                leaf = antientropy.leaf_index(skey)
+                fresh[leaf] = fresh.get(leaf, 0) ^ antientropy.item_digest(
+                    skey, antientropy.version_digest(raw))
+            if after is None:
+                break
+        want = {leaf: v.to_bytes(antientropy.HASH_BYTES, "big")
+                for leaf, v in fresh.items() if v}
+        dirty = _DIRTY + start
+        if have == want:
+            if self.engine.get(META, dirty) is not None:
+                await self.meta_delete([dirty])
+            return False
+
+        def mutation(txn: Txn) -> bool:
+            for leaf in have.keys() | want.keys():
+                if txn.get(TREE, start + leaf.to_bytes(2, "big")) != have.get(leaf):
+                    return False
+            for leaf in have.keys() - want.keys():
+                txn.delete(TREE, start + leaf.to_bytes(2, "big"))
+            for leaf, value in want.items():
+                txn.put(TREE, start + leaf.to_bytes(2, "big"), value)
+            txn.delete(META, dirty)
+            return True
+
+        rebuilt = await self.engine.apply(mutation)
+        if rebuilt:
+            self._bump(start)
+        return rebuilt
+
+    async def purge_tombstone(self, skey: bytes, digest: bytes) -> bool:
+        """Delete a key's record iff it is still exactly the tombstone-only record with this
+        digest (compare-and-delete: a write that arrived meanwhile keeps it)."""
+        def mutation(txn: Txn) -> StoreStats | None:
+            try:
+                raw = txn.get(KV, skey)
+            except errors.CorruptValue:
+                return None
+            if raw is None or antientropy.version_digest(raw) != digest:
+                return None
+            if decode_record(raw)[1].live():
+                return None
+            txn.delete(KV, skey)
+            _fold_tree(txn, skey, raw, None)
+            return self._account(txn, -1, -len(raw))
+
+        stats = await self.engine.apply(mutation)
+        if stats is None:
+            return False
+        self.stats = stats
+        self._bump(skey)
+        return True
 
     def list_live(self, bucket: bytes, prefix: bytes, after: bytes | None,
                   limit: int) -> list[tuple[bytes, bytes]]:
@@ -325,3 +513,27 @@ def partition_range(partition: int) -> tuple[bytes, bytes | None]:
 
 def _merge_sorted(streams: list[Iterator[tuple[bytes, bytes]]]) -> Iterator[tuple[bytes, bytes]]:
     return heapq.merge(*streams)
+
+
+def _fold_tree(txn: Txn, skey: bytes, old_raw: bytes | None, new_raw: bytes | None) -> None:
+    """Move the key's Merkle leaf from the old record to the new one in the same transaction
+    as the data. An unreadable old record (b"") has an unknowable digest: the partition is
+    marked for a rebuild from its data instead."""
+    part = skey[:2]
+    if old_raw == b"":
+        txn.put(META, _DIRTY + part, b"1")
+    old = antientropy.version_digest(old_raw) if old_raw else None
+    new = antientropy.version_digest(new_raw) if new_raw is not None else None
+    if old == new:
+        return
+    tkey = part + antientropy.leaf_index(skey).to_bytes(2, "big")
+    try:
+        leaf = txn.get(TREE, tkey)
+    except errors.CorruptValue:
+        leaf = None
+        txn.put(META, _DIRTY + part, b"1")
+    value = antientropy.fold_leaf(leaf, skey, old, new)
+    if value == antientropy.EMPTY_LEAF:
+        txn.delete(TREE, tkey)
+    else:
+        txn.put(TREE, tkey, value)

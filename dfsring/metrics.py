@@ -34,6 +34,28 @@ class NodeMetrics:
         self.hints_pending_bytes = Gauge("dfsring_hints_pending_bytes",
                                          "bytes of hints held for a down owner", ("target",),
                                          registry=r)
+        self.ae_exchanges = Counter("dfsring_ae_exchanges",
+                                    "partitions compared with another replica", registry=r)
+        self.ae_repaired = Counter("dfsring_ae_keys_repaired",
+                                   "keys anti-entropy repaired (in: here; out: on the peer)",
+                                   ("direction",), registry=r)
+        self.ae_bytes = Counter("dfsring_ae_bytes", "bytes anti-entropy sent or received "
+                                "(hashes, digests, records)", registry=r)
+        self.ae_nodes = Counter("dfsring_ae_tree_nodes_fetched",
+                                "Merkle tree hashes fetched from peers", registry=r)
+        self.corrupt_repaired = Counter("dfsring_corrupt_values_repaired",
+                                        "quarantined values re-fetched from a replica",
+                                        registry=r)
+        self.tombstones_removed = Counter("dfsring_tombstones_removed",
+                                          "tombstones purged once every owner held them",
+                                          registry=r)
+        self.tree_rebuilds = Counter("dfsring_tree_rebuilds",
+                                     "partitions whose Merkle leaves were rebuilt from the data",
+                                     registry=r)
+        self.scrub_passes = Counter("dfsring_scrub_passes", "completed scrub passes",
+                                    registry=r)
+        self.ae_oldest = Gauge("dfsring_ae_oldest_unexchanged_seconds",
+                               "age of the least recently exchanged partition", registry=r)
         self.keys = Gauge("dfsring_keys_stored", "keys held by this node", registry=r)
         self.bytes = Gauge("dfsring_bytes_stored", "bytes of versions held by this node",
                            registry=r)
@@ -43,6 +65,9 @@ class NodeMetrics:
         self.hints_delivered_total = 0
         self.hints_dropped_total = 0
         self._hint_targets: set[str] = set()
+        self.ae = {"exchanges": 0, "repaired_in": 0, "repaired_out": 0, "bytes": 0,
+                   "tree_nodes_fetched": 0, "corrupt_repaired": 0, "tombstones_removed": 0,
+                   "tree_rebuilds": 0, "scrub_passes": 0}
 
     def count_corrupt(self) -> None:
         """Stats need plain numbers; prometheus counters are write-only by design."""
@@ -71,6 +96,30 @@ class NodeMetrics:
             self.hints_pending.labels(target).set(count)
             self.hints_pending_bytes.labels(target).set(size)
         self._hint_targets = set(pending)
+
+    def count_ae_exchanges(self, count: int) -> None:
+        self.ae["exchanges"] += count
+        self.ae_exchanges.inc(count)
+
+    def count_ae_repaired(self, direction: str, count: int) -> None:
+        self.ae[f"repaired_{direction}"] += count
+        self.ae_repaired.labels(direction).inc(count)
+
+    def count_ae_bytes(self, count: int) -> None:
+        self.ae["bytes"] += count
+        self.ae_bytes.inc(count)
+
+    def count_ae_nodes(self, count: int) -> None:
+        self.ae["tree_nodes_fetched"] += count
+        self.ae_nodes.inc(count)
+
+    def count_scrub(self, what: str, count: int = 1) -> None:
+        """what: corrupt_repaired, tombstones_removed, tree_rebuilds or scrub_passes."""
+        self.ae[what] += count
+        {"corrupt_repaired": self.corrupt_repaired,
+         "tombstones_removed": self.tombstones_removed,
+         "tree_rebuilds": self.tree_rebuilds,
+         "scrub_passes": self.scrub_passes}[what].inc(count)
 
     def bind_store(self, keys: Callable[[], float], size: Callable[[], float]) -> None:
         """Gauges read live counters at scrape time instead of being pushed on every write."""

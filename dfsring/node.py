@@ -23,6 +23,7 @@ from dfsring import __version__
 from dfsring.config import ConfigError, NodeConfig, load_config
 from dfsring.coordinator import ReplicatedCoordinator
 from dfsring.datadir import DataDir, DataDirError, open_data_dir
+from dfsring.exchange import ExchangeService
 from dfsring.gossip import Gossiper, GossipSettings
 from dfsring.handoff import HandoffService
 from dfsring.hintstore import TABLES as HINT_TABLES
@@ -31,6 +32,7 @@ from dfsring.http import cluster_api, internal_api, kv_api, node_api
 from dfsring.http.appkeys import (
     CONFIG,
     COORDINATOR,
+    EXCHANGE,
     HANDOFF,
     HINTS,
     MEMBERSHIP,
@@ -48,6 +50,7 @@ from dfsring.logs import setup_logging
 from dfsring.metrics import NodeMetrics
 from dfsring.ringchange import RingChanger
 from dfsring.rpc import RpcClient
+from dfsring.scrub import Scrubber
 from dfsring.storage import Engine, LmdbEngine
 from dfsring.transfers import TransferService
 
@@ -72,6 +75,8 @@ class Services:
     coordinator: ReplicatedCoordinator
     hints: HintStore
     handoff: HandoffService
+    exchange: ExchangeService
+    scrubber: Scrubber
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
@@ -79,6 +84,8 @@ class Services:
         self.ring_changer.start()
         self.transfers.start()
         self._tasks.append(asyncio.create_task(self.handoff.run_forever(), name="handoff"))
+        self._tasks.append(asyncio.create_task(self.exchange.run_forever(), name="exchange"))
+        self._tasks.append(asyncio.create_task(self.scrubber.run_forever(), name="scrub"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -114,9 +121,16 @@ def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine) -> Servic
                              rpc=rpc, metrics=metrics, rate=cfg.hint_rate,
                              max_age_s=cfg.hint_max_age, deadline_s=cfg.request_timeout,
                              merge_local=store.merge_raw)
+    exchange = ExchangeService(node_id=data_dir.node_id, topology=gossip, store=store, rpc=rpc,
+                               metrics=metrics, interval_s=cfg.ae_interval, rate=cfg.ae_rate,
+                               deadline_s=cfg.request_timeout)
+    scrubber = Scrubber(node_id=data_dir.node_id, topology=gossip, store=store, rpc=rpc,
+                        metrics=metrics, interval_s=cfg.scrub_interval, rate=cfg.scrub_rate,
+                        tombstone_grace_s=max(cfg.tombstone_grace, cfg.hint_max_age),
+                        deadline_s=cfg.request_timeout)
     state = NodeState(node_id=data_dir.node_id, started_at=time.monotonic())
     return Services(store, metrics, state, rpc, gossip, changer, transfers, coordinator,
-                    hint_store, handoff)
+                    hint_store, handoff, exchange, scrubber)
 
 
 def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
@@ -134,6 +148,7 @@ def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
     app[COORDINATOR] = svc.coordinator
     app[HINTS] = svc.hints
     app[HANDOFF] = svc.handoff
+    app[EXCHANGE] = svc.exchange
     kv_api.setup(app)
     node_api.setup(app)
     cluster_api.setup(app)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from dfsring.config import NodeConfig
 from dfsring.coordinator import Coordinator
+from dfsring.exchange import ExchangeService
 from dfsring.gossip import Gossiper
 from dfsring.handoff import HandoffService
 from dfsring.hintstore import HintStore
@@ -34,5 +35,6 @@ TRANSFERS = web.AppKey("transfers", TransferService)
 STORE = web.AppKey("store", LocalStore)
 HINTS = web.AppKey("hints", HintStore)
 HANDOFF = web.AppKey("handoff", HandoffService)
+EXCHANGE = web.AppKey("exchange", ExchangeService)
 METRICS = web.AppKey("metrics", NodeMetrics)
 STATE = web.AppKey("state", NodeState)

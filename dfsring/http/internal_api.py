@@ -13,7 +13,7 @@ import time
 
 from aiohttp import web
 
-from dfsring import errors, keys, messages, transition, vclock
+from dfsring import antientropy, errors, keys, messages, transition, vclock
 from dfsring.gossip import WrongCluster
 from dfsring.hintstore import local_view
 from dfsring.http.appkeys import (
@@ -33,10 +33,13 @@ from dfsring.messages import (
     EpochAccept,
     EpochPrepare,
     ErrorReply,
+    FetchRecords,
     GossipAck2,
     GossipSyn,
     HandoffBatch,
     HintedWrite,
+    LeafItems,
+    LeafItemsReply,
     ListKeys,
     ListKeysReply,
     Message,
@@ -44,10 +47,16 @@ from dfsring.messages import (
     PartitionFetch,
     PartitionsHeld,
     PartitionsHeldReply,
+    PurgeTombstones,
+    RecordsReply,
     ReplicaRead,
     ReplicaReadReply,
     ReplicaWrite,
     RingAnnounce,
+    TreeChildren,
+    TreeChildrenReply,
+    TreeRoots,
+    TreeRootsReply,
     WriteReply,
 )
 from dfsring.rpc import MSGPACK, RPC_PATH, SECRET_HEADER
@@ -175,6 +184,53 @@ async def _handoff_batch(request: web.Request, msg: HandoffBatch) -> Message:
     return Ack(changed > 0)
 
 
+def _partition(request: web.Request, partition: int) -> int:
+    if not 0 <= partition < (1 << request.app[STORE].partition_bits):
+        raise errors.BadRequest(f"no partition {partition}")
+    return partition
+
+
+async def _tree_roots(request: web.Request, msg: TreeRoots) -> Message:
+    store = request.app[STORE]
+    return TreeRootsReply(tuple(store.tree_root(_partition(request, p))
+                                for p in msg.partitions))
+
+
+async def _tree_children(request: web.Request, msg: TreeChildren) -> Message:
+    tree = request.app[STORE].tree(_partition(request, msg.partition))
+    if len(msg.nodes) > tree.leaf_count:
+        raise errors.BadRequest("too many tree nodes asked for")
+    try:
+        return TreeChildrenReply(tuple(tuple(tree.children(level, index))
+                                       for level, index in msg.nodes))
+    except (IndexError, ValueError) as exc:
+        raise errors.BadRequest(f"no such tree node: {exc}") from exc
+
+
+async def _leaf_items(request: web.Request, msg: LeafItems) -> Message:
+    store = request.app[STORE]
+    partition = _partition(request, msg.partition)
+    if any(not 0 <= leaf < antientropy.DEFAULT_LEAVES for leaf in msg.leaves):
+        raise errors.BadRequest("leaf index out of range")
+    items = store.leaf_items(partition, set(msg.leaves))
+    return LeafItemsReply(tuple(sorted(items.items())))
+
+
+async def _fetch_records(request: web.Request, msg: FetchRecords) -> Message:
+    if len(msg.skeys) > 2_000:
+        raise errors.BadRequest("at most 2000 keys per fetch")
+    return RecordsReply(tuple(request.app[STORE].records(list(msg.skeys))))
+
+
+async def _purge_tombstones(request: web.Request, msg: PurgeTombstones) -> Message:
+    store, removed = request.app[STORE], 0
+    for skey, digest in msg.items:
+        removed += await store.purge_tombstone(skey, digest)
+    if removed:
+        request.app[METRICS].count_scrub("tombstones_removed", removed)
+    return Ack(removed > 0)
+
+
 async def _coordinate_write(request: web.Request, msg: CoordinateWrite) -> Message:
     coord = request.app[COORDINATOR]
     if not 1 <= msg.w <= coord.n:
@@ -242,6 +298,11 @@ _HANDLERS = {
     ReplicaWrite: _replica_write,
     HintedWrite: _hinted_write,
     HandoffBatch: _handoff_batch,
+    TreeRoots: _tree_roots,
+    TreeChildren: _tree_children,
+    LeafItems: _leaf_items,
+    FetchRecords: _fetch_records,
+    PurgeTombstones: _purge_tombstones,
     ReplicaRead: _replica_read,
     CoordinateWrite: _coordinate_write,
     ListKeys: _list_keys,

@@ -10,7 +10,16 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dfsring import __version__, errors, keys
-from dfsring.http.appkeys import CONFIG, HINTS, MEMBERSHIP, METRICS, STATE, STORE, TRANSFERS
+from dfsring.http.appkeys import (
+    CONFIG,
+    EXCHANGE,
+    HINTS,
+    MEMBERSHIP,
+    METRICS,
+    STATE,
+    STORE,
+    TRANSFERS,
+)
 from dfsring.http.kv_api import decode_cursor, encode_cursor, parse_limit, rfc3339
 from dfsring.http.problems import json_doc
 from dfsring.membership import Status
@@ -42,6 +51,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    request.app[METRICS].ae_oldest.set(request.app[EXCHANGE].oldest_unexchanged_s())
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -56,7 +66,11 @@ async def stats(request: web.Request) -> web.Response:
            "hints_delivered": m.hints_delivered_total, "hints_dropped": m.hints_dropped_total,
            "transfers_pending": request.app[TRANSFERS].pending(),
            "ring_epoch": request.app[MEMBERSHIP].ring_state.epoch,
-           "repaired_keys": m.repaired_total, "corrupt_found": m.corrupt_total,
+           "repaired_keys": m.repaired_total + m.ae["repaired_in"] + m.ae["corrupt_repaired"],
+           "corrupt_found": m.corrupt_total,
+           "antientropy": {**m.ae, "oldest_unexchanged_s": round(
+               request.app[EXCHANGE].oldest_unexchanged_s(), 1),
+               "last_exchange_nodes_fetched": request.app[EXCHANGE].last_nodes_fetched},
            "engine": store.engine.info()}
     return json_doc(doc)
 

@@ -118,8 +118,9 @@ def stats_doc(
         "bytes": size,
         "hints_pending": hints,
         "transfers_pending": 0,
-        "repaired_keys": 0,
-        "corrupt_found": 0,
+        "repaired_keys": 7,
+        "corrupt_found": 1,
+        "antientropy": {"oldest_unexchanged_s": 42.4},
     }
 
 
@@ -361,12 +362,17 @@ def test_status_table_with_an_unreachable_member() -> None:
         "KEYS",
         "DISK",
         "HINTS",
+        "REPAIRED",
+        "CORRUPT",
+        "AE-AGE",
         "TRANSFERS",
     ]
     assert lines[1].split() == [
-        "n1", "10.0.0.1:7070", "z1", "up", "24", "1200", "2.5", "MB", "3", "12/40", "parts",
+        "n1", "10.0.0.1:7070", "z1", "up", "24", "1200", "2.5", "MB", "3", "7", "1", "42s",
+        "12/40", "parts",
     ]  # fmt: skip
-    assert lines[2].split() == ["n2", "10.0.0.2:7070", "z1", "down", "24", "-", "-", "-", "-"]
+    assert lines[2].split() == ["n2", "10.0.0.2:7070", "z1", "down", "24", "-", "-", "-", "-",
+                                "-", "-", "-"]
     assert lines[3] == "ring epoch 3 hash ab12cd34 (2 members)"
     assert lines[4] == "transfers in progress: 12/40 partitions, 5.0 MB, ETA 14 s"
     assert len(lines) == 5
@@ -538,9 +544,11 @@ def test_status_table_with_a_dead_member(
     status, out, err = dfsring(capsys, "status", "--url", url(n1), "--timeout", "2")
     assert status == 0
     rows = [line.split() for line in out.splitlines()]
-    assert rows[1] == ["n1", n1.address, "z1", "up", "32", "10", "1.5", "kB", "0", "-"]
-    assert rows[2] == ["n2", n2.address, "z1", "up", "32", "20", "2.0", "MB", "4", "3/8", "parts"]
-    assert rows[3] == ["n3", n3, "z1", "up", "32", "-", "-", "-", "-"]
+    ae = ["7", "1", "42s"]
+    assert rows[1] == ["n1", n1.address, "z1", "up", "32", "10", "1.5", "kB", "0", *ae, "-"]
+    assert rows[2] == ["n2", n2.address, "z1", "up", "32", "20", "2.0", "MB", "4", *ae, "3/8",
+                       "parts"]
+    assert rows[3] == ["n3", n3, "z1", "up", "32", "-", "-", "-", "-", "-", "-", "-"]
     assert out.splitlines()[4:] == [
         "ring epoch 3 hash ab12cd34 (3 members)",
         "transfers in progress: 3/8 partitions, 0 B, ETA 30 s",

@@ -1,0 +1,214 @@
+"""Active anti-entropy: find and repair what replicas disagree on, with no client involved.
+
+Every replica keeps a Merkle tree per partition, updated in the same transaction as the data
+(dfsring.localstore, dfsring.antientropy). This worker, one per node, runs one exchange at a
+time on a jittered schedule (riak_kv's ``kv_entropy_manager``; Cassandra's repair, but
+continuous):
+
+1. pick the next live peer (round robin) and ask it, in one round trip, for its roots of every
+   partition both of them own; equal roots mean that partition is in sync (it counts as
+   exchanged now);
+2. for each differing partition, walk the two trees level by level (one round trip per level,
+   only under differing nodes: dfsring.antientropy.diff_walk), then compare the (key,
+   version digest) items of the differing leaves;
+3. repair both ways with the causal merge: fetch the peer's records of the keys it has and we
+   lack or hold differently and fold them in, then push ours (now the join) to the peer.
+   Siblings are kept and tombstones are records like any other, so a delete is repaired, not
+   undone.
+
+Bounded: one peer session at a time, at most `MAX_PARTITIONS_PER_ROUND` partitions repaired
+per round (`PARALLEL_PARTITIONS` of them in flight, so round trips and fsyncs overlap), batches of
+`BATCH_KEYS`, and records moved at most --ae-rate bytes/s. A round that found differences is
+followed at once by the next (a wiped node is refilled quickly); a clean round waits
+--ae-interval, jittered, so an idle cluster costs one small message per interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
+
+from dfsring import antientropy
+from dfsring.localstore import LocalStore
+from dfsring.messages import (
+    Ack,
+    FetchRecords,
+    HandoffBatch,
+    LeafItems,
+    LeafItemsReply,
+    Message,
+    RecordsReply,
+    TreeChildren,
+    TreeChildrenReply,
+    TreeRoots,
+    TreeRootsReply,
+)
+from dfsring.metrics import NodeMetrics
+from dfsring.ring import Ring
+from dfsring.rpc import RpcClient, RpcError
+from dfsring.transfers import TokenBucket
+
+log = logging.getLogger("dfsring.exchange")
+MAX_PARTITIONS_PER_ROUND = 64
+PARALLEL_PARTITIONS = 8  # partitions of one session in flight: hides round trips and fsyncs
+BATCH_KEYS = 500
+R = TypeVar("R", bound=Message)
+
+
+class Topology(Protocol):
+    @property
+    def ring(self) -> Ring: ...
+
+    @property
+    def settled(self) -> bool: ...
+
+    def address_of(self, node_id: str) -> str: ...
+
+    def is_alive(self, node_id: str) -> bool: ...
+
+
+class ExchangeService:
+    def __init__(self, *, node_id: str, topology: Topology, store: LocalStore, rpc: RpcClient,
+                 metrics: NodeMetrics, interval_s: float, rate: int,
+                 deadline_s: float) -> None:
+        self.node_id = node_id
+        self.topology = topology
+        self.store = store
+        self.rpc = rpc
+        self.metrics = metrics
+        self.interval_s = interval_s
+        self.bucket = TokenBucket(rate)
+        self.deadline_s = deadline_s
+        self.started = time.monotonic()
+        self.last_exchanged: dict[int, float] = {}
+        self._turn = 0
+        self.last_nodes_fetched = 0  # tree nodes the latest partition exchange fetched
+
+    def oldest_unexchanged_s(self) -> float:
+        """Age of the least recently exchanged partition this node owns."""
+        now = time.monotonic()
+        owned = self.topology.ring.partitions_of(self.node_id)
+        if not owned:
+            return 0.0
+        return max(now - self.last_exchanged.get(p, self.started) for p in owned)
+
+    async def run_forever(self) -> None:
+        while True:
+            found = 0
+            try:
+                found = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except RpcError as exc:
+                log.info("anti-entropy round failed", extra={"fields": {
+                    "peer": exc.peer, "error": exc.detail[:200]}})
+            except Exception:
+                log.exception("anti-entropy round failed")
+            await asyncio.sleep(0 if found else self.interval_s * (0.5 + random.random()))
+
+    def _next_peer(self, ring: Ring) -> str | None:
+        peers = [n for n in ring.node_ids()
+                 if n != self.node_id and self.topology.is_alive(n)]
+        if not peers:
+            return None
+        self._turn += 1
+        return peers[self._turn % len(peers)]
+
+    async def run_once(self) -> int:
+        """One round with one peer; returns how many partitions differed."""
+        if not self.topology.settled:
+            return 0  # ownership is moving: transfers are the repair, trees are in flux
+        ring = self.topology.ring
+        peer = self._next_peer(ring)
+        if peer is None:
+            return 0
+        shared = [p for p in ring.partitions_of(self.node_id)
+                  if peer in ring.preference_list(p)]
+        if not shared:
+            return 0
+        reply = await self._call(peer, TreeRoots(tuple(shared)), TreeRootsReply)
+        if len(reply.roots) != len(shared):
+            raise RpcError(peer, "tree-roots reply of the wrong length")
+        self.metrics.count_ae_bytes(16 * len(shared))
+        now = time.monotonic()
+        differing = []
+        for partition, root in zip(shared, reply.roots, strict=True):
+            if root == self.store.tree_root(partition):
+                self.last_exchanged[partition] = now
+            else:
+                differing.append((partition, root))
+        self.metrics.count_ae_exchanges(len(shared) - len(differing))
+        gate = asyncio.Semaphore(PARALLEL_PARTITIONS)
+
+        async def one(partition: int, root: bytes) -> None:
+            async with gate:
+                await self.exchange(peer, partition, root)
+
+        await asyncio.gather(*(one(p, r) for p, r in differing[:MAX_PARTITIONS_PER_ROUND]))
+        return len(differing)
+
+    async def exchange(self, peer: str, partition: int, remote_root: bytes) -> None:
+        """Compare one partition with `peer` from the roots down and repair both ways."""
+        result = await self._walk(peer, partition, remote_root)
+        self.last_nodes_fetched = result.nodes_fetched
+        self.metrics.count_ae_nodes(result.nodes_fetched)
+        if result.differing_leaves:
+            leaves = tuple(sorted(result.differing_leaves))
+            reply = await self._call(peer, LeafItems(partition, leaves), LeafItemsReply)
+            remote = dict(reply.items)
+            self.metrics.count_ae_bytes(sum(len(k) + len(v) for k, v in reply.items))
+            local = self.store.leaf_items(partition, set(leaves))
+            diff = antientropy.diff_leaf(local, remote)
+            await self._pull(peer, partition, diff.missing_here + diff.different)
+            await self._push(peer, diff.missing_there + diff.different)
+        self.last_exchanged[partition] = time.monotonic()
+        self.metrics.count_ae_exchanges(1)
+
+    async def _walk(self, peer: str, partition: int,
+                    remote_root: bytes) -> antientropy.DiffResult:
+        walk = antientropy.diff_walk(self.store.tree(partition), remote_root)
+        try:
+            nodes = next(walk)
+            while True:
+                reply = await self._call(peer, TreeChildren(partition, tuple(nodes)),
+                                         TreeChildrenReply)
+                if len(reply.children) != len(nodes):
+                    raise RpcError(peer, "tree-children reply of the wrong length")
+                self.metrics.count_ae_bytes(sum(16 * len(c) for c in reply.children))
+                nodes = walk.send([list(c) for c in reply.children])
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        except ValueError as exc:  # the peer's tree has another shape
+            raise RpcError(peer, f"unusable tree nodes: {exc}") from exc
+
+    async def _pull(self, peer: str, partition: int, skeys: Sequence[bytes]) -> None:
+        prefix = partition.to_bytes(2, "big")
+        for i in range(0, len(skeys), BATCH_KEYS):
+            batch = tuple(skeys[i:i + BATCH_KEYS])
+            reply = await self._call(peer, FetchRecords(batch), RecordsReply)
+            records = [(k, raw) for k, raw in reply.records if k.startswith(prefix)]
+            size = sum(len(k) + len(raw) for k, raw in records)
+            self.metrics.count_ae_bytes(size)
+            await self.bucket.take(size)
+            changed = await self.store.merge_raw(records)
+            self.metrics.count_ae_repaired("in", changed)
+
+    async def _push(self, peer: str, skeys: Sequence[bytes]) -> None:
+        epoch = self.topology.ring.epoch
+        for i in range(0, len(skeys), BATCH_KEYS):
+            records = self.store.records(list(skeys[i:i + BATCH_KEYS]))
+            if not records:
+                continue
+            size = sum(len(k) + len(raw) for k, raw in records)
+            self.metrics.count_ae_bytes(size)
+            await self.bucket.take(size)
+            ack = await self._call(peer, HandoffBatch(tuple(records), epoch), Ack)
+            if ack.changed:
+                self.metrics.count_ae_repaired("out", len(records))
+
+    async def _call(self, peer: str, msg: Message, reply: type[R]) -> R:
+        return await self.rpc.call(self.topology.address_of(peer), msg, reply, self.deadline_s)

@@ -1,0 +1,170 @@
+"""Scrubbing, Merkle-leaf rebuilds and tombstone removal: one slow background pass at a time.
+
+Anti-entropy compares replicas' trees, but a tree records what was written, not what the disk
+holds now: a flipped bit leaves the tree unchanged. So a pass re-reads every record of every
+partition this node holds, at most --scrub-rate bytes/s, once per --scrub-interval (Swift's
+object auditor; Garage's scrub worker):
+
+* a record that fails its checksum is quarantined (deleted, its key noted, never served: reads
+  already refuse it) and fetched again from another owner at once; anti-entropy finds it
+  missing later if no owner answered;
+* the partition's stored Merkle leaves are compared with leaves recomputed from the data and
+  rewritten if they drifted (an unreadable record's old digest is unknowable, and a crash
+  cannot split a leaf from its data, but a bug could);
+* tombstones older than the grace period are candidates for removal. The partition's primary
+  owner removes one only when every owner (ring settled, all alive) holds exactly the same
+  tombstone record, by compare-and-delete on every owner: no owner keeps an older value the
+  tombstone would have hidden. The grace period is at least --hint-max-age, so no hint with
+  an older value can arrive after it (Cassandra's gc_grace_seconds against its hint window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from dfsring import antientropy
+from dfsring.localstore import LocalStore, decode_record
+from dfsring.messages import Ack, FetchRecords, PurgeTombstones, RecordsReply
+from dfsring.metrics import NodeMetrics
+from dfsring.ring import Ring
+from dfsring.rpc import RpcClient, RpcError
+from dfsring.transfers import TokenBucket
+
+log = logging.getLogger("dfsring.scrub")
+PAGE = 256
+PURGE_BATCH = 256
+
+
+class Topology(Protocol):
+    @property
+    def ring(self) -> Ring: ...
+
+    @property
+    def settled(self) -> bool: ...
+
+    def address_of(self, node_id: str) -> str: ...
+
+    def is_alive(self, node_id: str) -> bool: ...
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def removable_tombstone(raw: bytes, now_ms: int, grace_ms: int) -> bool:
+    """A record that holds only tombstones, the newest older than the grace period."""
+    versions = decode_record(raw)[1]
+    if not versions.siblings or versions.live():
+        return False
+    return now_ms - max(s.modified_ms for s in versions.siblings) > grace_ms
+
+
+class Scrubber:
+    def __init__(self, *, node_id: str, topology: Topology, store: LocalStore, rpc: RpcClient,
+                 metrics: NodeMetrics, interval_s: float, rate: int, tombstone_grace_s: float,
+                 deadline_s: float, now_ms: Callable[[], int] = wall_ms) -> None:
+        self.node_id = node_id
+        self.topology = topology
+        self.store = store
+        self.rpc = rpc
+        self.metrics = metrics
+        self.interval_s = interval_s
+        self.bucket = TokenBucket(rate)
+        self.grace_ms = int(tombstone_grace_s * 1000)
+        self.deadline_s = deadline_s
+        self.now_ms = now_ms
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.run_pass()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scrub pass failed")
+            await asyncio.sleep(self.interval_s)
+
+    async def run_pass(self) -> None:
+        ring = self.topology.ring
+        partitions = sorted(set(ring.partitions_of(self.node_id))
+                            | set(self.store.dirty_partitions()))
+        for partition in partitions:
+            await self.scrub_partition(partition)
+        self.metrics.count_scrub("scrub_passes")
+
+    async def scrub_partition(self, partition: int) -> None:
+        candidates: list[tuple[bytes, bytes]] = []
+        now = self.now_ms()
+        after = None
+        while True:
+            records, corrupt, after = self.store.scan_records(partition, after, PAGE)
+            await self.bucket.take(sum(len(k) + len(v) for k, v in records) + 1)
+            for skey in corrupt:
+                await self._quarantine(partition, skey)
+            candidates.extend((k, antientropy.version_digest(raw)) for k, raw in records
+                              if removable_tombstone(raw, now, self.grace_ms))
+            if after is None:
+                break
+        if await self.store.rebuild_tree(partition):
+            self.metrics.count_scrub("tree_rebuilds")
+            log.warning("Merkle leaves rebuilt from the data", extra={"fields": {
+                "partition": partition}})
+        if candidates:
+            await self._purge(partition, candidates)
+
+    async def _quarantine(self, partition: int, skey: bytes) -> None:
+        if not await self.store.quarantine(skey, self.now_ms()):
+            return
+        self.metrics.count_corrupt()
+        log.warning("corrupt value quarantined", extra={"fields": {
+            "partition": partition, "key": skey.hex()}})
+        for owner in self.topology.ring.preference_list(partition):
+            if owner == self.node_id:
+                continue  # not asking the failure detector: right after a start it knows
+                #           nobody yet, and a failed call costs no more than a skipped one
+            try:
+                reply = await self.rpc.call(self.topology.address_of(owner),
+                                            FetchRecords((skey,)), RecordsReply,
+                                            self.deadline_s)
+            except RpcError:
+                continue
+            records = [(k, raw) for k, raw in reply.records if k == skey]
+            if records and await self.store.merge_raw(records):
+                self.metrics.count_scrub("corrupt_repaired")
+                return
+
+    async def _purge(self, partition: int, candidates: list[tuple[bytes, bytes]]) -> None:
+        """Remove tombstones every owner holds identically (see the module docstring)."""
+        ring = self.topology.ring
+        owners = ring.preference_list(partition)
+        if (not self.topology.settled or not owners or owners[0] != self.node_id
+                or len(owners) < ring.replicas
+                or not all(self.topology.is_alive(o) for o in owners)):
+            return
+        for i in range(0, len(candidates), PURGE_BATCH):
+            batch = dict(candidates[i:i + PURGE_BATCH])
+            try:
+                for owner in owners[1:]:
+                    reply = await self.rpc.call(self.topology.address_of(owner),
+                                                FetchRecords(tuple(batch)), RecordsReply,
+                                                self.deadline_s)
+                    theirs = {k: antientropy.version_digest(raw) for k, raw in reply.records}
+                    batch = {k: d for k, d in batch.items() if theirs.get(k) == d}
+                if not batch:
+                    continue
+                items = tuple(batch.items())
+                for owner in owners[1:]:
+                    await self.rpc.call(self.topology.address_of(owner),
+                                        PurgeTombstones(items), Ack, self.deadline_s)
+            except RpcError as exc:
+                log.info("tombstone removal skipped", extra={"fields": {
+                    "partition": partition, "error": exc.detail[:200]}})
+                return
+            removed = 0
+            for skey, digest in batch.items():
+                removed += await self.store.purge_tombstone(skey, digest)
+            self.metrics.count_scrub("tombstones_removed", removed)

@@ -95,7 +95,7 @@ async def test_hints_and_their_counters_survive_a_reopen(tmp_path: Path) -> None
     store, hs = await _stores(engine)
     for i in range(10):
         name = keys.object_name("b", f"k{i}")
-        await hs.add("n%d" % (i % 2), name, store.storage_key(name), _versions(b"v"), i)
+        await hs.add(f"n{i % 2}", name, store.storage_key(name), _versions(b"v"), i)
     before = dict(hs.stats)
     await engine.close()
     engine = LmdbEngine(path, (*TABLES, *HINT_TABLES), durable=True)

@@ -117,7 +117,7 @@ def test_picker_hands_out_live_fallbacks_once_each_in_ring_order() -> None:
     dead = {order[0]}
     picker = FallbackPicker(ring.fallbacks(3), lambda n: n not in dead)
     handed = [picker.next() for _ in order]
-    assert handed == order[1:] + [None]
+    assert handed == [*order[1:], None]
 
 
 @given(st.sets(st.integers(0, 5), max_size=6), st.integers(0, 63))

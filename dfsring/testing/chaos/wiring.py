@@ -1,0 +1,357 @@
+"""A cluster whose every directed inter-node link runs through its own fault proxy.
+
+Node i reaches node j only through proxy ``n{i}_to_n{j}``, whose upstream is node j's real
+address: each node is started with ``--dial ADDR_j=PROXY_ij,...`` (a per-peer dial override
+fixed at start; gossip never changes it), and advertises its real address. Clients talk to the
+nodes directly. With N nodes there are N*(N-1) proxies, so any partition shape can be made
+(:mod:`dfsring.testing.chaos.nemesis` computes which links a fault cuts).
+
+A cut link is a *disabled* proxy (``enabled=false``): new connections are refused and live
+ones closed, exactly what the failure detector must notice. A slow node gets latency toxics on
+both directions of every link to and from it.
+
+The proxies live in a Toxiproxy-compatible server driven through the unmodified
+``toxiproxy`` client, picked by :func:`proxy_server`:
+
+1. ``TOXIPROXY_URL`` set: that server (shared: we only touch proxies with our prefix, never
+   ``/reset``);
+2. ``toxiproxy-server`` on PATH: a real one, started as a child process;
+3. otherwise ``python -m dfsring.testing.faultproxy`` as a child process (the stand-in), so
+   the proxying does not compete with the test's own event loop for the GIL;
+   ``kind="thread"`` runs it in this process instead (ThreadedFaultProxy).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import requests
+from toxiproxy import Toxiproxy
+from toxiproxy.api import APIConsumer
+from toxiproxy.proxy import Proxy
+
+from dfsring.launcher import LocalCluster, NodeProcess, free_port, free_port_block, spawn
+from dfsring.testing.chaos import nemesis
+from dfsring.testing.chaos.nemesis import Group, Link, Partition
+from dfsring.testing.faultproxy import ThreadedFaultProxy
+from dfsring.testing.wait import wait_until
+
+log = logging.getLogger("dfsring.chaos")
+
+PROXY_START_TIMEOUT = 15.0
+PROXY_STOP_TIMEOUT = 5.0
+
+
+# --- the proxy server --------------------------------------------------------------------
+
+
+class ProxyServer(Protocol):
+    host: str
+    port: int
+    shared: bool  # someone else's server: touch only our proxies, never /reset
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class ExternalServer:
+    host: str
+    port: int
+    shared: bool = True
+
+    def close(self) -> None:
+        pass
+
+
+class ThreadServer:
+    """The stand-in on a thread of this process."""
+
+    shared = False
+
+    def __init__(self, host: str) -> None:
+        self._server = ThreadedFaultProxy(host, 0)
+        self._server.start()
+        self.host, self.port = host, self._server.port
+
+    def close(self) -> None:
+        self._server.stop()
+
+
+class ChildServer:
+    """A proxy server process we started (and only we stop, by its PID), logging to a file.
+
+    Spawned through dfsring.launcher.spawn, so it dies with this process.
+    """
+
+    shared = False
+
+    def __init__(self, argv_for_port: Sequence[str], host: str, port: int, log_path: Path) -> None:
+        self.host, self.port = host, port
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as out:
+            self._proc = spawn(list(argv_for_port), output=out)
+        try:
+            wait_until(self._answers, timeout=PROXY_START_TIMEOUT, interval=0.1,
+                       message=f"proxy server {argv_for_port[0]} answering on {host}:{port}")
+        except BaseException:
+            self.close()
+            raise
+
+    def _answers(self) -> bool:
+        if self._proc.poll() is not None:
+            raise RuntimeError(f"proxy server exited with {self._proc.returncode}")
+        return requests.get(f"http://{self.host}:{self.port}/version", timeout=1).ok
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(PROXY_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(PROXY_STOP_TIMEOUT)
+
+
+def proxy_server(log_dir: Path, kind: str | None = None, host: str = "127.0.0.1") -> ProxyServer:
+    """The server the proxies run in: `kind` is "url", "toxiproxy", "child" or "thread";
+    None picks the first available of TOXIPROXY_URL, toxiproxy-server on PATH, the stand-in
+    as a child process."""
+    url = os.environ.get("TOXIPROXY_URL")
+    binary = shutil.which("toxiproxy-server")
+    kind = kind or ("url" if url else "toxiproxy" if binary else "child")
+    if kind == "url":
+        if not url:
+            raise ValueError("proxy kind 'url' needs TOXIPROXY_URL")
+        parts = urlsplit(url if "//" in url else f"http://{url}")
+        return ExternalServer(parts.hostname or host, parts.port or 8474)
+    if kind == "thread":
+        return ThreadServer(host)
+    port = free_port(host)
+    if kind == "toxiproxy":
+        argv = [binary or "toxiproxy-server", "-host", host, "-port", str(port)]
+    elif kind == "child":
+        argv = [sys.executable, "-m", "dfsring.testing.faultproxy", "--host", host,
+                "--port", str(port), "--log-level", "warning"]
+    else:
+        raise ValueError(f"unknown proxy server kind {kind!r}")
+    return ChildServer(argv, host, port, log_dir / "faultproxy.log")
+
+
+# --- the cluster -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FaultEvent:
+    at: float  # wall clock (time.time()), to line up with node logs
+    what: str
+
+
+@dataclass
+class _LinkState:
+    proxy: Proxy
+    enabled: bool = True
+    toxics: list[str] = field(default_factory=list)
+
+
+class ChaosCluster:
+    """``size`` real nodes (a LocalCluster) wired through one proxy per directed link.
+
+    Use as a context manager, or start() / stop(). Nodes are numbered 1..size; every fault
+    operation is recorded in :attr:`events` with its wall-clock time.
+    """
+
+    def __init__(self, size: int, base_dir: Path | str, *, n: int = 3, r: int = 2, w: int = 2,
+                 extra_args: Sequence[str] = (), proxy_kind: str | None = None,
+                 host: str = "127.0.0.1") -> None:
+        if size < 2:
+            raise ValueError("a chaos cluster needs at least two nodes")
+        self.size = size
+        self.base_dir = Path(base_dir).resolve()
+        self.host = host
+        self.events: list[FaultEvent] = []
+        self._proxy_kind = proxy_kind
+        self._prefix = f"chaos{secrets.token_hex(3)}_"
+        first = free_port_block(size, host)
+        self._addr = {i: f"{host}:{first + i - 1}" for i in range(1, size + 1)}
+        proxy_first = free_port_block(size * (size - 1), host)
+        self._listen = {link: f"{host}:{proxy_first + k}"
+                        for k, link in enumerate(nemesis.all_links(size))}
+        self.cluster = LocalCluster(size, self.base_dir, host=host, base_port=first, n=n, r=r,
+                                    w=w, extra_args=extra_args,
+                                    node_args={i: self._node_flags(i) for i in self._addr})
+        self._server: ProxyServer | None = None
+        self._links: dict[Link, _LinkState] = {}
+        self.cut: frozenset[Link] = frozenset()
+        self.slowed: dict[int, tuple[int, int]] = {}
+
+    def _node_flags(self, i: int) -> tuple[str, ...]:
+        dials = ",".join(f"{self._addr[j]}={self._listen[(i, j)]}"
+                         for j in self._addr if j != i)
+        return ("--advertise", self._addr[i], "--dial", dials)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Proxies first (nodes gossip through them from their first second), then nodes."""
+        try:
+            self._server = proxy_server(self.base_dir, self._proxy_kind, self.host)
+            with self._client() as client:
+                for (i, j), listen in self._listen.items():
+                    proxy = client.create(upstream=self._addr[j], name=self._proxy_name(i, j),
+                                          listen=listen)
+                    self._links[(i, j)] = _LinkState(proxy)
+            self.cluster.start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.record(f"started {self.size} nodes, {len(self._links)} link proxies "
+                    f"({type(self._server).__name__})")
+
+    def stop(self) -> None:
+        """Stop every node, then our proxies and the proxy server (if we started it)."""
+        try:
+            self.cluster.stop()
+        finally:
+            server, self._server = self._server, None
+            if server is not None:
+                if server.shared:
+                    with contextlib.suppress(requests.RequestException), self._client(server):
+                        for state in self._links.values():
+                            state.proxy.destroy()
+                server.close()
+            self._links.clear()
+
+    def __enter__(self) -> ChaosCluster:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # --- nodes -------------------------------------------------------------------------
+
+    @property
+    def nodes(self) -> list[NodeProcess]:
+        return self.cluster.nodes
+
+    def node(self, i: int) -> NodeProcess:
+        return self.cluster.nodes[i - 1]
+
+    def index_of(self, node_id: str) -> int:
+        return next(k for k, n in enumerate(self.cluster.nodes, 1) if n.node_id == node_id)
+
+    @property
+    def client_urls(self) -> dict[str, str]:
+        """Node id -> the URL clients use (direct, never through a proxy)."""
+        return {n.node_id: n.url for n in self.cluster.nodes}
+
+    def address(self, i: int) -> str:
+        return self._addr[i]
+
+    def proxy_listen(self, i: int, j: int) -> str:
+        return self._listen[(i, j)]
+
+    # --- faults ------------------------------------------------------------------------
+
+    def partition(self, part: Partition) -> None:
+        """Cut exactly `part.cut` (re-enabling every other link)."""
+        self._set_cut(part.cut)
+        self.record(f"partition: {part}")
+
+    def isolate(self, i: int) -> None:
+        self.partition(nemesis.isolate(self.size, i))
+
+    def split(self, a: Group, b: Group) -> None:
+        self.partition(nemesis.split(self.size, a, b))
+
+    def one_way(self, src: int, dst: int) -> None:
+        self.partition(nemesis.one_way(self.size, src, dst))
+
+    def bridge(self, a: Group, b: Group, via: int) -> None:
+        self.partition(nemesis.bridge(self.size, a, b, via))
+
+    def slow(self, i: int, latency_ms: int, jitter_ms: int = 0) -> None:
+        """Delay both directions of every link to and from node i by latency +- jitter."""
+        attributes = {"latency": latency_ms, "jitter": jitter_ms}
+        with self._client():
+            for link, state in self._links.items():
+                if i not in link:
+                    continue
+                for stream in ("upstream", "downstream"):
+                    name = f"slow_n{i}_{stream}"
+                    if name not in state.toxics:
+                        state.proxy.add_toxic(type="latency", stream=stream, name=name,
+                                              attributes=attributes)
+                        state.toxics.append(name)
+        self.slowed[i] = (latency_ms, jitter_ms)
+        self.record(f"slow: n{i} +{latency_ms}+-{jitter_ms} ms on its links")
+
+    def heal(self) -> None:
+        """Every link enabled, every toxic removed."""
+        self._set_cut(frozenset())
+        with self._client():
+            for state in self._links.values():
+                for name in state.toxics:
+                    state.proxy.destroy_toxic(name)
+                state.toxics.clear()
+        self.slowed.clear()
+        self.record("heal")
+
+    def _set_cut(self, cut: Iterable[Link]) -> None:
+        want = frozenset(cut)
+        unknown = want - self._links.keys()
+        if unknown:
+            raise ValueError(f"no such link(s): {sorted(unknown)}")
+        with self._client():
+            for link, state in sorted(self._links.items()):
+                enabled = link not in want
+                if state.enabled != enabled:
+                    (state.proxy.enable if enabled else state.proxy.disable)()
+                    state.enabled = enabled
+        self.cut = want
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _proxy_name(self, i: int, j: int) -> str:
+        return f"{self._prefix}n{i}_to_n{j}"
+
+    @contextlib.contextmanager
+    def _client(self, server: ProxyServer | None = None) -> Iterator[Toxiproxy]:
+        """The toxiproxy client pointed at our server; its class-level address restored
+        afterwards (other tests may use the client too)."""
+        server = server or self._server
+        if server is None:
+            raise RuntimeError("the chaos cluster is not started")
+        saved = (APIConsumer.host, APIConsumer.port)
+        client = Toxiproxy()
+        client.update_api_consumer(server.host, server.port)
+        try:
+            yield client
+        finally:
+            APIConsumer.host, APIConsumer.port = saved
+
+    def record(self, what: str) -> None:
+        """Add an event to the timeline (the nemeses record kills and restarts here too)."""
+        self.events.append(FaultEvent(time.time(), what))
+        log.info("chaos: %s", what)
+
+    def timeline(self, since: float | None = None) -> str:
+        """The fault events as lines of ``+seconds what`` from `since` (default: the first)."""
+        if not self.events:
+            return ""
+        t0 = self.events[0].at if since is None else since
+        return "\n".join(f"+{e.at - t0:7.2f}s  {e.what}" for e in self.events)

@@ -97,7 +97,10 @@ class ExchangeService:
         return max(now - self.last_exchanged.get(p, self.started) for p in owned)
 
     async def run_forever(self) -> None:
+        found = 0
         while True:
+            # sleep first: right after a start the failure detector knows nobody yet
+            await asyncio.sleep(0 if found else self.interval_s * (0.5 + random.random()))
             found = 0
             try:
                 found = await self.run_once()
@@ -108,7 +111,6 @@ class ExchangeService:
                     "peer": exc.peer, "error": exc.detail[:200]}})
             except Exception:
                 log.exception("anti-entropy round failed")
-            await asyncio.sleep(0 if found else self.interval_s * (0.5 + random.random()))
 
     def _next_peer(self, ring: Ring) -> str | None:
         peers = [n for n in ring.node_ids()

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -51,6 +50,7 @@ from dfsring.messages import (
     WriteReply,
 )
 from dfsring.metrics import NodeMetrics
+from dfsring.peers import wall_ms
 from dfsring.quorum import Outcome, QuorumGroups, QuorumTracker
 from dfsring.ring import Ring
 from dfsring.rpc import PeerRefused, PeerUnavailable, RpcClient, RpcError
@@ -96,10 +96,6 @@ class Topology(Protocol):
     def address_of(self, node_id: str) -> str: ...
 
     def is_alive(self, node_id: str) -> bool: ...
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class ReplicatedCoordinator:

@@ -30,7 +30,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from dfsring import antientropy
 from dfsring.localstore import LocalStore
@@ -48,6 +48,7 @@ from dfsring.messages import (
     TreeRootsReply,
 )
 from dfsring.metrics import NodeMetrics
+from dfsring.peers import Peers
 from dfsring.ring import Ring
 from dfsring.rpc import RpcClient, RpcError
 from dfsring.transfers import TokenBucket
@@ -59,20 +60,8 @@ BATCH_KEYS = 500
 R = TypeVar("R", bound=Message)
 
 
-class Topology(Protocol):
-    @property
-    def ring(self) -> Ring: ...
-
-    @property
-    def settled(self) -> bool: ...
-
-    def address_of(self, node_id: str) -> str: ...
-
-    def is_alive(self, node_id: str) -> bool: ...
-
-
 class ExchangeService:
-    def __init__(self, *, node_id: str, topology: Topology, store: LocalStore, rpc: RpcClient,
+    def __init__(self, *, node_id: str, topology: Peers, store: LocalStore, rpc: RpcClient,
                  metrics: NodeMetrics, interval_s: float, rate: int,
                  deadline_s: float) -> None:
         self.node_id = node_id

@@ -21,14 +21,13 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
 
 from dfsring import hints
 from dfsring.hints import Hint
 from dfsring.hintstore import HintStore
 from dfsring.messages import Ack, HandoffBatch
 from dfsring.metrics import NodeMetrics
-from dfsring.ring import Ring
+from dfsring.peers import Peers, wall_ms
 from dfsring.rpc import RpcClient, RpcError
 from dfsring.transfers import TokenBucket
 
@@ -39,21 +38,8 @@ BATCH_KEYS = 1_000
 ROUND_S = 2.0  # one target's share of a round before the next target gets its turn
 
 
-class Topology(Protocol):
-    @property
-    def ring(self) -> Ring: ...
-
-    def address_of(self, node_id: str) -> str: ...
-
-    def is_alive(self, node_id: str) -> bool: ...
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class HandoffService:
-    def __init__(self, *, node_id: str, topology: Topology, store: HintStore, rpc: RpcClient,
+    def __init__(self, *, node_id: str, topology: Peers, store: HintStore, rpc: RpcClient,
                  metrics: NodeMetrics, rate: int, max_age_s: float, deadline_s: float,
                  merge_local: Callable[[list[tuple[bytes, bytes]]], Awaitable[int]],
                  now_ms: Callable[[], int] = wall_ms) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 import secrets
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import msgpack
@@ -33,6 +33,7 @@ _DIRTY = b"tree-dirty:"  # META: partitions whose leaves may have drifted from t
 _QUARANTINE = b"quarantine:"  # META: storage keys whose record failed its checksum
 _STATS = b"stats"
 _ACTOR = b"actor"
+PageVisitor = Callable[[list[tuple[bytes, bytes]], list[bytes]], Awaitable[None]]
 _PLAIN, _WITH_KEY = 0, 1  # record tags: versions only, or full key + versions (long keys)
 
 
@@ -407,11 +408,13 @@ class LocalStore:
     def dirty_partitions(self) -> list[int]:
         return [int.from_bytes(k[len(_DIRTY):], "big") for k in self.meta_keys(_DIRTY)]
 
-    async def rebuild_tree(self, partition: int) -> bool:
+    async def rebuild_tree(self, partition: int, visit: PageVisitor | None = None) -> bool:
         """Recompute the partition's leaves from its records; True if the stored ones were
         wrong and have been rewritten. The stored leaves are read before the data scan and
         checked unchanged in the rewriting transaction, so a write racing the rebuild makes it
-        give up (the next pass tries again) instead of overwriting that write's leaf."""
+        give up (the next pass tries again) instead of overwriting that write's leaf.
+        `visit` sees each page of (records, corrupt keys) first: the scrubber's one read of
+        the partition serves both its checks and the rebuild."""
         start = partition.to_bytes(2, "big")
         have = {int.from_bytes(k[2:4], "big"): v
                 for k, v in self.engine.scan(TREE, start, keys.prefix_end(start))
@@ -419,7 +422,9 @@ class LocalStore:
         fresh: dict[int, int] = {}
         after = None
         while True:
-            records, _, after = self.scan_records(partition, after)
+            records, corrupt, after = self.scan_records(partition, after)
+            if visit is not None:
+                await visit(records, corrupt)
             for skey, raw in records:
                 leaf = antientropy.leaf_index(skey)
                 fresh[leaf] = fresh.get(leaf, 0) ^ antientropy.item_digest(

@@ -22,37 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
-from typing import Protocol
 
 from dfsring import antientropy
 from dfsring.localstore import LocalStore, decode_record
 from dfsring.messages import Ack, FetchRecords, PurgeTombstones, RecordsReply
 from dfsring.metrics import NodeMetrics
-from dfsring.ring import Ring
+from dfsring.peers import Peers, wall_ms
 from dfsring.rpc import RpcClient, RpcError
 from dfsring.transfers import TokenBucket
 
 log = logging.getLogger("dfsring.scrub")
-PAGE = 256
 PURGE_BATCH = 256
-
-
-class Topology(Protocol):
-    @property
-    def ring(self) -> Ring: ...
-
-    @property
-    def settled(self) -> bool: ...
-
-    def address_of(self, node_id: str) -> str: ...
-
-    def is_alive(self, node_id: str) -> bool: ...
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def removable_tombstone(raw: bytes, now_ms: int, grace_ms: int) -> bool:
@@ -64,7 +45,7 @@ def removable_tombstone(raw: bytes, now_ms: int, grace_ms: int) -> bool:
 
 
 class Scrubber:
-    def __init__(self, *, node_id: str, topology: Topology, store: LocalStore, rpc: RpcClient,
+    def __init__(self, *, node_id: str, topology: Peers, store: LocalStore, rpc: RpcClient,
                  metrics: NodeMetrics, interval_s: float, rate: int, tombstone_grace_s: float,
                  deadline_s: float, now_ms: Callable[[], int] = wall_ms) -> None:
         self.node_id = node_id
@@ -97,19 +78,23 @@ class Scrubber:
         self.metrics.count_scrub("scrub_passes")
 
     async def scrub_partition(self, partition: int) -> None:
+        """One rate-limited read of the partition: quarantine what fails its checksum,
+        collect old tombstones, and rebuild the Merkle leaves if they drifted."""
         candidates: list[tuple[bytes, bytes]] = []
         now = self.now_ms()
-        after = None
-        while True:
-            records, corrupt, after = self.store.scan_records(partition, after, PAGE)
+
+        async def visit(records: list[tuple[bytes, bytes]], corrupt: list[bytes]) -> None:
             await self.bucket.take(sum(len(k) + len(v) for k, v in records) + 1)
             for skey in corrupt:
                 await self._quarantine(partition, skey)
             candidates.extend((k, antientropy.version_digest(raw)) for k, raw in records
                               if removable_tombstone(raw, now, self.grace_ms))
-            if after is None:
-                break
-        if await self.store.rebuild_tree(partition):
+
+        rebuilt = await self.store.rebuild_tree(partition, visit)
+        if not rebuilt and partition in self.store.dirty_partitions():
+            # a quarantine and its re-fetch raced the rebuild; a second read settles it
+            rebuilt = await self.store.rebuild_tree(partition)
+        if rebuilt:
             self.metrics.count_scrub("tree_rebuilds")
             log.warning("Merkle leaves rebuilt from the data", extra={"fields": {
                 "partition": partition}})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import time
 
 from aiohttp import web
 
@@ -59,6 +58,7 @@ from dfsring.messages import (
     TreeRootsReply,
     WriteReply,
 )
+from dfsring.peers import wall_ms
 from dfsring.rpc import MSGPACK, RPC_PATH, SECRET_HEADER
 from dfsring.transfers import BATCH_BYTES, BATCH_KEYS, held_partitions
 
@@ -162,7 +162,7 @@ async def _hinted_write(request: web.Request, msg: HintedWrite) -> Message:
     if msg.target == gossip.node_id:  # the owner itself, back already: no hint needed
         return Ack((await store.merge(name, versions)).changed)
     added = await request.app[HINTS].add(msg.target, name, store.storage_key(name), versions,
-                                         time.time_ns() // 1_000_000)
+                                         wall_ms())
     if not added.stored:
         metrics.count_hints_dropped("full")
         log.warning("hint refused: the queue for its target is full", extra={"fields": {

@@ -42,6 +42,14 @@ def _wait_down(target: str, observers: list[NodeProcess], timeout: float = 10.0)
         time.sleep(0.1)
 
 
+async def _take_down(down: list[NodeProcess], live: list[NodeProcess]) -> None:
+    """Stop these nodes and wait until every live node's failure detector holds them down."""
+    for node in down:
+        node.stop()
+    for node in down:
+        await asyncio.to_thread(_wait_down, node.node_id, live)
+
+
 def _stats(nodes: list[NodeProcess]) -> dict[str, dict[str, Any]]:
     return {n.node_id: n.get_json("/v1/node/stats") for n in nodes}
 
@@ -97,10 +105,7 @@ async def test_writes_for_two_down_owners_are_hinted_readable_and_handed_back(
     down = [cluster.node("node4"), cluster.node("node5")]
     live = [n for n in cluster if n not in down]
     keys_ = _keys_owned_by(ring, {"node4", "node5"}, 1_000, "h")
-    for node in down:
-        node.stop()
-    for node in down:
-        await asyncio.to_thread(_wait_down, node.node_id, live)
+    await _take_down(down, live)
 
     started = time.monotonic()
     results = await _put_all([n.url for n in live], keys_, w="2")
@@ -133,8 +138,7 @@ async def test_hints_survive_a_kill_of_their_fallback(cluster_factory: ClusterFa
     owner = cluster.node("node5")
     live = [n for n in cluster if n is not owner]
     keys_ = _keys_owned_by(ring, {"node5"}, 300, "k9")
-    owner.stop()
-    await asyncio.to_thread(_wait_down, "node5", live)
+    await _take_down([owner], live)
     results = await _put_all([n.url for n in live], keys_)
     assert {s for s, _ in results} == {204}
     holders = [n for n, s in _stats(live).items() if s["hints_pending"] > 0]
@@ -159,10 +163,7 @@ async def test_strict_write_with_two_owners_down_is_refused_without_hints(
     down = [cluster.node("node4"), cluster.node("node5")]
     live = [n for n in cluster if n not in down]
     keys_ = _keys_owned_by(ring, {"node4", "node5"}, 5, "strict")
-    for node in down:
-        node.stop()
-    for node in down:
-        await asyncio.to_thread(_wait_down, node.node_id, live)
+    await _take_down(down, live)
     results = await _put_all([n.url for n in live], keys_, sloppy="false")
     assert {s for s, _ in results} == {503}
     async with aiohttp.ClientSession() as http, http.put(
@@ -189,8 +190,7 @@ async def test_hint_store_stays_within_its_bound_during_a_long_burst(
     owner = cluster.node("node5")
     live = [n for n in cluster if n is not owner]
     keys_ = _keys_owned_by(ring, {"node5"}, 1_500, "burst")
-    owner.stop()
-    await asyncio.to_thread(_wait_down, "node5", live)
+    await _take_down([owner], live)
     value = b"v" * 1024
     peak = 0
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:

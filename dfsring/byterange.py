@@ -24,23 +24,13 @@ from __future__ import annotations
 
 import re
 
-from dfsring.errors import DfsError
+from dfsring.errors import RangeNotSatisfiable
+
+__all__ = ["RangeNotSatisfiable", "content_range", "parse_range", "unsatisfied_content_range"]
 
 MAX_HEADER_LEN = 1024  # longer Range headers are ignored: no single range needs that
 _SPEC_RE = re.compile(r"([0-9]*)-([0-9]*)", re.ASCII)
 _UNIT_RE = re.compile(r"bytes=", re.ASCII | re.IGNORECASE)
-
-
-class RangeNotSatisfiable(DfsError):
-    """A valid Range that selects no byte of the representation (-> 416).
-
-    Belongs in the tree of dfsring.errors; ``size`` is the representation length the
-    response's ``Content-Range: bytes */size`` reports.
-    """
-
-    def __init__(self, spec: str, size: int) -> None:
-        super().__init__(f"range {spec!r:.80} is not satisfiable for {size} bytes")
-        self.size = size
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:

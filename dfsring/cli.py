@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
-from dfsring import __version__, cli_args
+from dfsring import __version__, cli_args, cli_files
 from dfsring.cli_admin import ADMIN_SUBCOMMANDS
 from dfsring.cli_args import add_node_options, positive, seconds
 from dfsring.client import DEFAULT_URL, DfsClientError, GetResult, SyncDfsClient
@@ -428,12 +428,16 @@ def _add_ls(subparsers: Subparsers) -> None:
         subparsers,
         "ls",
         _run_ls,
-        help="list keys",
+        help="list keys (or files, with --files)",
         description="Print the live keys of BUCKET starting with PREFIX, one per line, in byte "
-        "order.",
+        "order; with --files, the files of BUCKET (the files API) instead.",
     )
     p.add_argument("target", type=_bucket_prefix, metavar="BUCKET[/PREFIX]")
     p.add_argument("--limit", type=positive, default=None, help="print at most N keys")
+    cli_files.add_ls_options(p)  # --files: the files of BUCKET instead (dfsring.cli_files)
+    list_keys = p.get_default("run")
+    p.set_defaults(run=lambda args: cli_files.run_ls_files(args) if args.files
+                   else list_keys(args))
 
 
 def _run_ls(args: argparse.Namespace, client: SyncDfsClient) -> int:
@@ -452,6 +456,7 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_del,
     _add_ls,
     *ADMIN_SUBCOMMANDS,
+    *cli_files.FILES_SUBCOMMANDS,
 )
 
 

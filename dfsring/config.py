@@ -62,6 +62,23 @@ def _positive_float(raw: str | float) -> float:
     return value
 
 
+def _non_negative(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def check(raw: Any) -> Any:
+        value = parse(raw)
+        if value < 0:
+            raise ValueError("must be >= 0")
+        return value
+
+    return check
+
+
+def _chunk_size(raw: str | int) -> int:
+    value = int(raw)
+    if value & (value - 1) or not 64 << 10 <= value <= 4 << 20:
+        raise ValueError("must be a power of two from 65536 (64 KiB) to 4194304 (4 MiB)")
+    return value
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw not in allowed:
@@ -150,6 +167,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("dial", _dials, (),
            "ADDR=VIA,...: reach the peer advertised as ADDR through VIA (a fault proxy, a "
            "tunnel); gossip never overrides it", "LIST"),
+    # files (dfsring.files)
+    Option("chunk-size", _chunk_size, 2 << 20,
+           "average size of the content-defined chunks files are cut into, in bytes (a power "
+           "of two; chunks are 1/4 to 4 times it)", "BYTES"),
+    Option("file-retention-versions", _non_negative(int), 10,
+           "newest versions of each file kept; older ones are pruned unless "
+           "--file-retention-days keeps them; 0: no limit by count", "N"),
+    Option("file-retention-days", _non_negative(float), 0.0,
+           "days every version of a file is kept; 0: no limit by age (both 0: every version "
+           "is kept; the newest always is)", "DAYS"),
+    Option("gc-grace", _positive_float, 3600.0,
+           "seconds an unreferenced chunk is kept before garbage collection may delete it "
+           "(uploads in flight keep theirs alive; keep it at least 3 x --request-timeout)",
+           "SECONDS"),
+    Option("gc-interval", _positive_float, 300.0,
+           "seconds between garbage collection rounds of file chunks (jittered)", "SECONDS"),
 )
 _BY_ATTR = {o.attr: o for o in OPTIONS}
 
@@ -188,6 +221,11 @@ class NodeConfig:
     scrub_rate: int = 8 << 20
     tombstone_grace: float = 86400.0
     dial: tuple[tuple[str, str], ...] = ()
+    chunk_size: int = 2 << 20
+    file_retention_versions: int = 10
+    file_retention_days: float = 0.0
+    gc_grace: float = 3600.0
+    gc_interval: float = 300.0
 
     @property
     def partition_bits(self) -> int:

@@ -5,6 +5,9 @@
     │   ├── InvalidKey        bucket or key name not allowed (-> 400)
     │   └── InvalidContext    a Dfs-Context token that does not decode (-> 400)
     ├── PayloadTooLarge       value above the inline limit (-> 413)
+    │   └── FileTooLarge      a file above the largest a manifest can describe (-> 413)
+    ├── RequestTimeout        the client stopped sending its request body (-> 408)
+    ├── RangeNotSatisfiable   a Range that selects no byte of the file (-> 416)
     ├── NotFound              nothing stored under that name (-> 404)
     ├── StorageError          the local engine failed
     │   ├── CorruptValue      a stored value failed its checksum; never served (-> 500)
@@ -43,6 +46,32 @@ class PayloadTooLarge(DfsError):
         super().__init__(f"value of {size} bytes exceeds the inline limit of {limit} bytes")
         self.size = size
         self.limit = limit
+
+
+class FileTooLarge(PayloadTooLarge):
+    """A file longer than the largest one a manifest can describe (dfsring.manifest)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        DfsError.__init__(self, f"file of at least {size} bytes exceeds the limit of {limit} "
+                          "bytes")
+        self.size = size
+        self.limit = limit
+
+
+class RequestTimeout(DfsError):
+    """The client sent nothing more of its request body for too long."""
+
+
+class RangeNotSatisfiable(DfsError):
+    """A valid Range that selects no byte of the representation (-> 416).
+
+    ``size`` is the representation length the response's ``Content-Range: bytes */size``
+    reports (dfsring.byterange).
+    """
+
+    def __init__(self, spec: str, size: int) -> None:
+        super().__init__(f"range {spec!r:.80} is not satisfiable for {size} bytes")
+        self.size = size
 
 
 class NotFound(DfsError):

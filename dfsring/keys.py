@@ -10,6 +10,11 @@ partition first so one partition's keys are one contiguous, ordered range of the
 Buckets never contain 0x00, so the separator is unambiguous and, within a partition, keys of a
 bucket sort in byte order.
 
+Reserved buckets. Bucket names containing ".." are valid to the storage layer but refused at
+the public edges (``validate_user_bucket``): the system keeps its own data in them (the file
+versions of dfsring.files live in "dfs..files"), so no user bucket can collide with it. S3
+forbids ".." in bucket names too, so no user loses a name they could have used elsewhere.
+
 LMDB caps keys at 511 bytes, and user keys may be 1024. A key too long for the budget left after
 partition and bucket is stored under its first bytes plus a 32-byte BLAKE2b digest of the whole
 key, and the full key is kept in the record (see dfsring.localstore). Short keys are always
@@ -54,6 +59,19 @@ def validate_bucket(bucket: str) -> bytes:
             "letter or digit"
         )
     return bucket.encode("ascii")
+
+
+def is_reserved(bucket: str) -> bool:
+    """A bucket the system keeps for itself (see the module docstring)."""
+    return ".." in bucket
+
+
+def validate_user_bucket(bucket: str) -> bytes:
+    """``validate_bucket`` for names given by users, which may not be reserved ones."""
+    raw = validate_bucket(bucket)
+    if is_reserved(bucket):
+        raise InvalidKey("bucket names with '..' are reserved for the system")
+    return raw
 
 
 def validate_key(key: str) -> bytes:

@@ -424,3 +424,53 @@ class PurgeTombstones(Message):
 
     KIND: ClassVar[str] = "purge-tombstones"
     items: tuple[tuple[bytes, bytes], ...]  # (storage key, version digest)
+
+
+# --- files: chunks (dfsring.files) ------------------------------------------------------------
+# Served on POST /internal/v1/files/{kind} (dfsring.http.files_internal), whose body limit is
+# sized for one chunk rather than for a key's siblings.
+
+
+@dataclass(frozen=True)
+class ChunkHave(Message):
+    """Which of these chunks do you hold? With `touch`, the holder marks the ones it has as
+    relied on now, so its garbage collector keeps them for at least the grace period: an
+    upload is about to reference them without sending them (dfsring.files.gc)."""
+
+    KIND: ClassVar[str] = "files/chunk-have"
+    ids: tuple[bytes, ...]
+    touch: bool
+
+
+@dataclass(frozen=True)
+class ChunkHaveReply(Message):
+    KIND: ClassVar[str] = "files/chunk-have-reply"
+    present: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class ChunkPut(Message):
+    """Store the chunk whose `size` bytes follow this message in the request body (a framed
+    call, dfsring.rpc.RpcClient.call_with_payload: the bytes are not copied into msgpack),
+    verified against its id first; `repair` replaces a copy already held (the sender found it
+    corrupt)."""
+
+    KIND: ClassVar[str] = "files/chunk-put"
+    cid: bytes
+    size: int
+    repair: bool
+
+
+@dataclass(frozen=True)
+class ChunkGet(Message):
+    KIND: ClassVar[str] = "files/chunk-get"
+    cid: bytes
+
+
+@dataclass(frozen=True)
+class ChunkData(Message):
+    """The reply to ChunkGet: the chunk's `size` bytes follow it in the body as stored (a framed
+    reply; the reader verifies them against the id); None: not held here."""
+
+    KIND: ClassVar[str] = "files/chunk-data"
+    size: int | None

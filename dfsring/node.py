@@ -19,16 +19,17 @@ from dataclasses import dataclass, field
 import uvloop
 from aiohttp import web
 
-from dfsring import __version__
+from dfsring import __version__, allocator
 from dfsring.config import ConfigError, NodeConfig, load_config
 from dfsring.coordinator import ReplicatedCoordinator
 from dfsring.datadir import DataDir, DataDirError, open_data_dir
 from dfsring.exchange import ExchangeService
+from dfsring.files.wiring import FilesNode, build_files
 from dfsring.gossip import Gossiper, GossipSettings
 from dfsring.handoff import HandoffService
 from dfsring.hintstore import TABLES as HINT_TABLES
 from dfsring.hintstore import HintStore
-from dfsring.http import cluster_api, internal_api, kv_api, node_api
+from dfsring.http import cluster_api, files_api, files_internal, internal_api, kv_api, node_api
 from dfsring.http.appkeys import (
     CONFIG,
     COORDINATOR,
@@ -77,6 +78,7 @@ class Services:
     handoff: HandoffService
     exchange: ExchangeService
     scrubber: Scrubber
+    files: FilesNode
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
@@ -86,8 +88,10 @@ class Services:
         self._tasks.append(asyncio.create_task(self.handoff.run_forever(), name="handoff"))
         self._tasks.append(asyncio.create_task(self.exchange.run_forever(), name="exchange"))
         self._tasks.append(asyncio.create_task(self.scrubber.run_forever(), name="scrub"))
+        self.files.start()
 
     async def stop(self) -> None:
+        await self.files.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -128,9 +132,13 @@ def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine) -> Servic
                         metrics=metrics, interval_s=cfg.scrub_interval, rate=cfg.scrub_rate,
                         tombstone_grace_s=max(cfg.tombstone_grace, cfg.hint_max_age),
                         deadline_s=cfg.request_timeout)
+    files = build_files(cfg, data_dir.path, data_dir.node_id, coordinator=coordinator,
+                        topology=gossip, rpc=rpc, local_list=store.list_live,
+                        count_corrupt=metrics.count_corrupt, ready=lambda: gossip.complete,
+                        registry=metrics.registry)
     state = NodeState(node_id=data_dir.node_id, started_at=time.monotonic())
     return Services(store, metrics, state, rpc, gossip, changer, transfers, coordinator,
-                    hint_store, handoff, exchange, scrubber)
+                    hint_store, handoff, exchange, scrubber, files)
 
 
 def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
@@ -153,6 +161,8 @@ def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
     node_api.setup(app)
     cluster_api.setup(app)
     internal_api.setup(app)
+    files_api.setup(app, svc.files)
+    files_internal.setup(app, svc.files.store)
     return app
 
 
@@ -172,6 +182,7 @@ async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
             print(f"dfsring: {exc}", file=sys.stderr)
             return 3
         await svc.store.open()
+        await svc.files.open()
         state = svc.state
         app = build_app(cfg, svc)
         runner = ProblemAppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
@@ -208,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dfsring: {exc}", file=sys.stderr)
         return 2
     setup_logging(json_lines=cfg.log_json, level=cfg.log_level)
+    allocator.tune()  # file chunks: megabyte buffers (dfsring.allocator says why)
     try:
         data_dir = open_data_dir(cfg.data_dir, cfg.node_id)
     except DataDirError as exc:

@@ -57,6 +57,7 @@ def _check_params(request: web.Request, allowed: frozenset[str]) -> None:
     for name in allowed:
         if len(request.query.getall(name, ())) > 1:
             raise errors.BadRequest(f"query parameter {name!r} given more than once")
+    keys.validate_user_bucket(request.match_info["bucket"])  # system buckets are not the API's
 
 
 def _level(request: web.Request, param: str, default: int, n: int) -> int:

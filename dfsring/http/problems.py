@@ -36,6 +36,12 @@ def from_error(exc: errors.DfsError, request_id: str) -> web.Response:
                            limit=exc.limit)
         case errors.NotFound():
             return problem(404, "not-found", "Not found", str(exc), request_id)
+        case errors.RequestTimeout():
+            return problem(408, "request-timeout", "Request body timed out", str(exc),
+                           request_id)
+        case errors.RangeNotSatisfiable():
+            return problem(416, "range-not-satisfiable", "Range not satisfiable", str(exc),
+                           request_id, headers={"Content-Range": f"bytes */{exc.size}"})
         case errors.Unauthorized():
             return problem(401, "unauthorized", "Unauthorized", str(exc), request_id)
         case errors.QuorumNotMet():

@@ -1,0 +1,314 @@
+"""Replicating chunks across their owners, and reading them back verified.
+
+Chunks are immutable and named by their hash, so replication needs none of the causal machinery
+of keys: any copy is correct, a write is idempotent and a read needs one good copy.
+
+Write (``put``): the chunk goes to the N owners of its partition (dfsring.files.placement) in
+parallel and the call returns once W of them hold it (Dynamo §4.5, as for keys; the quorum is
+tracked by dfsring.quorum). Before sending the bytes to a peer, the writer asks it whether it
+already holds the chunk (ChunkHave, which also touches it for the collector): a chunk already
+present is never sent again, which is what makes storing the same content twice cost nothing.
+An owner that is down or fails is replaced by the next live fallback in the ring's order
+(sloppy quorum, Dynamo §4.6); the fallback keeps the chunk as an ordinary chunk (it is immutable,
+so no hint is needed) and reads find it there. The remaining owners receive the chunk in the
+background, bounded by the request deadline; the caller keeps the chunk's memory until then
+(``PutOutcome.tail``), so a slow replica slows uploads down instead of growing memory.
+
+Read (``get``): the holders are tried one at a time in dfsring.files.placement.read_order
+(local copy first); each copy is verified against its id where it is consumed, a copy that
+fails is skipped, counted, and replaced in the background with the good copy found next
+(read repair for chunks); peers serve their bytes unverified to save a hash pass.
+
+Chunk bytes travel as raw payload after a typed message (framed calls, dfsring.rpc), never
+inside msgpack: on a 3-node upload that saved six copies of every byte on the coordinator and
+two on each replica, and lets a replica write the chunk in the pieces it arrived in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from dfsring import errors
+from dfsring.files import placement
+from dfsring.files.chunkstore import Buffer, ChunkStore
+from dfsring.messages import Ack, ChunkData, ChunkGet, ChunkHave, ChunkHaveReply, ChunkPut
+from dfsring.quorum import Outcome, QuorumTracker
+from dfsring.ring import Ring
+from dfsring.rpc import RpcClient, RpcError
+
+log = logging.getLogger("dfsring.chunks")
+MAX_BACKGROUND = 256  # chunk repairs in flight; beyond it a repair is left to anti-entropy
+
+
+class Topology(Protocol):
+    @property
+    def ring(self) -> Ring: ...
+
+    @property
+    def previous(self) -> tuple[Ring, ...]: ...
+
+    def address_of(self, node_id: str) -> str: ...
+
+    def is_alive(self, node_id: str) -> bool: ...
+
+
+@dataclass
+class PutOutcome:
+    """A chunk write that reached W copies: ``holders`` acked so far (each either stored it
+    anew or had it), ``new`` whether any of them had to store it (False: deduplicated);
+    ``tail`` finishes the other owners."""
+
+    holders: list[str]
+    new: bool
+    tail: asyncio.Future[None]
+
+
+@dataclass
+class _Fallbacks:
+    """Stand-ins for owners that cannot take a chunk, each used once per chunk."""
+
+    order: Iterator[str]
+    is_alive: Callable[[str], bool]
+    used: set[str] = field(default_factory=set)
+
+    def next(self) -> str | None:
+        for node in self.order:
+            if node not in self.used and self.is_alive(node):
+                self.used.add(node)
+                return node
+        return None
+
+
+class ChunkReplicator:
+    def __init__(self, *, node_id: str, store: ChunkStore, topology: Topology, rpc: RpcClient,
+                 deadline_s: float, count_corrupt: Callable[[], None]) -> None:
+        self.node_id = node_id
+        self.store = store
+        self.topology = topology
+        self.rpc = rpc
+        self.deadline_s = deadline_s
+        self.count_corrupt = count_corrupt
+        self._background: set[asyncio.Task[None]] = set()
+
+    # --- writes ----------------------------------------------------------------------------
+
+    async def put(self, cid: bytes, data: Buffer, w: int) -> PutOutcome:
+        """Store the chunk on its owners; returns once ``w`` hold it, else QuorumNotMet."""
+        ring = self.topology.ring
+        owners = placement.owners(ring, cid)
+        stand_ins = _Fallbacks(iter(placement.fallbacks(ring, cid)), self.topology.is_alive,
+                               set(owners))
+        tracker = QuorumTracker(max(len(owners), w), w)
+        for i in range(w - len(owners)):
+            tracker.fail(f"(missing replica {i + 1})", "cluster has fewer nodes than N")
+        tasks = {asyncio.ensure_future(self._slot(owner, cid, data, stand_ins)): owner
+                 for owner in owners}
+        pending = set(tasks)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.deadline_s
+        holders: list[str] = []
+        new = 0
+        try:
+            while pending and tracker.outcome is Outcome.PENDING and loop.time() < deadline:
+                done, pending = await asyncio.wait(pending, timeout=deadline - loop.time(),
+                                                   return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    new += self._record(tracker, tasks[task], task, holders)
+        except asyncio.CancelledError:  # the upload was abandoned: so are its copies
+            for task in tasks:
+                task.cancel()
+            raise
+        if tracker.outcome is not Outcome.OK:
+            for task in pending:
+                task.cancel()
+                tracker.fail(tasks[task], "timeout")
+            raise errors.QuorumNotMet(tracker.needed, tracker.acked, tracker.outcomes())
+        tail = asyncio.ensure_future(self._finish(pending, tasks, holders, deadline))
+        return PutOutcome(holders, new > 0, tail)
+
+    def _record(self, tracker: QuorumTracker, owner: str, task: asyncio.Future[tuple[str, bool]],
+                holders: list[str]) -> int:
+        exc = None if task.cancelled() else task.exception()
+        if task.cancelled() or exc is not None:
+            tracker.fail(owner, _describe(exc))
+            return 0
+        holder, stored_new = task.result()
+        tracker.ok(owner)
+        holders.append(holder)
+        return int(stored_new)
+
+    async def _finish(self, pending: set[asyncio.Future[tuple[str, bool]]],
+                      tasks: dict[asyncio.Future[tuple[str, bool]], str], holders: list[str],
+                      deadline: float) -> None:
+        """The owners beyond W: waited for until the deadline, then left to anti-entropy."""
+        if not pending:
+            return
+        remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+        try:
+            done, _ = await asyncio.wait(pending, timeout=remaining)
+        finally:
+            for task in pending:
+                task.cancel()  # a no-op for the finished ones
+        for task in done:
+            if not task.cancelled() and task.exception() is None:
+                holders.append(task.result()[0])
+            else:
+                error = None if task.cancelled() else task.exception()
+                log.info("a chunk replica write failed after the quorum", extra={"fields": {
+                    "owner": tasks[task], "error": _describe(error)}})
+
+    async def _slot(self, owner: str, cid: bytes, data: Buffer,
+                    stand_ins: _Fallbacks) -> tuple[str, bool]:
+        """One owner's copy: (the node that holds it now, whether it stored it anew). An owner
+        that is down or fails is replaced by the next live fallback."""
+        failure: BaseException | None = None
+        node: str | None = owner
+        while node is not None:
+            if node == self.node_id or self.topology.is_alive(node):
+                try:
+                    return node, await self._store_on(node, cid, data)
+                except (RpcError, errors.DfsError, OSError) as exc:  # OSError: a local disk
+                    failure = exc
+            node = stand_ins.next()
+        raise failure or RpcError(owner, "down, and no live fallback is left")
+
+    async def _store_on(self, node: str, cid: bytes, data: Buffer) -> bool:
+        if node == self.node_id:
+            return await asyncio.to_thread(self.store.put, cid, data, verify=False)
+        address = self.topology.address_of(node)
+        reply = await self.rpc.call(address, ChunkHave((cid,), True), ChunkHaveReply,
+                                    self.deadline_s)
+        if cid in reply.present:
+            return False
+        ack = await self.rpc.call_with_payload(address, ChunkPut(cid, len(data), False), data,
+                                               Ack, self.deadline_s)
+        return ack.changed
+
+    async def confirm(self, holders: dict[bytes, list[str]], w: int) -> None:
+        """Before a manifest is written: every chunk must still be on ``w`` of the nodes that
+        took it, and is touched there (the collector's grace starts again). QuorumNotMet
+        otherwise: an upload never commits a manifest whose chunks it cannot vouch for."""
+        by_node: dict[str, list[bytes]] = {}
+        for cid, nodes in holders.items():
+            for node in dict.fromkeys(nodes):
+                by_node.setdefault(node, []).append(cid)
+        replies = await asyncio.gather(*(self._have(node, ids) for node, ids in by_node.items()),
+                                       return_exceptions=True)
+        count: dict[bytes, int] = dict.fromkeys(holders, 0)
+        outcomes: dict[str, str] = {}
+        for node, reply in zip(by_node, replies, strict=True):
+            if isinstance(reply, BaseException):
+                outcomes[node] = _describe(reply)
+                continue
+            for cid in reply:
+                count[cid] = count.get(cid, 0) + 1
+        short = [cid for cid, n in count.items() if n < w]
+        if short:
+            raise errors.QuorumNotMet(w, min(count[c] for c in short), {
+                **outcomes, "chunks": f"{len(short)} chunk(s) on fewer than {w} nodes, e.g. "
+                                      f"{short[0].hex()}"})
+
+    async def _have(self, node: str, ids: list[bytes]) -> list[bytes]:
+        if node == self.node_id:
+            return await asyncio.to_thread(self.store.have, ids, touch=True)
+        present: list[bytes] = []
+        for start in range(0, len(ids), 10_000):
+            reply = await self.rpc.call(self.topology.address_of(node),
+                                        ChunkHave(tuple(ids[start:start + 10_000]), True),
+                                        ChunkHaveReply, self.deadline_s)
+            present += reply.present
+        return present
+
+    # --- reads -----------------------------------------------------------------------------
+
+    async def get(self, cid: bytes) -> Buffer:
+        """The chunk's bytes, verified; QuorumNotMet (needed 1) if no holder has a good copy."""
+        rings = (self.topology.ring, *self.topology.previous)
+        order = placement.read_order(cid, rings, self.node_id, self.store.has(cid),
+                                     self.topology.is_alive)
+        outcomes: dict[str, str] = {}
+        bad: list[str] = []
+        for node in order:
+            try:
+                data = await self._get_from(node, cid)
+            except errors.CorruptValue:
+                self.count_corrupt()
+                bad.append(node)
+                outcomes[node] = "corrupt"
+                continue
+            except (RpcError, errors.DfsError, OSError) as exc:
+                outcomes[node] = _describe(exc)
+                continue
+            if data is None:
+                outcomes[node] = "absent"
+                continue
+            for node_ in bad:
+                self._spawn(self._repair(node_, cid, data))
+            return data
+        raise errors.QuorumNotMet(1, 0, outcomes or {"(none)": "no node may hold this chunk"})
+
+    async def _get_from(self, node: str, cid: bytes) -> Buffer | None:
+        if node == self.node_id:
+            return await asyncio.to_thread(self.store.get, cid)
+        reply, data = await self.rpc.call_for_payload(self.topology.address_of(node),
+                                                      ChunkGet(cid), ChunkData, self.deadline_s)
+        if reply.size is None:
+            return None
+        if len(data) != reply.size or not await asyncio.to_thread(_matches, data, cid):
+            log.warning("a peer served a corrupt chunk", extra={"fields": {
+                "peer": node, "chunk": cid.hex()}})
+            raise errors.CorruptValue("chunks", cid)
+        return data
+
+    async def _repair(self, node: str, cid: bytes, data: Buffer) -> None:
+        """Replace a copy found corrupt with the good one (read repair, for chunks)."""
+        if node == self.node_id:
+            await asyncio.to_thread(self.store.put, cid, data, verify=False, replace=True)
+        else:
+            await self.rpc.call_with_payload(self.topology.address_of(node),
+                                             ChunkPut(cid, len(data), True), data, Ack,
+                                             self.deadline_s)
+        log.info("corrupt chunk replaced", extra={"fields": {"node": node, "chunk": cid.hex()}})
+
+    # --- background ------------------------------------------------------------------------
+
+    def adopt(self, task: asyncio.Future[None]) -> None:
+        """Track a task that outlives its request (replicas beyond W); cancelled on close."""
+        self._background.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(self._finished)  # type: ignore[arg-type]
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        if len(self._background) >= MAX_BACKGROUND:
+            if asyncio.iscoroutine(coro):
+                coro.close()
+            return
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("chunk repair failed", extra={"fields": {"error": _describe(exc)}})
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _matches(data: Buffer, cid: bytes) -> bool:
+    return hashlib.sha256(data).digest() == cid
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "cancelled"
+    if isinstance(exc, RpcError):
+        return exc.detail
+    return f"{type(exc).__name__}: {exc}"

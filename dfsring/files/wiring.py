@@ -1,0 +1,70 @@
+"""Building the files services of one node, and their start and stop (called by dfsring.node)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from dfsring.chunker import ChunkParams
+from dfsring.config import NodeConfig
+from dfsring.coordinator import Coordinator
+from dfsring.files.chunks import ChunkReplicator, Topology
+from dfsring.files.chunkstore import ChunkStore
+from dfsring.files.clock import VersionClock
+from dfsring.files.gc import FileGC, GcSettings, LocalList
+from dfsring.files.metrics import FileMetrics
+from dfsring.files.service import FileService, FileSettings
+from dfsring.files.versions import Retention
+from dfsring.rpc import RpcClient
+
+
+@dataclass
+class FilesNode:
+    store: ChunkStore
+    chunks: ChunkReplicator
+    service: FileService
+    gc: FileGC
+    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self.store.open)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.gc.run_forever(), name="files-gc")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.service.close()
+
+
+def retention_of(cfg: NodeConfig) -> Retention:
+    return Retention(cfg.file_retention_versions or None, cfg.file_retention_days or None)
+
+
+def build_files(cfg: NodeConfig, data_path: Path, node_id: str, *, coordinator: Coordinator,
+                topology: Topology, rpc: RpcClient, local_list: LocalList,
+                count_corrupt: Callable[[], None], ready: Callable[[], bool],
+                registry: CollectorRegistry | None = None) -> FilesNode:
+    store = ChunkStore(data_path / "chunks", durable=cfg.durable)
+    metrics = FileMetrics(registry)
+    metrics.bind_store(lambda: store.stats.count, lambda: store.stats.bytes)
+    chunks = ChunkReplicator(node_id=node_id, store=store, topology=topology, rpc=rpc,
+                             deadline_s=cfg.request_timeout,
+                             count_corrupt=count_corrupt)
+    retention = retention_of(cfg)
+    settings = FileSettings(params=ChunkParams.for_average(cfg.chunk_size), r=cfg.r, w=cfg.w,
+                            retention=retention, grace_s=cfg.gc_grace)
+    service = FileService(coordinator=coordinator, chunks=chunks, clock=VersionClock(node_id),
+                          settings=settings, metrics=metrics)
+    gc = FileGC(node_id=node_id, store=store, files=service, topology=topology, rpc=rpc,
+                local_list=local_list, deadline_s=cfg.request_timeout,
+                settings=GcSettings(grace_s=cfg.gc_grace, interval_s=cfg.gc_interval,
+                                    retention=retention),
+                ready=ready)
+    return FilesNode(store, chunks, service, gc)

@@ -157,10 +157,13 @@ OPTIONS: tuple[Option, ...] = (
            "seconds between anti-entropy rounds that found nothing to repair (jittered)",
            "SECONDS"),
     Option("ae-rate", _positive_int, 16 << 20,
-           "bytes/s of records anti-entropy moves (both directions together)", "BYTES"),
+           "bytes/s of records anti-entropy moves (both directions together); file chunks "
+           "copied to owners lacking them have a budget of their own of the same size", "BYTES"),
     Option("scrub-interval", _positive_float, 3600.0,
-           "seconds between scrub passes (re-reading every stored value)", "SECONDS"),
-    Option("scrub-rate", _positive_int, 8 << 20, "bytes/s a scrub pass reads", "BYTES"),
+           "seconds between scrub passes (re-reading every stored value, and every file "
+           "chunk in a pass of its own)", "SECONDS"),
+    Option("scrub-rate", _positive_int, 8 << 20,
+           "bytes/s a scrub pass reads (values and chunks: each at this rate)", "BYTES"),
     Option("tombstone-grace", _positive_float, 86400.0,
            "seconds a tombstone is kept at least (and never less than --hint-max-age) before "
            "it may be removed", "SECONDS"),
@@ -183,6 +186,9 @@ OPTIONS: tuple[Option, ...] = (
            "SECONDS"),
     Option("gc-interval", _positive_float, 300.0,
            "seconds between garbage collection rounds of file chunks (jittered)", "SECONDS"),
+    Option("chunk-sync-interval", _positive_float, 30.0,
+           "seconds between passes that copy this node's file chunks to owners lacking them "
+           "and drop the copies it holds without owning them (jittered)", "SECONDS"),
 )
 _BY_ATTR = {o.attr: o for o in OPTIONS}
 
@@ -226,6 +232,7 @@ class NodeConfig:
     file_retention_days: float = 0.0
     gc_grace: float = 3600.0
     gc_interval: float = 300.0
+    chunk_sync_interval: float = 30.0
 
     @property
     def partition_bits(self) -> int:

@@ -6,13 +6,14 @@ and its bytes are chunks stored by their SHA-256 on the nodes the ring assigns t
 (Garage's object model over its table and block layers).
 
     versions   pure: version keys, current version, retention, collectable chunks
-    placement  pure: a chunk's partition, owners and read order
+    placement  pure: a chunk's partition, owners, read order, and what anti-entropy moves
     clock      the hybrid logical clock that names versions
     chunkstore this node's chunk files (local storage: tmp, fsync, rename, dir fsync)
     chunks     chunk replication: W of N owners, dedup by asking first, verified reads
     upload     one upload's moving parts: the cutter and the bounded chunk window
     service    upload, download, versions, delete, listing
     gc         retention and garbage collection of unreferenced chunks, in the background
+    chunksync  anti-entropy and scrubbing of chunks: every chunk on its owners, and sound
     wiring     builds the above for dfsring.node
 
 Guarantees: an upload is visible only once all its chunks reached W replicas and its manifest

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -43,6 +43,7 @@ from dfsring.rpc import RpcClient, RpcError
 
 log = logging.getLogger("dfsring.chunks")
 MAX_BACKGROUND = 256  # chunk repairs in flight; beyond it a repair is left to anti-entropy
+HAVE_BATCH = 10_000  # ids per ChunkHave: 340 KB of message, well under the peer's limit
 
 
 class Topology(Protocol):
@@ -185,8 +186,16 @@ class ChunkReplicator:
                                     self.deadline_s)
         if cid in reply.present:
             return False
-        ack = await self.rpc.call_with_payload(address, ChunkPut(cid, len(data), False), data,
-                                               Ack, self.deadline_s)
+        return await self.send(node, cid, data)
+
+    async def send(self, node: str, cid: bytes, data: Buffer, *, repair: bool = False) -> bool:
+        """Put the chunk on a peer as it is (raw payload after a ChunkPut; the peer verifies it
+        before storing); True if the peer wrote it, False if it held it already. ``repair``
+        replaces the peer's copy (found corrupt). Shared by uploads, read repair and
+        dfsring.files.chunksync."""
+        ack = await self.rpc.call_with_payload(self.topology.address_of(node),
+                                               ChunkPut(cid, len(data), repair), data, Ack,
+                                               self.deadline_s)
         return ack.changed
 
     async def confirm(self, holders: dict[bytes, list[str]], w: int) -> None:
@@ -197,7 +206,8 @@ class ChunkReplicator:
         for cid, nodes in holders.items():
             for node in dict.fromkeys(nodes):
                 by_node.setdefault(node, []).append(cid)
-        replies = await asyncio.gather(*(self._have(node, ids) for node, ids in by_node.items()),
+        replies = await asyncio.gather(*(self.present_on(node, ids, touch=True)
+                                         for node, ids in by_node.items()),
                                        return_exceptions=True)
         count: dict[bytes, int] = dict.fromkeys(holders, 0)
         outcomes: dict[str, str] = {}
@@ -213,13 +223,15 @@ class ChunkReplicator:
                 **outcomes, "chunks": f"{len(short)} chunk(s) on fewer than {w} nodes, e.g. "
                                       f"{short[0].hex()}"})
 
-    async def _have(self, node: str, ids: list[bytes]) -> list[bytes]:
+    async def present_on(self, node: str, ids: Sequence[bytes], *, touch: bool) -> list[bytes]:
+        """Which of ``ids`` the node holds (asked in messages of at most HAVE_BATCH ids),
+        touched there if ``touch`` (an upload about to rely on them; anti-entropy only looks)."""
         if node == self.node_id:
-            return await asyncio.to_thread(self.store.have, ids, touch=True)
+            return await asyncio.to_thread(self.store.have, ids, touch=touch)
         present: list[bytes] = []
-        for start in range(0, len(ids), 10_000):
+        for start in range(0, len(ids), HAVE_BATCH):
             reply = await self.rpc.call(self.topology.address_of(node),
-                                        ChunkHave(tuple(ids[start:start + 10_000]), True),
+                                        ChunkHave(tuple(ids[start:start + HAVE_BATCH]), touch),
                                         ChunkHaveReply, self.deadline_s)
             present += reply.present
         return present
@@ -270,9 +282,7 @@ class ChunkReplicator:
         if node == self.node_id:
             await asyncio.to_thread(self.store.put, cid, data, verify=False, replace=True)
         else:
-            await self.rpc.call_with_payload(self.topology.address_of(node),
-                                             ChunkPut(cid, len(data), True), data, Ack,
-                                             self.deadline_s)
+            await self.send(node, cid, data, repair=True)
         log.info("corrupt chunk replaced", extra={"fields": {"node": node, "chunk": cid.hex()}})
 
     # --- background ------------------------------------------------------------------------

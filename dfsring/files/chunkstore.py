@@ -25,8 +25,8 @@ finds the chunk already there and decides not to send it. A lock makes each of "
 touch", "rename into place" and "still old? then unlink" atomic with respect to the others, so
 the collector can never delete a chunk in the instant an upload starts relying on it.
 
-Hooks for anti-entropy and scrubbing: ``iter_chunks`` lists what is here (id, size, mtime) and
-``verify`` re-reads one chunk against its id, deleting a bad copy.
+Hooks for anti-entropy and scrubbing (dfsring.files.chunksync): ``iter_chunks`` lists what is
+here (id, size, mtime) and ``verify`` re-reads one chunk against its id, deleting a bad copy.
 
 All methods block (disk I/O); the services call them through ``asyncio.to_thread``.
 """

@@ -36,8 +36,9 @@ second write per chunk per upload and their own garbage collection. The scan can
 there is no counter to get wrong after a crash. Memory: the listing, plus at most
 ``max_candidates`` chunk ids.
 
-Anti-entropy of chunks (re-replicating a chunk to an owner that lacks it) is not done here; the
-chunk store's ``iter_chunks`` and ``verify`` are its hooks.
+Anti-entropy of chunks (re-replicating a chunk to an owner that lacks it) is
+dfsring.files.chunksync; it asks ``referenced_among`` before it copies a chunk older than the
+grace period, so that it never brings back garbage another owner has just collected.
 """
 
 from __future__ import annotations
@@ -152,7 +153,8 @@ class FileGC:
 
     # --- the strict listing ----------------------------------------------------------------
 
-    async def _list_all(self) -> list[VersionRef]:
+    async def _list_all(self, *, strict: bool = True) -> list[VersionRef]:
+        """Every version key of every member; ``strict``: IncompleteScan if one is silent."""
         rings = (self.topology.ring, *self.topology.previous)
         members = dict.fromkeys(n for ring in rings for n in ring.node_ids())
         lists = await asyncio.gather(*(self._list_member(m) for m in members),
@@ -160,6 +162,8 @@ class FileGC:
         found: set[bytes] = set()
         for member, listed in zip(members, lists, strict=True):
             if isinstance(listed, BaseException):
+                if not strict:
+                    continue
                 raise IncompleteScan(f"member {member} did not list its file versions: "
                                      f"{_describe(listed)}")
             found.update(listed)
@@ -213,6 +217,14 @@ class FileGC:
         return removed
 
     # --- references ------------------------------------------------------------------------
+
+    async def referenced_among(self, ids: set[bytes]) -> set[bytes]:
+        """Which of ``ids`` some kept version references (dfsring.files.chunksync asks before
+        it re-replicates a chunk older than the grace period: garbage must not be spread
+        again). Silent members are skipped: a version missed here only delays a copy, while
+        for a deletion (``_round``) it would lose data. IncompleteScan if a manifest is
+        unreadable."""
+        return await self._referenced(await self._list_all(strict=False), ids)
 
     async def _referenced(self, refs: list[VersionRef], candidates: set[bytes]) -> set[bytes]:
         chunked = [r for r in refs if r.kind is Kind.CHUNKED]

@@ -6,6 +6,16 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+SYNC = (  # dfsring.files.chunksync's counters: (name, help)
+    ("chunk_sync_passes", "completed chunk anti-entropy passes"),
+    ("chunks_pushed", "chunks this node copied to owners that lacked them"),
+    ("chunk_bytes_pushed", "bytes of chunks this node copied to owners that lacked them"),
+    ("stray_chunks_dropped", "chunks this node held without owning them, deleted once every "
+                             "owner had them"),
+    ("chunk_scrub_passes", "completed chunk scrub passes"),
+    ("corrupt_chunks_repaired", "chunks found corrupt here and replaced by a good copy"),
+)
+
 
 class FileMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -22,6 +32,7 @@ class FileMetrics:
                                  registry=r)
         self.versions_pruned = Counter("dfsring_file_versions_pruned",
                                        "file versions removed by retention", registry=r)
+        self.sync = {name: Counter(f"dfsring_{name}", text, registry=r) for name, text in SYNC}
         self.stored = Gauge("dfsring_chunks_stored", "chunks held by this node", registry=r)
         self.stored_bytes = Gauge("dfsring_chunk_bytes_stored", "bytes of chunks held by this "
                                   "node", registry=r)
@@ -34,3 +45,7 @@ class FileMetrics:
         self.uploaded.inc(size)
         self.chunks.labels("new").inc(new)
         self.chunks.labels("deduplicated").inc(chunks - new)
+
+    def count_sync(self, name: str, amount: int = 1) -> None:
+        """name: one of SYNC's names."""
+        self.sync[name].inc(amount)

@@ -11,11 +11,17 @@ ring that the failure detector holds up (primary first), the owners under older 
 transition, the remaining members in the ring's fallback order (a chunk written with a sloppy
 quorum, or not yet moved after a ring change), and last the nodes believed down (the detector
 may be behind). Every node appears once; this node only if it has a copy.
+
+Chunk anti-entropy (dfsring.files.chunksync) asks ``sync_plan`` which peers must hold the
+chunks a node has and which of them it holds without owning them (strays), ``pushes`` whether
+it is the holder that copies a chunk to the owners lacking it, and ``droppable`` which strays
+every owner now holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from dfsring.contenthash import CHUNK_ID_BYTES
 from dfsring.ring import Ring
@@ -59,3 +65,47 @@ def spread(ids: Iterable[bytes], ring: Ring) -> dict[str, list[bytes]]:
         for node in owners(ring, cid):
             out.setdefault(node, []).append(cid)
     return out
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    """What a holder checks for a batch of its chunks under one ring."""
+
+    peers: dict[str, list[bytes]] = field(default_factory=dict)  # other owner -> its ids
+    stray: list[bytes] = field(default_factory=list)  # held here, not owned here
+
+
+def sync_plan(ids: Iterable[bytes], ring: Ring, self_id: str) -> SyncPlan:
+    """For each other owner, the ids (in the order given) it should hold; and the strays."""
+    plan = SyncPlan()
+    for cid in ids:
+        nodes = owners(ring, cid)
+        if self_id not in nodes:
+            plan.stray.append(cid)
+        for node in nodes:
+            if node != self_id:
+                plan.peers.setdefault(node, []).append(cid)
+    return plan
+
+
+def droppable(stray: Iterable[bytes], ring: Ring,
+              held: Mapping[str, Collection[bytes]]) -> list[bytes]:
+    """The strays every owner confirmed it holds (``held``: owner -> ids it confirmed). A
+    chunk with no owner at all (a ring without members) is never droppable."""
+    out = []
+    for cid in stray:
+        nodes = owners(ring, cid)
+        if nodes and all(cid in held.get(node, ()) for node in nodes):
+            out.append(cid)
+    return out
+
+
+def pushes(cid: bytes, ring: Ring, self_id: str, held: Mapping[str, Collection[bytes]]) -> bool:
+    """Whether this node, which holds the chunk, is the one to copy it to the owners that
+    lack it: the first owner in preference order that holds it (``held``: what the other
+    owners confirmed), or, if no owner does, this node (a stray). So a chunk missing on one
+    owner is sent once, not once by every holder."""
+    for node in owners(ring, cid):
+        if node == self_id or cid in held.get(node, ()):
+            return node == self_id
+    return True

@@ -14,6 +14,7 @@ from dfsring.config import NodeConfig
 from dfsring.coordinator import Coordinator
 from dfsring.files.chunks import ChunkReplicator, Topology
 from dfsring.files.chunkstore import ChunkStore
+from dfsring.files.chunksync import ChunkSync, SyncSettings
 from dfsring.files.clock import VersionClock
 from dfsring.files.gc import FileGC, GcSettings, LocalList
 from dfsring.files.metrics import FileMetrics
@@ -28,18 +29,21 @@ class FilesNode:
     chunks: ChunkReplicator
     service: FileService
     gc: FileGC
-    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+    sync: ChunkSync
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
 
     async def open(self) -> None:
         await asyncio.to_thread(self.store.open)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self.gc.run_forever(), name="files-gc")
+        self._tasks = [asyncio.create_task(self.gc.run_forever(), name="files-gc"),
+                       asyncio.create_task(self.sync.run_sync_forever(), name="chunk-sync"),
+                       asyncio.create_task(self.sync.run_scrub_forever(), name="chunk-scrub")]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.service.close()
 
 
@@ -67,4 +71,10 @@ def build_files(cfg: NodeConfig, data_path: Path, node_id: str, *, coordinator: 
                 settings=GcSettings(grace_s=cfg.gc_grace, interval_s=cfg.gc_interval,
                                     retention=retention),
                 ready=ready)
-    return FilesNode(store, chunks, service, gc)
+    sync = ChunkSync(node_id=node_id, store=store, replicas=chunks, topology=topology,
+                     settings=SyncSettings(interval_s=cfg.chunk_sync_interval, rate=cfg.ae_rate,
+                                           grace_s=cfg.gc_grace,
+                                           scrub_interval_s=cfg.scrub_interval,
+                                           scrub_rate=cfg.scrub_rate),
+                     metrics=metrics, referenced=gc.referenced_among, ready=ready)
+    return FilesNode(store, chunks, service, gc, sync)

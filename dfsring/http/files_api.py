@@ -259,4 +259,5 @@ async def chunk_stats(request: web.Request) -> web.Response:
     last = node.gc.last
     return json_doc({"chunks": stats.count, "bytes": stats.bytes,
                      "corrupt_found": node.store.corrupt_found,
-                     "last_gc": last.to_json() if last is not None else None})
+                     "last_gc": last.to_json() if last is not None else None,
+                     "sync": node.sync.stats_json()})

@@ -1,5 +1,6 @@
 """kill -9 of a random node every 6 s, 5 cycles (x CHAOS_SCALE), each restarted with its data
-dir after a short down time, while clients keep writing; nothing acknowledged may be lost, and
+dir after a short down time, while clients keep writing keys, sets and files (cut into 64 KiB
+chunks, so an upload spans nodes that die under it); nothing acknowledged may be lost, and
 every acknowledged key must be on all its owners once the cluster has settled."""
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.timeout(int(CYCLES * (PERIOD_S + 30
 async def test_kill_and_restart_random_nodes(chaos_cluster: ChaosFactory, chaos_seed: str,
                                              chaos_summary: Callable[[ScenarioSummary], None],
                                              tmp_path) -> None:
-    cluster = chaos_cluster(5)
+    cluster = chaos_cluster(5, extra_args=("--chunk-size", "65536"))
     rng = rng_for(chaos_seed, "kill")
 
     async def nemesis(_: Workload) -> None:
@@ -36,7 +37,8 @@ async def test_kill_and_restart_random_nodes(chaos_cluster: ChaosFactory, chaos_
     result = await run_chaos(
         "kill-restart", chaos_seed, cluster.client_urls, nemesis,
         heal=lambda: recover(cluster),
-        config=WorkloadConfig(seed=f"{chaos_seed}/kill", duration_s=CYCLES * PERIOD_S + 60),
+        config=WorkloadConfig(seed=f"{chaos_seed}/kill", duration_s=CYCLES * PERIOD_S + 60,
+                              file_weight=0.1),
         out_dir=tmp_path / "run",
         checking=CHECKING)
     chaos_summary(result.summary)

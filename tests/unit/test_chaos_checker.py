@@ -14,6 +14,7 @@ from dfsring.testing.chaos.checker import (
     NodeView,
     Observed,
     Report,
+    acknowledged,
     check,
 )
 from dfsring.testing.chaos.history import (
@@ -270,3 +271,42 @@ def test_values_verify_themselves() -> None:
     assert not decode_value(value[:-1]).intact
     assert decode_value(b"not ours").write_id is None
     assert decode_set(encode_value("w8", b"{not json")) is None
+
+
+def _file(i: int, path: str, outcome: Outcome = Outcome.OK) -> tuple[OpRecord, bytes]:
+    value = encode_value(f"w{i}", f"file body of {path}".encode() * 100)
+    rec = OpRecord(id=i, client=3, op=OpKind.FILE, bucket="chaosfiles", key=path,
+                   node="node2", start=float(i), end=i + 0.5, outcome=outcome,
+                   status=201 if outcome is Outcome.OK else 503, write_id=f"w{i}",
+                   value_hash=sha256(value))
+    return rec, value
+
+
+def _with_file(run: Run, value: bytes | None) -> Run:
+    rec, body = _file(20, "f-1")
+    run.history.append(rec)
+    run.final[("chaosfiles", "f-1")] = (body,) if value is None else (value,)
+    return run
+
+
+def test_an_acknowledged_file_read_back_whole_passes_without_owner_checks() -> None:
+    run = _with_file(Run(), None)
+    run.owners.pop(("chaosfiles", "f-1"), None)  # files are not keys: no local listing
+    report = run.check()
+    assert report.ok, report.describe()
+    assert ("chaosfiles", "f-1") not in acknowledged(run.history)
+
+
+def test_a_lost_file_fails_lost() -> None:
+    run = _with_file(Run(), None)
+    run.final[("chaosfiles", "f-1")] = ()
+    report = run.check()
+    assert _failed(report) == ["lost"]
+    assert any("chaosfiles/f-1 LOST" in f for f in report.result("lost").findings)
+
+
+def test_a_file_with_a_flipped_byte_fails_integrity() -> None:
+    _, body = _file(20, "f-1")
+    rotten = body[:-10] + bytes([body[-10] ^ 1]) + body[-9:]
+    report = _with_file(Run(), rotten).check()
+    assert "integrity" in _failed(report)

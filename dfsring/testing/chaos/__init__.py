@@ -3,6 +3,7 @@
 Modules, from the pure core outwards::
 
     history   OpRecord (one per client operation, JSON lines), self-verifying values
+    rot       flipped bytes in a stopped node's values and chunk files (bit rot)
     checker   check(history, observed) -> Report: lost writes, phantoms, corruption, lost
               updates, replica placement, ring agreement, empty queues (pure)
     nemesis   which links a partition cuts; seeded rotating schedules (pure)
@@ -13,7 +14,8 @@ Modules, from the pure core outwards::
     collect   the observed final state, with deadlines; convergence wait (aiohttp)
     wiring    ChaosCluster: N local nodes, one Toxiproxy-compatible proxy per directed link
     scenario  run_chaos (workload + nemesis + heal + converge + observe + check) and the
-              nemeses for a ChaosCluster: partitions, kill_restart, leave_and_rejoin
+              nemeses for a ChaosCluster: partitions, kill_restart, leave_and_rejoin,
+              black_hole, kill_and_wipe
 
 Against a deployment of your own (you inject the faults; it records and checks)::
 
@@ -24,6 +26,6 @@ The pytest scenarios live in tests/chaos (``pytest -m chaos``).
 Adding a scenario: a nemesis is ``async def (workload) -> None`` that returns when its faults
 are over (it may use any ChaosCluster operation, kill / wipe / restart nodes, or change
 ``workload.targets``); ``heal`` brings everything back; :class:`~.scenario.Checking` says how
-strict the end state must be. New kinds of operation (e.g. files) add an ``OpKind``, their
-client code in ``workload`` and their final-state rule in ``checker``.
+strict the end state must be. A kind of operation (put, rmw, get, file) is an ``OpKind``, its
+client code in ``workload`` and its final-state rule in ``checker``.
 """

@@ -34,6 +34,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=16.0, help="operations/s, all clients")
     p.add_argument("--seed", default=None, help="default: DFSRING_CHAOS_SEED or random")
     p.add_argument("--bucket", default="chaos")
+    p.add_argument("--files-bucket", default="chaosfiles")
+    p.add_argument("--file-weight", type=float, default=0.1,
+                   help="share of operations that upload a file (80-400 KB; 0: no files)")
     p.add_argument("--key-prefix", default=None, help="default: run<seed>-<unix time>-")
     p.add_argument("--replicas", choices=[str(r) for r in ReplicaCheck],
                    default=str(ReplicaCheck.AFTER_CONVERGENCE),
@@ -58,6 +61,7 @@ async def _main(args: argparse.Namespace) -> int:
     urls = await asyncio.to_thread(_node_ids, args.url)
     config = WorkloadConfig(seed=seed, clients=args.clients, duration_s=args.duration,
                             ops_per_s=args.rate, bucket=args.bucket,
+                            files_bucket=args.files_bucket, file_weight=args.file_weight,
                             key_prefix=args.key_prefix if args.key_prefix is not None
                             else f"run{seed}-{int(time.time())}-")
 

@@ -6,8 +6,9 @@ nodes, this module judges it, so every rule is unit-tested with hand-made histor
 
 Checks (each one a :class:`CheckResult`; "enforced" ones decide :attr:`Report.ok`):
 
-``lost``        every acknowledged unique-key write is readable, with its exact value, through
-                every node (a node that does not answer counts too: "unreadable").
+``lost``        every acknowledged unique-key write and file upload is readable, with its exact
+                value, through every node (a node that does not answer counts too:
+                "unreadable").
 ``phantom``     no value read at the end is one that was never written: its embedded write id
                 and digest are intact but match no write attempted on that key, or a
                 read-modify-write set holds an element nobody tried to add.
@@ -138,6 +139,7 @@ class _Index:
     write_hash: dict[tuple[Key, str], str] = field(default_factory=dict)  # (key, write id)
     acked_puts: dict[Key, str] = field(default_factory=dict)  # key -> hash
     acked_puts_end: dict[Key, float] = field(default_factory=dict)
+    acked_files: dict[Key, str] = field(default_factory=dict)  # path -> hash
     elements: dict[Key, set[str]] = field(default_factory=lambda: defaultdict(set))
     acked_elements: dict[Key, set[str]] = field(default_factory=lambda: defaultdict(set))
 
@@ -158,6 +160,8 @@ def _index(history: Iterable[OpRecord]) -> _Index:
         elif rec.op is OpKind.PUT and rec.outcome is Outcome.OK:
             idx.acked_puts[key] = rec.value_hash
             idx.acked_puts_end[key] = rec.end
+        elif rec.op is OpKind.FILE and rec.outcome is Outcome.OK:
+            idx.acked_files[key] = rec.value_hash
     return idx
 
 
@@ -172,8 +176,10 @@ def _capped(findings: list[str]) -> tuple[str, ...]:
 
 
 def acknowledged(history: Iterable[OpRecord]) -> set[Key]:
-    """Keys with at least one acknowledged write: what must end up on all owners."""
-    return {(r.bucket, r.key) for r in history if r.is_write and r.outcome is Outcome.OK}
+    """Keys with at least one acknowledged write: what must end up on all owners. (Files
+    are not keys: their manifests and chunks are placed under system names.)"""
+    return {(r.bucket, r.key) for r in history
+            if r.is_write and r.outcome is Outcome.OK and r.op is not OpKind.FILE}
 
 
 # --- the checks --------------------------------------------------------------------------
@@ -183,10 +189,11 @@ def _check_lost(idx: _Index, obs: Observed) -> tuple[CheckResult, int, int]:
     findings: list[str] = []
     lost: set[Key] = set()
     unreadable = 0
-    if not obs.reads and idx.acked_puts:
+    wanted = {**idx.acked_puts, **idx.acked_files}
+    if not obs.reads and wanted:
         findings.append("no final reads were collected")
     for node, reads in sorted(obs.reads.items()):
-        for key, want in sorted(idx.acked_puts.items()):
+        for key, want in sorted(wanted.items()):
             got = reads.get(key)
             if got is None or got.status is None:
                 unreadable += 1

@@ -174,15 +174,18 @@ async def snapshot(http: aiohttp.ClientSession, urls: Mapping[str, str],
 
 
 async def read_all(http: aiohttp.ClientSession, urls: Mapping[str, str], wanted: Collection[Key],
-                   deadline: float) -> dict[str, dict[Key, KeyRead]]:
-    """Every key read through every node (default R), READ_CONCURRENCY at a time. Reads not
-    answered by `deadline` (time.monotonic()) are recorded as unanswered."""
+                   deadline: float,
+                   files: Collection[str] = ()) -> dict[str, dict[Key, KeyRead]]:
+    """Every key read through every node (default R), READ_CONCURRENCY at a time; keys of a
+    bucket in `files` are files, read whole through the files API. Reads not answered by
+    `deadline` (time.monotonic()) are recorded as unanswered."""
     sem = asyncio.Semaphore(READ_CONCURRENCY)
     out: dict[str, dict[Key, KeyRead]] = {n: {} for n in urls}
 
     async def one(node: str, key: Key) -> None:
+        api = "files" if key[0] in files else "kv"
         async with sem:
-            out[node][key] = await _read(http, f"{urls[node]}/v1/kv/{key[0]}/{key[1]}",
+            out[node][key] = await _read(http, f"{urls[node]}/v1/{api}/{key[0]}/{key[1]}",
                                          deadline)
 
     await asyncio.gather(*(one(n, k) for n in sorted(urls) for k in sorted(wanted)))
@@ -198,6 +201,8 @@ async def _read(http: aiohttp.ClientSession, url: str, deadline: float) -> KeyRe
             payload = await resp.read()
             if resp.status not in READ_OK:
                 return KeyRead(None, error=f"HTTP {resp.status}: {payload[:200]!r}")
+            if "/v1/files/" in url:  # a file: its bytes, or nothing (no siblings)
+                return KeyRead(resp.status, (payload,) if resp.status == 200 else ())
             values, _ = parse_read(resp.status, resp.headers.get("Dfs-Context"), payload)
             return KeyRead(resp.status, values)
     except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError) as exc:
@@ -233,14 +238,15 @@ async def wait_converged(urls: Mapping[str, str], *, within_s: float,
 async def observe(urls: Mapping[str, str], wanted: Collection[Key], *,
                   placed: Collection[Key] = (), replicas: ReplicaCheck = ReplicaCheck.OFF,
                   read_timeout: float = 60.0, repair_timeout: float = 30.0,
-                  buckets: Sequence[str] = ("chaos",)) -> Observation:
+                  buckets: Sequence[str] = ("chaos",),
+                  files: Collection[str] = ()) -> Observation:
     """Snapshot every node, read every key through every node, and (AFTER_READ_REPAIR) poll
     the local listings until the `placed` keys are on all their owners or `repair_timeout`
     passes; returns the Observed state for the checker."""
     async with _session() as http:
         before = await snapshot(http, urls, buckets)
         gaps = placement_gaps(before, placed)
-        reads = await read_all(http, urls, wanted, time.monotonic() + read_timeout)
+        reads = await read_all(http, urls, wanted, time.monotonic() + read_timeout, files)
         after, repair_s = before, None
         if replicas is ReplicaCheck.AFTER_READ_REPAIR:
             after, repair_s = await _until_placed(http, urls, buckets, placed, repair_timeout)

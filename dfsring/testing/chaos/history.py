@@ -43,6 +43,7 @@ class OpKind(StrEnum):
     PUT = "put"  # a unique-key write: each key is written once, with a unique value
     GET = "get"  # a read of a key written before (unique or shared)
     RMW = "rmw"  # read a shared key's set, add one element, write back with the read's context
+    FILE = "file"  # a unique file path uploaded once through the files API (chunked)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import shutil
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -97,7 +98,7 @@ async def run_chaos(name: str, seed: str, urls: Mapping[str, str], nemesis: Neme
                                 buckets=[config.bucket])
     obs = await observe(urls, workload.keys(), placed=acked, replicas=how.replicas,
                         read_timeout=how.read_timeout, repair_timeout=how.repair_timeout,
-                        buckets=[config.bucket])
+                        buckets=[config.bucket], files=[config.files_bucket])
     options = CheckOptions(require_all_owners=how.replicas.enforced,
                            require_empty_queues=how.empty_queues, why_relaxed=how.why_relaxed)
     report = check(workload.records, obs.observed, options)
@@ -196,6 +197,29 @@ async def leave_and_rejoin(cluster: ChaosCluster, i: int, workload: Workload | N
     cluster.record(f"n{i} rejoined, ring settled")
     if workload is not None and url is not None:
         workload.targets[node.node_id] = url
+
+
+async def black_hole(cluster: ChaosCluster, i: int, *, hold_s: float) -> None:
+    """Node i's links swallow everything for `hold_s` (connections stay open), then heal."""
+    await asyncio.to_thread(cluster.black_hole, i)
+    await asyncio.sleep(hold_s)
+    await asyncio.to_thread(cluster.heal)
+
+
+async def kill_and_wipe(cluster: ChaosCluster, i: int, *, down_s: float,
+                        parts: Iterable[str] = ("db", "chunks")) -> None:
+    """kill -9 node i, delete `parts` of its data dir (its keys and chunks; by default not
+    its cluster state, so it comes back as the same member believing it is in sync: only
+    anti-entropy can tell it what it lost), and restart it after `down_s`."""
+    node = cluster.node(i)
+    await asyncio.to_thread(node.kill)
+    for part in parts:
+        await asyncio.to_thread(shutil.rmtree, node.spec.data_dir / part, True)
+    cluster.record(f"kill -9 n{i}, its {' and '.join(parts)} deleted")
+    await asyncio.sleep(down_s)
+    node.start()  # on this thread: see the module docstring
+    await asyncio.to_thread(node.wait_ready, READY_TIMEOUT)
+    cluster.record(f"n{i} restarted with an empty disk")
 
 
 def _reports_left(node: NodeProcess) -> bool:

@@ -286,19 +286,28 @@ class ChaosCluster:
 
     def slow(self, i: int, latency_ms: int, jitter_ms: int = 0) -> None:
         """Delay both directions of every link to and from node i by latency +- jitter."""
-        attributes = {"latency": latency_ms, "jitter": jitter_ms}
+        self._toxic_on(i, "latency", f"slow_n{i}", {"latency": latency_ms, "jitter": jitter_ms})
+        self.slowed[i] = (latency_ms, jitter_ms)
+        self.record(f"slow: n{i} +{latency_ms}+-{jitter_ms} ms on its links")
+
+    def black_hole(self, i: int) -> None:
+        """Swallow every byte on every link to and from node i, keeping the connections open
+        (a ``timeout`` toxic with timeout 0): unlike a cut link, nothing is refused or closed,
+        so only timeouts tell the others that node i is gone."""
+        self._toxic_on(i, "timeout", f"hole_n{i}", {"timeout": 0})
+        self.record(f"black hole: n{i}'s links swallow everything")
+
+    def _toxic_on(self, i: int, kind: str, name: str, attributes: dict[str, int]) -> None:
         with self._client():
             for link, state in self._links.items():
                 if i not in link:
                     continue
                 for stream in ("upstream", "downstream"):
-                    name = f"slow_n{i}_{stream}"
-                    if name not in state.toxics:
-                        state.proxy.add_toxic(type="latency", stream=stream, name=name,
+                    toxic = f"{name}_{stream}"
+                    if toxic not in state.toxics:
+                        state.proxy.add_toxic(type=kind, stream=stream, name=toxic,
                                               attributes=attributes)
-                        state.toxics.append(name)
-        self.slowed[i] = (latency_ms, jitter_ms)
-        self.record(f"slow: n{i} +{latency_ms}+-{jitter_ms} ms on its links")
+                        state.toxics.append(toxic)
 
     def heal(self) -> None:
         """Every link enabled, every toxic removed."""

@@ -13,7 +13,9 @@ Kinds (the mix is configurable):
 - ``rmw``: read a shared key (a set of elements), add one unique element, write it back with
   the ``Dfs-Context`` of the read; on ``300`` the siblings' sets are merged first, so the write
   resolves them (Dynamo §4.4);
-- ``get``: read a key written before (unique or shared) and record the hash of every sibling.
+- ``get``: read a key written before (unique or shared) and record the hash of every sibling;
+- ``file``: a new unique file path uploaded once through the files API, with a self-verifying
+  body large enough to be cut into several chunks (run the nodes with a small --chunk-size).
 
 Outcomes: 2xx is ok; an error status or a refused connection (nothing sent: each request has
 its own connection) is failed; a client timeout or a connection lost mid-request is
@@ -64,10 +66,13 @@ class WorkloadConfig:
     put_weight: float = 0.5
     rmw_weight: float = 0.3
     get_weight: float = 0.2
+    file_weight: float = 0.0
     shared_keys: int = 4
     value_bytes: tuple[int, int] = (16, 2048)
     request_timeout_s: float = 8.0  # above the nodes' 5 s, so a 503 arrives before we give up
+    file_bytes: tuple[int, int] = (80_000, 400_000)  # above the 64 KiB inline limit
     bucket: str = "chaos"
+    files_bucket: str = "chaosfiles"
     key_prefix: str = ""  # to tell runs apart against a long-lived deployment
 
 
@@ -136,12 +141,12 @@ class Workload:
         c = self.config
         rng = random.Random(f"{c.seed}/{client}")
         pause = c.clients / c.ops_per_s
-        weights = (c.put_weight, c.rmw_weight, c.get_weight)
+        weights = (c.put_weight, c.rmw_weight, c.get_weight, c.file_weight)
         seq = 0
         while self._budget_left():
             began = time.monotonic()
             seq += 1
-            kind = rng.choices((OpKind.PUT, OpKind.RMW, OpKind.GET), weights)[0]
+            kind = rng.choices((OpKind.PUT, OpKind.RMW, OpKind.GET, OpKind.FILE), weights)[0]
             node = rng.choice(sorted(self.targets)) if self.targets else None
             if node is not None:
                 await self._one(http, rng, client, seq, kind, node, self.targets[node])
@@ -164,6 +169,10 @@ class Workload:
                         key="", node=node, start=self.now(), end=0.0, outcome=Outcome.FAILED)
         if kind is OpKind.PUT:
             rec = await self._put(http, rng, url, replace(base, key=self._unique(client, seq)))
+        elif kind is OpKind.FILE:
+            key = f"{self.config.key_prefix}f-{client}-{seq}"
+            rec = await self._file(http, rng, url, replace(base, bucket=self.config.files_bucket,
+                                                            key=key))
         elif kind is OpKind.RMW:
             key = rng.choice(self.shared)[1]
             rec = await self._rmw(http, url, replace(base, key=key,
@@ -198,6 +207,15 @@ class Workload:
         return replace(rec, end=self.now(), outcome=reply.outcome, status=reply.status,
                        write_id=write_id, value_hash=sha256(value), context=reply.context,
                        error=reply.error)
+
+    async def _file(self, http: aiohttp.ClientSession, rng: random.Random, url: str,
+                    rec: OpRecord) -> OpRecord:
+        low, high = self.config.file_bytes
+        write_id = f"w{rec.id}"
+        value = encode_value(write_id, rng.randbytes(rng.randint(low, high)))
+        reply = await _send(http, "PUT", f"{url}/v1/files/{rec.bucket}/{rec.key}", value)
+        return replace(rec, end=self.now(), outcome=reply.outcome, status=reply.status,
+                       write_id=write_id, value_hash=sha256(value), error=reply.error)
 
     async def _get(self, http: aiohttp.ClientSession, url: str, rec: OpRecord) -> OpRecord:
         reply = await _send(http, "GET", f"{url}/v1/kv/{rec.bucket}/{rec.key}")

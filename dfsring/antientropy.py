@@ -422,3 +422,52 @@ def tree_from_sparse(leaves: Mapping[int, bytes], fanout: int = DEFAULT_FANOUT,
 
 
 EMPTY_ROOT = MerkleTree().root()
+
+class InnerNodes:
+    """Every node above the leaves of one partition's tree, kept between exchanges.
+
+    Why: anti-entropy compares the roots of every partition each round, and under a steady
+    write load nearly every partition has changed since the last one. Rebuilding a tree costs
+    one hash per inner node (273 with 4 096 leaves); a write changes one leaf, so only the
+    bottom node above it and that node's ancestors need hashing again (3 hashes). The nodes
+    are one flat bytearray (root first, the layout MerkleTree uses), 4.3 KiB per partition.
+    """
+
+    __slots__ = ("_bottom", "_buf", "_depth", "_fanout")
+
+    def __init__(self, leaves: Mapping[int, bytes], fanout: int = DEFAULT_FANOUT,
+                 depth: int = DEFAULT_DEPTH) -> None:
+        tree = tree_from_sparse(leaves, fanout, depth)
+        self._fanout, self._depth = fanout, depth
+        self._bottom = (fanout ** (depth - 1) - 1) // (fanout - 1)  # flat index of group 0
+        count = (fanout**depth - 1) // (fanout - 1)
+        self._buf = bytearray(b"".join(tree._nodes[:count]))
+
+    @property
+    def groups(self) -> int:
+        """How many bottom inner nodes there are (each covers ``fanout`` leaves)."""
+        return self._fanout ** (self._depth - 1)
+
+    def root(self) -> bytes:
+        return bytes(self._buf[:HASH_BYTES])
+
+    def update(self, groups: Mapping[int, Sequence[bytes]]) -> None:
+        """New leaves for some groups (group g holds leaves g*fanout .. g*fanout+fanout-1);
+        rehashes those bottom nodes and their ancestors, each ancestor once."""
+        f, buf = self._fanout, self._buf
+        touched: set[int] = set()
+        for group, leaves in groups.items():
+            if not 0 <= group < self.groups or len(leaves) != f:
+                raise ValueError(f"group {group} needs {f} leaves, within 0..{self.groups - 1}")
+            flat = self._bottom + group
+            buf[flat * HASH_BYTES:(flat + 1) * HASH_BYTES] = _hash_children(list(leaves))
+            touched.add(flat)
+        while touched and 0 not in touched:
+            parents = {(flat - 1) // f for flat in touched}
+            for flat in parents:
+                first = f * flat + 1
+                buf[flat * HASH_BYTES:(flat + 1) * HASH_BYTES] = blake2b(
+                    buf[first * HASH_BYTES:(first + f) * HASH_BYTES], digest_size=HASH_BYTES,
+                    person=_NODE_PERSON).digest()
+            touched = parents
+

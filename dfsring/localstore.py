@@ -85,8 +85,10 @@ class LocalStore:
         self.actor = ""
         self.stats = StoreStats()
         self.corrupt_skipped = 0
-        self._gen: dict[int, int] = {}  # bumped after every commit that touched a partition
-        self._roots: dict[int, tuple[int, bytes]] = {}  # partition -> (gen, root)
+        # per partition: the tree's inner nodes, and the bottom nodes whose leaves changed
+        # since (marked after every commit, see _bump; rehashed on the next tree_root)
+        self._inner: dict[int, antientropy.InnerNodes] = {}
+        self._stale: dict[int, set[int]] = {}
 
     async def open(self) -> None:
         """Load (or create, durably) the actor id and the counters."""
@@ -171,10 +173,17 @@ class LocalStore:
                              len(raw) - (len(old_raw) if old_raw is not None else 0))
 
     def _bump(self, *skeys: bytes) -> None:
-        """After a commit: cached roots of the partitions it touched are stale. Bumped after
-        the commit, so a root computed from pre-commit leaves is never kept as current."""
-        for part in {int.from_bytes(s[:2], "big") for s in skeys}:
-            self._gen[part] = self._gen.get(part, 0) + 1
+        """After a commit: the tree nodes above the leaves it touched are stale. Marked after
+        the commit, so nodes computed from pre-commit leaves are never kept as current. A
+        bare partition prefix (a rebuild of all its leaves) drops the partition's nodes."""
+        for skey in skeys:
+            part = int.from_bytes(skey[:2], "big")
+            if len(skey) <= 2:
+                self._inner.pop(part, None)
+                self._stale.pop(part, None)
+            elif part in self._inner:
+                group = antientropy.leaf_index(skey) // antientropy.DEFAULT_FANOUT
+                self._stale.setdefault(part, set()).add(group)
 
     def _account(self, txn: Txn, keys_delta: int, bytes_delta: int) -> StoreStats:
         """Move the key/byte counters in the same transaction as the change they count."""
@@ -316,18 +325,31 @@ class LocalStore:
         return antientropy.tree_from_sparse(leaves)
 
     def tree_root(self, partition: int) -> bytes:
-        """The partition's root, cached until a commit touches the partition."""
-        gen = self._gen.get(partition, 0)
-        cached = self._roots.get(partition)
-        if cached is not None and cached[0] == gen:
-            return cached[1]
+        """The partition's root: its inner nodes are kept, and only those above leaves that
+        changed since the last call are rehashed (antientropy.InnerNodes)."""
         start = partition.to_bytes(2, "big")
-        if not self.engine.scan_keys(TREE, start, keys.prefix_end(start), limit=1):
-            root = antientropy.EMPTY_ROOT
-        else:
-            root = self.tree(partition).root()
-        self._roots[partition] = (gen, root)
-        return root
+        inner = self._inner.get(partition)
+        if inner is None:
+            leaves = {int.from_bytes(k[2:4], "big"): v
+                      for k, v in self.engine.scan(TREE, start, keys.prefix_end(start))
+                      if len(k) == 4}
+            inner = self._inner[partition] = antientropy.InnerNodes(leaves)
+            self._stale.pop(partition, None)
+            return inner.root()
+        stale = self._stale.pop(partition, None)
+        if stale:
+            fanout = antientropy.DEFAULT_FANOUT
+            groups: dict[int, list[bytes]] = {}
+            for group in stale:
+                first = group * fanout
+                leaves = [antientropy.EMPTY_LEAF] * fanout
+                for k, v in self.engine.scan(TREE, start + first.to_bytes(2, "big"),
+                                             start + (first + fanout).to_bytes(2, "big")):
+                    if len(k) == 4:
+                        leaves[int.from_bytes(k[2:4], "big") - first] = v
+                groups[group] = leaves
+            inner.update(groups)
+        return inner.root()
 
     def scan_records(self, partition: int, after: bytes | None = None, page: int = 512
                      ) -> tuple[list[tuple[bytes, bytes]], list[bytes], bytes | None]:

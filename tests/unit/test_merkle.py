@@ -26,8 +26,10 @@ from dfsring.antientropy import (
     DEFAULT_DEPTH,
     DEFAULT_FANOUT,
     EMPTY_LEAF,
+    EMPTY_ROOT,
     HASH_BYTES,
     DiffResult,
+    InnerNodes,
     LeafDiff,
     MerkleTree,
     adiff,
@@ -35,6 +37,7 @@ from dfsring.antientropy import (
     diff_leaf,
     diff_walk,
     item_digest,
+    tree_from_sparse,
 )
 from dfsring.keys import storage_key
 
@@ -379,3 +382,18 @@ def test_leaves_spread_keys_evenly() -> None:
     assert max(counts) < 3 * BIG / tree.leaf_count
     rng = random.Random(1)
     assert all(0 <= tree.leaf_of(rng.randbytes(9)) < tree.leaf_count for _ in range(1000))
+
+
+@given(st.dictionaries(st.integers(0, 255), st.binary(min_size=16, max_size=16), max_size=40),
+       st.lists(st.dictionaries(st.integers(0, 255), st.binary(min_size=16, max_size=16),
+                                max_size=10), max_size=5))
+def test_inner_nodes_updated_piecemeal_equal_a_rebuilt_tree(
+        start: dict[int, bytes], changes: list[dict[int, bytes]]) -> None:
+    leaves = dict(start)
+    inner = InnerNodes(leaves, fanout=4, depth=4)
+    for change in changes:
+        leaves.update(change)
+        groups = {i // 4 for i in change}
+        inner.update({g: [leaves.get(g * 4 + j, EMPTY_LEAF) for j in range(4)] for g in groups})
+        assert inner.root() == tree_from_sparse(leaves, 4, 4).root()
+    assert InnerNodes({}).root() == EMPTY_ROOT

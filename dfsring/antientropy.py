@@ -290,7 +290,7 @@ class DiffResult:
     rounds: int
 
 
-def diff_walk(local: MerkleTree, remote_root: bytes) -> DiffWalk:
+def diff_walk(local: MerkleTree | TreeView, remote_root: bytes) -> DiffWalk:
     """The exchange as a sans-I/O coroutine (riak_core ``hashtree:compare/4``, level by level).
 
     Compares roots, then at each level asks for the children of the nodes that differ and keeps
@@ -451,6 +451,31 @@ class InnerNodes:
     def root(self) -> bytes:
         return bytes(self._buf[:HASH_BYTES])
 
+    @property
+    def fanout(self) -> int:
+        return self._fanout
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    @property
+    def leaf_count(self) -> int:
+        return self._fanout**self._depth
+
+    def children(self, level: int, index: int) -> list[bytes]:
+        """The child hashes of an inner node above the bottom level (whose children are
+        leaves, not kept here: see TreeView)."""
+        if not 0 <= level < self._depth - 1:
+            raise ValueError(f"level must be in 0..{self._depth - 2}, got {level}")
+        width = self._fanout**level
+        if not 0 <= index < width:
+            raise ValueError(f"index at level {level} must be in 0..{width - 1}, got {index}")
+        flat = (self._fanout**level - 1) // (self._fanout - 1) + index
+        first = self._fanout * flat + 1
+        return [bytes(self._buf[i * HASH_BYTES:(i + 1) * HASH_BYTES])
+                for i in range(first, first + self._fanout)]
+
     def update(self, groups: Mapping[int, Sequence[bytes]]) -> None:
         """New leaves for some groups (group g holds leaves g*fanout .. g*fanout+fanout-1);
         rehashes those bottom nodes and their ancestors, each ancestor once."""
@@ -470,4 +495,38 @@ class InnerNodes:
                     buf[first * HASH_BYTES:(first + f) * HASH_BYTES], digest_size=HASH_BYTES,
                     person=_NODE_PERSON).digest()
             touched = parents
+
+
+class TreeView:
+    """A partition's tree as an exchange reads it: inner nodes from InnerNodes, the leaves
+    of one bottom node at a time from ``leaves_of(group)`` (the store), so a walk costs the
+    few nodes it visits instead of a whole tree built for it."""
+
+    __slots__ = ("_inner", "_leaves_of")
+
+    def __init__(self, inner: InnerNodes, leaves_of: Callable[[int], Sequence[bytes]]) -> None:
+        self._inner = inner
+        self._leaves_of = leaves_of
+
+    @property
+    def fanout(self) -> int:
+        return self._inner.fanout
+
+    @property
+    def depth(self) -> int:
+        return self._inner.depth
+
+    @property
+    def leaf_count(self) -> int:
+        return self._inner.leaf_count
+
+    def root(self) -> bytes:
+        return self._inner.root()
+
+    def children(self, level: int, index: int) -> list[bytes]:
+        if level != self.depth - 1:
+            return self._inner.children(level, index)
+        if not 0 <= index < self._inner.groups:
+            raise ValueError(f"index at level {level} must be in 0..{self._inner.groups - 1}")
+        return list(self._leaves_of(index))
 

@@ -161,7 +161,7 @@ class ExchangeService:
 
     async def _walk(self, peer: str, partition: int,
                     remote_root: bytes) -> antientropy.DiffResult:
-        walk = antientropy.diff_walk(self.store.tree(partition), remote_root)
+        walk = antientropy.diff_walk(self.store.tree_view(partition), remote_root)
         try:
             nodes = next(walk)
             while True:

@@ -338,18 +338,26 @@ class LocalStore:
             return inner.root()
         stale = self._stale.pop(partition, None)
         if stale:
-            fanout = antientropy.DEFAULT_FANOUT
-            groups: dict[int, list[bytes]] = {}
-            for group in stale:
-                first = group * fanout
-                leaves = [antientropy.EMPTY_LEAF] * fanout
-                for k, v in self.engine.scan(TREE, start + first.to_bytes(2, "big"),
-                                             start + (first + fanout).to_bytes(2, "big")):
-                    if len(k) == 4:
-                        leaves[int.from_bytes(k[2:4], "big") - first] = v
-                groups[group] = leaves
-            inner.update(groups)
+            inner.update({group: self._group_leaves(start, group) for group in stale})
         return inner.root()
+
+    def tree_view(self, partition: int) -> antientropy.TreeView:
+        """The partition's tree for an exchange walk, brought up to date first; its leaves
+        are read per bottom node as the walk reaches them."""
+        self.tree_root(partition)
+        start = partition.to_bytes(2, "big")
+        return antientropy.TreeView(self._inner[partition],
+                                    lambda group: self._group_leaves(start, group))
+
+    def _group_leaves(self, start: bytes, group: int) -> list[bytes]:
+        fanout = antientropy.DEFAULT_FANOUT
+        first = group * fanout
+        leaves = [antientropy.EMPTY_LEAF] * fanout
+        for k, v in self.engine.scan(TREE, start + first.to_bytes(2, "big"),
+                                     start + (first + fanout).to_bytes(2, "big")):
+            if len(k) == 4:
+                leaves[int.from_bytes(k[2:4], "big") - first] = v
+        return leaves
 
     def scan_records(self, partition: int, after: bytes | None = None, page: int = 512
                      ) -> tuple[list[tuple[bytes, bytes]], list[bytes], bytes | None]:

@@ -197,7 +197,7 @@ async def _tree_roots(request: web.Request, msg: TreeRoots) -> Message:
 
 
 async def _tree_children(request: web.Request, msg: TreeChildren) -> Message:
-    tree = request.app[STORE].tree(_partition(request, msg.partition))
+    tree = request.app[STORE].tree_view(_partition(request, msg.partition))
     if len(msg.nodes) > tree.leaf_count:
         raise errors.BadRequest("too many tree nodes asked for")
     try:

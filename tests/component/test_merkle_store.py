@@ -120,3 +120,18 @@ async def test_kept_inner_nodes_always_give_the_rebuilt_root(store: LocalStore) 
     await store.drop_partition(5, batch=10_000)
     for p in range(1 << BITS):
         assert store.tree_root(p) == store.tree(p).root()
+
+
+async def test_the_walk_view_shows_the_same_nodes_as_a_rebuilt_tree(store: LocalStore) -> None:
+    rng = random.Random(5)
+    names = _names(150)
+    for step in range(200):
+        name = rng.choice(names)
+        await store.coordinate(name, store.get(name).clock, b"w%d" % step, "t", step)
+        if step % 50 == 49:
+            for p in range(1 << BITS):
+                view, full = store.tree_view(p), store.tree(p)
+                assert view.root() == full.root()
+                for level in range(full.depth):
+                    for index in range(full.fanout**level):
+                        assert view.children(level, index) == full.children(level, index)

@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import math
 import os
 import random
 import secrets
@@ -38,101 +37,18 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
+
+if __package__ in (None, ""):  # run as a script (python benchmarks/kv_load.py)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.hdr import Histogram
 
 BUCKET = b"bench"
 CONN_ERROR = "conn-error"
 HUNG = "no-answer"  # still waiting when the run ended (after a grace period)
 GRACE_S = 10.0
-
-
-# --- histogram ---------------------------------------------------------------------------------
-
-
-class Histogram:
-    """Log-linear buckets after HdrHistogram (Gil Tene): O(1), allocation-free recording with a
-    bounded relative error, so every latency can be kept instead of a sample.
-
-    Values below ``2**sub_bits`` get a bucket each (exact). Above, each power-of-two range
-    ``[2**k, 2**(k+1))`` is split into ``2**(sub_bits-1)`` equal buckets, so a reported value is
-    at most ``2**-(sub_bits-1)`` (0.8 % for the default 8) above the true one, never below.
-    Values are non-negative integers (nanoseconds here).
-    """
-
-    def __init__(self, sub_bits: int = 8) -> None:
-        if not 1 <= sub_bits <= 20:
-            raise ValueError(f"sub_bits must be 1..20, not {sub_bits}")
-        self.sub_bits = sub_bits
-        self._exact = 1 << sub_bits  # values below this have a bucket of their own
-        self._half = self._exact >> 1  # buckets per power of two above
-        self.counts: list[int] = []
-        self.count = 0
-        self.total = 0
-        self.min: int | None = None
-        self.max: int | None = None
-
-    def index(self, value: int) -> int:
-        if value < self._exact:
-            return value
-        shift = value.bit_length() - self.sub_bits
-        return self._exact + (shift - 1) * self._half + (value >> shift) - self._half
-
-    def bucket_range(self, index: int) -> tuple[int, int]:
-        """The lowest and highest value that land in bucket ``index``."""
-        if index < self._exact:
-            return index, index
-        shift, offset = divmod(index - self._exact, self._half)
-        mantissa = offset + self._half
-        return mantissa << (shift + 1), ((mantissa + 1) << (shift + 1)) - 1
-
-    def record(self, value: int) -> None:
-        if value < 0:
-            raise ValueError(f"cannot record a negative value ({value})")
-        index = self.index(value)
-        if index >= len(self.counts):
-            self.counts.extend([0] * (index + 1 - len(self.counts)))
-        self.counts[index] += 1
-        self.count += 1
-        self.total += value
-        self.min = value if self.min is None or value < self.min else self.min
-        self.max = value if self.max is None or value > self.max else self.max
-
-    def merge(self, other: Histogram) -> None:
-        if other.sub_bits != self.sub_bits:
-            raise ValueError("cannot merge histograms of different precision")
-        for index, n in enumerate(other.counts):
-            if n:
-                self._add(index, n)
-        self.count += other.count
-        self.total += other.total
-        for bound in (other.min, other.max):
-            if bound is not None:
-                self.min = bound if self.min is None else min(self.min, bound)
-                self.max = bound if self.max is None else max(self.max, bound)
-
-    def _add(self, index: int, n: int) -> None:
-        if index >= len(self.counts):
-            self.counts.extend([0] * (index + 1 - len(self.counts)))
-        self.counts[index] += n
-
-    def percentile(self, q: float) -> int:
-        """The value at or below which ``q`` percent of the recorded values lie (HdrHistogram's
-        "highest equivalent value" of the bucket, capped at the largest value recorded)."""
-        if not 0 <= q <= 100:
-            raise ValueError(f"percentile must be within 0..100, not {q}")
-        if self.max is None or self.min is None:
-            raise ValueError("no values recorded")
-        rank = max(1, math.ceil(self.count * q / 100))  # nearest rank
-        seen = 0
-        for index, n in enumerate(self.counts):
-            seen += n
-            if seen >= rank:
-                return max(self.min, min(self.bucket_range(index)[1], self.max))
-        return self.max
-
-    @property
-    def mean(self) -> float:
-        return self.total / self.count if self.count else 0.0
 
 
 # --- a minimal HTTP/1.1 connection -------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import secrets
 import signal
@@ -23,6 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
+import dfsring
 from dfsring import __version__, cli_args, cli_files
 from dfsring.cli_admin import ADMIN_SUBCOMMANDS
 from dfsring.cli_args import add_node_options, positive, seconds
@@ -447,6 +449,37 @@ def _run_ls(args: argparse.Namespace, client: SyncDfsClient) -> int:
     return 0
 
 
+# --- dfsring bench -------------------------------------------------------------------------------
+
+
+def _add_bench(subparsers: Subparsers) -> None:
+    """Every argument goes to the suite untouched (prefix_chars no option can start with, so
+    even --help reaches it): the suite owns its options, in one place (benchmarks.suite)."""
+    p = subparsers.add_parser(
+        "bench", add_help=False, prefix_chars="\x00",
+        help="run the benchmark suite (from a source checkout; --help for its options)",
+        description="The same as python -m benchmarks: see docs/PERFORMANCE.md.")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="OPTIONS")
+    p.set_defaults(run=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run benchmarks.suite.main. The suite lives next to the package in a checkout and is not
+    installed with it (pyproject packages dfsring only), so it is found through the checkout
+    dfsring was imported from (an editable install); from a wheel there is none to find."""
+    root = Path(dfsring.__file__).resolve().parent.parent
+    if not (root / "pyproject.toml").is_file() or not (root / "benchmarks" / "suite.py").is_file():
+        print(f"{PROG} bench: the benchmark suite is not part of the installed package; run it "
+              "from a source checkout (git clone, pip install -e ., then dfsring bench or "
+              "python -m benchmarks)", file=sys.stderr)
+        return 1
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    suite = importlib.import_module("benchmarks.suite")
+    status: int = suite.main(args.bench_args, prog=f"{PROG} bench")
+    return status
+
+
 # --- wiring --------------------------------------------------------------------------------------
 
 SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
@@ -457,6 +490,7 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_ls,
     *ADMIN_SUBCOMMANDS,
     *cli_files.FILES_SUBCOMMANDS,
+    _add_bench,
 )
 
 

@@ -413,10 +413,26 @@ def _kernel_port(host: str) -> int:
     return port
 
 
+def _worker_slice(low: int, high: int) -> tuple[int, int]:
+    """This process's share of [low, high) when test workers run side by side (pytest-xdist
+    names them gw0, gw1, ...): each draws from its own slice, so a port one worker's stopped
+    node is waiting to restart on is never handed to a node of another worker."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    try:
+        index = int(worker.removeprefix("gw"))
+        count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    except ValueError:
+        return low, high
+    if not 0 <= index < count or count < 2:
+        return low, high
+    width = (high - low) // count
+    return low + index * width, low + (index + 1) * width
+
+
 def _candidate_base(count: int, host: str) -> int:
-    low, _ = _ephemeral_range()
-    if low - count > _PORT_FLOOR:
-        return random.randrange(_PORT_FLOOR, low - count)
+    low, high = _worker_slice(_PORT_FLOOR, _ephemeral_range()[0])
+    if high - count > low:
+        return random.randrange(low, high - count)
     return _kernel_port(host)
 
 

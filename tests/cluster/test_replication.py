@@ -74,7 +74,7 @@ async def test_concurrent_writes_become_siblings_and_resolve(tmp_path: Path) -> 
             assert values == sorted(["ZnJvbS1h", "ZnJvbS1i"])  # from-a, from-b
             async with http.put(f"{c}/v1/kv/sib/k", data=b"merged",
                                 headers={"Dfs-Context": doc["context"]}) as r:
-                assert r.status == 204
+                assert r.status == 204, await r.text()
             async with http.get(f"{b}/v1/kv/sib/k", params={"r": "all"}) as r:
                 assert r.status == 200 and await r.read() == b"merged"
 

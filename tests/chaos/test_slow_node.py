@@ -3,13 +3,13 @@ node for 20 s (x CHAOS_SCALE), after a same-length baseline in the same run. Req
 not involve that node (sent to another node, for a key it does not own) must keep their tail
 latency; nothing acknowledged may be lost.
 
-The bound: p99 during the slow phase <= min(max(2 x baseline p99, baseline p99 + 150 ms),
+The bound: p99 during the slow phase <= min(max(2 x baseline p99, baseline p99 + 300 ms),
 500 ms). Such a request never needs the slow node (the coordinator is another node, and R=W=2
 are met by the two other owners), so without coupling its latency does not change. Any real
 coupling (waiting for the slow replica, a shared connection pool or lock, a blocked event loop)
 costs at least one round trip through a slowed link, >= 600 ms (2 x (400 - 100)), so the cap
-of 500 ms always catches it. The 2x / +150 ms slack below the cap absorbs noise on a 2-core
-machine shared by 5 nodes, the proxy and the workload, where a p99 rests on the slowest few of
+of 500 ms always catches it. The 2x / +300 ms slack below the cap absorbs noise on a 2-core
+machine shared by 5 nodes, the proxy, the workload and (in CI) the other tests, where a p99 rests on the slowest few of
 a few hundred requests. (The slow phase usually runs at a lower load than the baseline: clients
 stuck behind the slow node send less, so this bound is generous, not tight.)
 """
@@ -32,7 +32,7 @@ from tests.chaos.conftest import ChaosFactory
 
 PHASE_S = 20.0 * scale_from_env()
 LATENCY_MS, JITTER_MS = 400, 100
-FACTOR, SLACK_S, CAP_S = 2.0, 0.150, 0.500
+FACTOR, SLACK_S, CAP_S = 2.0, 0.300, 0.500
 WARMUP_S = 2.0  # the first requests of a fresh cluster are not the baseline
 MIN_SAMPLES = 50  # below this a p99 says nothing
 SETTLE_S = 1.0  # requests in flight when the toxics arrive are not counted in either phase

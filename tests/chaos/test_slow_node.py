@@ -9,9 +9,10 @@ are met by the two other owners), so without coupling its latency does not chang
 coupling (waiting for the slow replica, a shared connection pool or lock, a blocked event loop)
 costs at least one round trip through a slowed link, >= 600 ms (2 x (400 - 100)), so the cap
 of 500 ms always catches it. The 2x / +300 ms slack below the cap absorbs noise on a 2-core
-machine shared by 5 nodes, the proxy, the workload and (in CI) the other tests, where a p99 rests on the slowest few of
-a few hundred requests. (The slow phase usually runs at a lower load than the baseline: clients
-stuck behind the slow node send less, so this bound is generous, not tight.)
+machine shared by 5 nodes, the proxy, the workload and (in CI) the other tests, where a p99
+rests on the slowest few of a few hundred requests. (The slow phase usually runs at a lower
+load than the baseline: clients stuck behind the slow node send less, so this bound is
+generous, not tight.)
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from dfsring import errors, hints, transition, vclock
+from dfsring.background import BackgroundTasks
 from dfsring.hints import FallbackPicker
 from dfsring.hintstore import HintStore, local_view
 from dfsring.keys import ObjectName
@@ -111,7 +112,7 @@ class ReplicatedCoordinator:
         self.metrics = metrics
         self.deadline_s = deadline_s
         self.now_ms = now_ms
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = BackgroundTasks(MAX_BACKGROUND, self._background_failed)
 
     @property
     def n(self) -> int:
@@ -357,34 +358,21 @@ class ReplicatedCoordinator:
                     tracker.fail(peer, "timeout")
         left = {by_task[t]: t for t in pending}
         for task in left.values():
-            self._track(task)
+            self._background.track(task)
         return left
 
     def _spawn(self, coro: Awaitable[None]) -> None:
-        if len(self._background) >= MAX_BACKGROUND:
+        if not self._background.spawn(coro):
             self.metrics.count_repair("skipped")
-            if asyncio.iscoroutine(coro):
-                coro.close()
-            return
-        self._track(asyncio.ensure_future(coro))
 
-    def _track(self, task: asyncio.Future) -> None:
-        self._background.add(task)  # type: ignore[arg-type]
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Future) -> None:
-        self._background.discard(task)  # type: ignore[arg-type]
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            if not isinstance(exc, RpcError | errors.DfsError):
-                log.error("background task failed", exc_info=exc)
+    @staticmethod
+    def _background_failed(exc: BaseException) -> None:
+        if not isinstance(exc, RpcError | errors.DfsError):
+            log.error("background task failed", exc_info=exc)
 
     async def close(self, grace_s: float = 1.0) -> None:
         """Let background replication finish briefly, then cancel what is left."""
-        tasks = list(self._background)
-        if tasks:
-            _, still = await asyncio.wait(tasks, timeout=grace_s)
-            _cancel(still)
-            await asyncio.gather(*still, return_exceptions=True)
+        await self._background.close(grace_s)
 
 
 def _record(tracker: QuorumTracker | QuorumGroups, peer: str, task: asyncio.Future) -> None:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from dfsring import errors
+from dfsring.background import BackgroundTasks
 from dfsring.files import placement
 from dfsring.files.chunkstore import Buffer, ChunkStore
 from dfsring.messages import Ack, ChunkData, ChunkGet, ChunkHave, ChunkHaveReply, ChunkPut
@@ -94,7 +95,7 @@ class ChunkReplicator:
         self.rpc = rpc
         self.deadline_s = deadline_s
         self.count_corrupt = count_corrupt
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = BackgroundTasks(MAX_BACKGROUND, self._background_failed)
 
     # --- writes ----------------------------------------------------------------------------
 
@@ -289,27 +290,17 @@ class ChunkReplicator:
 
     def adopt(self, task: asyncio.Future[None]) -> None:
         """Track a task that outlives its request (replicas beyond W); cancelled on close."""
-        self._background.add(task)  # type: ignore[arg-type]
-        task.add_done_callback(self._finished)  # type: ignore[arg-type]
+        self._background.track(task)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
-        if len(self._background) >= MAX_BACKGROUND:
-            if asyncio.iscoroutine(coro):
-                coro.close()
-            return
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._finished)
+        self._background.spawn(coro)  # refused past the bound: left to anti-entropy
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.warning("chunk repair failed", extra={"fields": {"error": _describe(exc)}})
+    @staticmethod
+    def _background_failed(exc: BaseException) -> None:
+        log.warning("chunk repair failed", extra={"fields": {"error": _describe(exc)}})
 
     async def close(self) -> None:
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._background.close()
 
 
 def _matches(data: Buffer, cid: bytes) -> bool:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dfsring import errors, keys, manifest
+from dfsring.background import BackgroundTasks, log_errors
 from dfsring.chunker import ChunkParams
 from dfsring.coordinator import Coordinator
 from dfsring.files import versions as fv
@@ -37,6 +38,7 @@ from dfsring.vclock import VersionVector
 
 log = logging.getLogger("dfsring.files")
 LIST_PAGE = 1_000
+MAX_BACKGROUND = 256  # retention passes in flight after uploads
 MAX_LIST_PAGES = 1_000  # a listing reads at most this many pages of version keys
 _SYSTEM = fv.SYSTEM_BUCKET.encode()
 
@@ -72,7 +74,7 @@ class FileService:
         self.clock = clock
         self.settings = settings
         self.metrics = metrics or FileMetrics()
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = BackgroundTasks(MAX_BACKGROUND, log_errors(log, "file background task"))
 
     # --- upload ----------------------------------------------------------------------------
 
@@ -280,19 +282,10 @@ class FileService:
     # --- background ------------------------------------------------------------------------
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("file background task failed", exc_info=exc)
+        self._background.spawn(coro)  # past the bound: the next upload or GC round prunes
 
     async def close(self) -> None:
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._background.close()
         await self.chunks.close()
 
 

@@ -17,6 +17,9 @@ from tests.conftest import ClusterFactory
 PRELOAD_KEYS = 10_000
 
 
+DETECT_BOUND_S = 10.0
+
+
 def _statuses_of(target: str, observers: list[NodeProcess]) -> dict[str, str]:
     return {o.node_id: members_seen_by(o).get(target, {}).get("status", "?") for o in observers}
 
@@ -54,12 +57,15 @@ def test_killed_node_is_down_everywhere_then_up_and_keeps_its_partitions(
     victim = cluster.node("node3")
     others = [n for n in cluster if n is not victim]
     victim.kill()
-    detected = _wait_all_see("node3", "down", others, timeout=5.0)
+    # ~2.5-3.5 s on a quiet machine (printed below, docs/MEMBERSHIP.md); CI runs two test
+    # workers beside the chaos suite, and phi accrual is slower when heartbeats arrive late
+    # and jittery: at 5 s two observers were still at "suspect" once
+    detected = _wait_all_see("node3", "down", others, timeout=DETECT_BOUND_S)
     after = ring_of(others[0])
     assert (after["epoch"], after["hash"]) == (ring["epoch"], ring["hash"])
     victim.start()
     victim.wait_ready(timeout=10)
-    back = _wait_all_see("node3", "up", others, timeout=5.0)
+    back = _wait_all_see("node3", "up", others, timeout=DETECT_BOUND_S)
     for node in cluster:
         view = ring_of(node)
         assert (view["epoch"], view["hash"]) == (ring["epoch"], ring["hash"])

@@ -338,6 +338,60 @@ def test_at_most_one_value_is_chosen_per_slot(
         assert cluster.learned <= cluster.chosen
 
 
+def forgotten(node: str) -> AcceptorState:
+    """What a node's acceptor comes back as after its data dir was wiped (same node id):
+    a node with no acceptor file starts from an empty state for the next slot."""
+    return AcceptorState(SLOT)
+
+
+AMNESIA_KINDS = ("deliver",) * 16 + ("start", "drop", "duplicate", "amnesia")
+"""As KINDS, with an acceptor losing its whole state (a wiped data dir, same node id) 1 step
+in 20, after which it keeps answering as whatever `forgotten` makes of it."""
+
+amnesia_steps = st.lists(st.tuples(st.sampled_from(AMNESIA_KINDS), st.integers(0, 63),
+                                   st.integers(0, 7)), min_size=50, max_size=150)
+
+
+def run_with_amnesia(cluster: Cluster, schedule: list[tuple[str, int, int]],
+                     forget: Any) -> None:
+    for op, x, y in schedule:
+        if op == "amnesia":
+            node = sorted(cluster.acceptors)[x % len(cluster.acceptors)]
+            cluster.store(node, forget(node))
+            continue
+        if op == "start" or not cluster.network:
+            cluster.start(x, y)
+            continue
+        at = x % len(cluster.network)
+        if op == "drop":
+            del cluster.network[at]
+            continue
+        message = cluster.network[at] if op == "duplicate" else cluster.network.pop(at)
+        cluster.deliver(message)
+        assert len(cluster.chosen) <= 1, f"two rings chosen for one epoch: {cluster.chosen}"
+        assert cluster.learned <= cluster.chosen
+
+
+@SAFETY
+@given(
+    n_acceptors=st.integers(1, 5),
+    proposers=st.lists(st.sampled_from(["a0", "a1", "p", "q", "r"]), min_size=1, max_size=3,
+                       unique=True),
+    schedule=amnesia_steps,
+)
+def test_paxos_acceptor_amnesia_never_chooses_two_rings(
+    n_acceptors: int, proposers: list[str], schedule: list[tuple[str, int, int]],
+) -> None:
+    """Issue 15 part 2: an acceptor that lost its promises (wiped data dir, same node id) must
+    not vote as if it remembered them. The votes it cast before are still counted in the
+    ballots it helped choose; if it votes again from an empty state, a second majority can
+    form without any acceptor that remembers the chosen ring."""
+    cluster = Cluster({}, tuple(proposers))
+    for i in range(n_acceptors):
+        cluster.store(f"a{i}", AcceptorState(SLOT))
+    run_with_amnesia(cluster, schedule, forgotten)
+
+
 def test_a_clean_run_chooses_and_a_later_proposer_completes_it() -> None:
     cluster = Cluster({}, ("p", "q"))
     for i in range(3):

@@ -36,6 +36,8 @@ class ClusterFile:
     ring: RingState
     removed: frozenset[str] = frozenset()
     peers: tuple[MemberState, ...] = field(default=())
+    refilling: bool = False
+    """Rejoined as itself without its data (issue 15): peers are still refilling it."""
 
 
 def load(path: Path) -> ClusterFile | None:
@@ -57,6 +59,7 @@ def load(path: Path) -> ClusterFile | None:
             ring=RingState.from_wire(doc["ring"]),
             removed=frozenset(str(x) for x in doc["removed"]),
             peers=tuple(MemberState.from_wire(p) for p in doc["peers"]),
+            refilling=bool(doc.get("refilling", False)),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path} is damaged ({exc}); restore it or wipe the data dir") from exc
@@ -72,6 +75,7 @@ def save(path: Path, state: ClusterFile) -> None:
         "ring": state.ring.to_wire(),
         "removed": sorted(state.removed),
         "peers": [p.to_wire() for p in state.peers],
+        "refilling": state.refilling,
     }
     write_atomic(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
 

@@ -115,6 +115,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("node-id", str, None, "stable node id (default: generated once, kept in the data dir)",
            "ID"),
     Option("seeds", _seeds, (), "comma-separated HOST:PORT of nodes to join through", "LIST"),
+    Option("bootstrap-expect", _non_negative(int), 0,
+           "found a new cluster only once this many seeds (this node included) answer and "
+           "none knows a cluster; the lowest address founds. 0: the first seed founds once "
+           "every seed answered without a cluster", "N"),
     Option("zone", str, "", "failure zone (rack, AZ) used to spread replicas", "ZONE"),
     Option("n", _positive_int, 3, "replicas per key (cluster default N)", "N"),
     Option("r", _positive_int, 2, "replies needed for a read (default R)", "R"),
@@ -201,6 +205,7 @@ class NodeConfig:
     advertise: str = ""
     node_id: str | None = None
     seeds: tuple[str, ...] = ()
+    bootstrap_expect: int = 0
     zone: str = ""
     n: int = 3
     r: int = 2

@@ -26,12 +26,43 @@ Ballots are ``(round, node_id)``: the node id breaks ties, so two proposers neve
 
 Who proposes: the `claimant`, the lowest-id member believed alive. Liveness only picks the
 proposer; safety never depends on it (two claimants just compete with ballots).
+
+Acceptor amnesia (issue 15). Paxos assumes an acceptor never forgets a promise or a vote. A
+node whose data dir was wiped (disk replaced) and that comes back with the same node id has
+forgotten both; if it voted again from an empty state, the majority that chose a ring could
+lose the one member that remembered it, and a second ring could be chosen for the same epoch
+(tests/unit/test_epochs.py finds exactly that on the old rule). Two cures are usual: a fresh
+acceptor identity that the others must first re-admit, or sitting out until caught up. We do
+the first, enforced on the acceptor's side, which is the second with a precise end:
+
+* every acceptor state carries a ``nonce``, created with the state and persisted with it; a
+  wiped node gets a new one. Each ring member records the nonce of its acceptor (RingMember
+  ``acceptor``), and each node gossips its own, so the claimant sees a member whose nonce
+  differs from the ring's and proposes the same members with the new nonce (a re-admission
+  epoch, which moves no data: placement ignores the nonce);
+* an acceptor votes only in slots ``>= voting_from``. A new state starts `UNADMITTED`
+  (votes nowhere); `admit` sets ``voting_from = E + 1`` once it holds a chosen ring E that
+  lists its own nonce.
+
+Why that is safe: an acceptor votes in slot S only after ring S-1 was chosen (a proposer
+holds ring S-1 as current, and accepted values must be epoch S). A ring listing the new
+nonce was proposed after the nonce existed, so after the wipe; hence every slot
+``>= voting_from`` is one whose previous ring was chosen after the wipe, in which the node's
+forgotten earlier life cannot have voted. The forgotten votes still count where they were cast
+(nothing is un-counted), and the new life never casts a second, contradicting one: it is a
+new acceptor that joined late, which Paxos tolerates. Sitting out "until it learned the latest
+ring from peers" needs a bound on the newest ring chosen before the wipe, which no peer can
+give for sure (membership may have moved on); the nonce is that bound, made explicit (Paxos
+Made Live, Chandra et al. 2007, §5.1, lets a replica with a lost disk rejoin only after an
+instance started after its loss completed, for the same reason). The price: a cluster whose
+wiped members are a majority of the ring cannot choose the re-admission and stays at its epoch
+until an operator intervenes, as it would if they were down.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dfsring.ring import RingMember
@@ -70,6 +101,10 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+UNADMITTED = 2**63 - 1
+"""``voting_from`` of an acceptor no chosen ring lists yet: it votes in no slot."""
+
+
 @dataclass(frozen=True, slots=True)
 class AcceptorState:
     """What a node must persist (fsync) before answering a prepare/accept.
@@ -79,16 +114,26 @@ class AcceptorState:
     lower ballot after it, and a chosen value could be overwritten.
 
     Invariants: ``slot >= 1``; an accepted value is for this slot (``value.epoch == slot``)
-    and its ballot is at most the promised one.
+    and its ballot is at most the promised one. ``nonce`` names this acceptor's memory (a new
+    one with every new state, see the module docstring) and it votes only in slots
+    ``>= voting_from``; the defaults describe a state written before nonces existed, which
+    votes as it always did.
     """
 
     slot: int
     promised: Ballot | None = None
     accepted: Accepted | None = None
+    nonce: str = ""
+    voting_from: int = 1
 
     def __post_init__(self) -> None:
         if not _is_int(self.slot) or self.slot < 1:
             raise ValueError(f"slot must be an integer >= 1, got {self.slot!r}")
+        if not isinstance(self.nonce, str) or len(self.nonce) > 64:
+            raise ValueError(f"nonce must be a string of at most 64 characters, got "
+                             f"{self.nonce!r:.80}")
+        if not _is_int(self.voting_from) or not 1 <= self.voting_from <= UNADMITTED:
+            raise ValueError(f"voting_from must be an integer >= 1, got {self.voting_from!r}")
         if self.accepted is None:
             return
         ballot, value = self.accepted
@@ -103,7 +148,8 @@ class AcceptorState:
             ballot, value = self.accepted
             accepted = {"ballot": ballot.to_wire(), "value": value.to_wire()}
         promised = None if self.promised is None else self.promised.to_wire()
-        return {"slot": self.slot, "promised": promised, "accepted": accepted}
+        return {"slot": self.slot, "promised": promised, "accepted": accepted,
+                "nonce": self.nonce, "voting_from": self.voting_from}
 
     @classmethod
     def from_json(cls, data: Any) -> AcceptorState:
@@ -115,8 +161,9 @@ class AcceptorState:
             if raw_accepted is not None:
                 accepted = (Ballot.from_wire(raw_accepted["ballot"]),
                             RingState.from_wire(raw_accepted["value"]))
-            return cls(data["slot"], promised, accepted)
-        except (TypeError, KeyError) as exc:
+            return cls(data["slot"], promised, accepted, data.get("nonce", ""),
+                       data.get("voting_from", 1))
+        except (TypeError, KeyError, AttributeError) as exc:
             raise ValueError(f"malformed acceptor state: {exc!r}") from exc
 
 
@@ -131,14 +178,34 @@ class Promise:
     promised: Ballot | None
 
 
+def fresh(slot: int, nonce: str) -> AcceptorState:
+    """A new acceptor memory (first start, or a wiped data dir): it votes nowhere until a
+    chosen ring lists ``nonce`` (see `admit`)."""
+    if not nonce:
+        raise ValueError("a fresh acceptor needs a nonce")
+    return AcceptorState(slot, nonce=nonce, voting_from=UNADMITTED)
+
+
+def admit(state: AcceptorState, ring: RingState, node_id: str) -> AcceptorState:
+    """``state`` allowed to vote from slot ``ring.epoch + 1`` on, if the chosen ``ring`` lists
+    this node with this acceptor's nonce (that ring was chosen after the nonce was made)."""
+    if not state.nonce or state.voting_from <= ring.epoch + 1:
+        return state
+    if any(m.node_id == node_id and m.acceptor == state.nonce for m in ring.members):
+        return replace(state, voting_from=ring.epoch + 1)
+    return state
+
+
 def advance(state: AcceptorState, committed_epoch: int) -> AcceptorState:
     """The state for slot ``committed_epoch + 1`` once the node adopted that epoch.
 
     Everything about the old slot is dropped: it is decided, so nothing can be lost. Never
-    moves backwards: an older epoch leaves the state as it is.
+    moves backwards: an older epoch leaves the state as it is. The nonce and ``voting_from``
+    belong to the acceptor, not to the slot, and are kept.
     """
     if committed_epoch >= state.slot:
-        return AcceptorState(committed_epoch + 1)
+        return AcceptorState(committed_epoch + 1, nonce=state.nonce,
+                             voting_from=state.voting_from)
     return state
 
 
@@ -146,14 +213,15 @@ def on_prepare(state: AcceptorState, slot: int, ballot: Ballot) -> tuple[Accepto
     """Phase 1b: promise iff ``ballot`` is strictly above every ballot promised in this slot.
 
     A prepare for a later slot means this node is behind (the proposer holds the committed
-    epoch ``slot - 1``, which the caller adopts from the message); it advances first.
+    epoch ``slot - 1``, which the caller adopts from the message); it advances first. An
+    acceptor sitting out this slot (``slot < voting_from``) refuses without changing.
     """
-    if slot < state.slot:
+    if slot < state.slot or slot < state.voting_from:
         return state, Promise(False, None, None)
     state = advance(state, slot - 1)
     if state.promised is not None and ballot <= state.promised:
         return state, Promise(False, None, state.promised)
-    state = AcceptorState(state.slot, ballot, state.accepted)
+    state = replace(state, promised=ballot)
     return state, Promise(True, state.accepted, ballot)
 
 
@@ -162,12 +230,12 @@ def on_accept(
 ) -> tuple[AcceptorState, bool]:
     """Phase 2b: accept unless a higher ballot was promised. A value that is not epoch
     ``slot`` is refused: it cannot be the ring this slot decides."""
-    if slot < state.slot or value.epoch != slot:
+    if slot < state.slot or slot < state.voting_from or value.epoch != slot:
         return state, False
     state = advance(state, slot - 1)
     if state.promised is not None and ballot < state.promised:
         return state, False
-    return AcceptorState(state.slot, ballot, (ballot, value)), True
+    return replace(state, promised=ballot, accepted=(ballot, value)), True
 
 
 class Proposal:
@@ -302,16 +370,21 @@ def next_members(
     joining: Iterable[RingMember],
     leaving: Iterable[str],
     removed: Iterable[str],
+    renewed: Mapping[str, str] | None = None,
 ) -> tuple[RingMember, ...] | None:
     """``members - leaving - removed + joining``, sorted by id; None if nothing changes.
 
     A joiner that is already a member (or listed twice) keeps its current entry, and a
     removed node cannot join in the same change. The result is never empty: a cluster cannot
-    leave entirely, so such a change gives None.
+    leave entirely, so such a change gives None. ``renewed`` maps members to the acceptor
+    nonce they now hold (a wiped member re-admitted, see the module docstring); their entry is
+    otherwise kept.
     """
     gone = set(leaving) | set(removed)
     refused = set(removed)
-    kept = [m for m in ring.members if m.node_id not in gone]
+    nonces = renewed or {}
+    kept = [replace(m, acceptor=nonces.get(m.node_id, m.acceptor))
+            for m in ring.members if m.node_id not in gone]
     ids = ring.member_ids
     for member in joining:
         if member.node_id not in ids and member.node_id not in refused:
@@ -330,6 +403,7 @@ def plan_next(
     leaving: Iterable[str],
     removed: Iterable[str],
     settled: bool,
+    renewed: Mapping[str, str] | None = None,
 ) -> RingState | None:
     """The successor of ``ring`` for this change, or None if there is none to propose.
 
@@ -340,7 +414,8 @@ def plan_next(
     full stack is brought back, after which the transfers finish.)
     """
     removed = tuple(removed)
-    members = next_members(ring, joining=joining, leaving=leaving, removed=removed)
+    members = next_members(ring, joining=joining, leaving=leaving, removed=removed,
+                           renewed=renewed)
     if members is None:
         return None
     if not settled and len(ring.previous) >= MAX_PREVIOUS:

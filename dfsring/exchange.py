@@ -29,7 +29,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from dfsring import antientropy
@@ -76,6 +76,8 @@ class ExchangeService:
         self.last_exchanged: dict[int, float] = {}
         self._turn = 0
         self.last_nodes_fetched = 0  # tree nodes the latest partition exchange fetched
+        # told of every completed (peer, partition) exchange: dfsring.refill counts them
+        self.on_exchanged: Callable[[str, int], None] = lambda peer, partition: None
 
     def oldest_unexchanged_s(self) -> float:
         """Age of the least recently exchanged partition this node owns."""
@@ -130,6 +132,7 @@ class ExchangeService:
         for partition, root in zip(shared, reply.roots, strict=True):
             if root == self.store.tree_root(partition):
                 self.last_exchanged[partition] = now
+                self.on_exchanged(peer, partition)
             else:
                 differing.append((partition, root))
         self.metrics.count_ae_exchanges(len(shared) - len(differing))
@@ -157,6 +160,7 @@ class ExchangeService:
             await self._pull(peer, partition, diff.missing_here + diff.different)
             await self._push(peer, diff.missing_there + diff.different)
         self.last_exchanged[partition] = time.monotonic()
+        self.on_exchanged(peer, partition)
         self.metrics.count_ae_exchanges(1)
 
     async def _walk(self, peer: str, partition: int,

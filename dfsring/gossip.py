@@ -17,7 +17,13 @@ node, whoever relayed it, is an arrival for its phi accrual detector (Hayashibar
 restarted node comes back with a higher incarnation, which resets its detector history.
 
 Seeds are for bootstrapping only: a node gossips with a seed while it knows no live member,
-and now and then afterwards so that two halves started apart find each other.
+and now and then afterwards so that two halves started apart find each other. A node without
+a ring founds one only as dfsring.founding decides (dfsring.discovery asks the seeds first);
+a node without seeds founds at once.
+
+A node that lost its data dir and learns a ring listing its own id rejoined as itself: it
+keeps its ownership, records that it is `refilling` (persisted) until its peers refilled it
+(dfsring.refill), and reports so on /health.
 
 Ring epochs travel here too: the highest epoch wins (only chosen rings exist, see
 dfsring.ringchange), and this module is the one place a node adopts one.
@@ -70,7 +76,9 @@ class Gossiper:
     def __init__(self, *, node_id: str, address: str, zone: str, seeds: Iterable[str],
                  settings: GossipSettings, rpc: RpcClient, state_file: Path,
                  clock: Callable[[], float] = time.monotonic,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, acceptor_nonce: str = "",
+                 bootstrap_expect: int = 0) -> None:
+        seeds = tuple(seeds)
         self.node_id = node_id
         self.address = address
         self.seeds = tuple(s for s in dict.fromkeys(seeds) if s != address)
@@ -84,10 +92,13 @@ class Gossiper:
         self._outstanding: dict[str, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
         saved = clusterfile.load(state_file)
+        self.fresh_start = saved is None
         if saved is None:
-            saved = self._fresh(address, zone, seeds)
+            saved = ClusterFile(0, Status.JOINING, 0, 0, RingState.empty())
+        self.refilling = saved.refilling
+        self.refill_started = clock()
         me = MemberState(node_id, address, zone, saved.status, saved.incarnation + 1, 0,
-                         saved.synced_epoch)
+                         saved.synced_epoch, acceptor_nonce)
         now = clock()
         for peer in saved.peers:
             self.detector.reset(peer.node_id, now)
@@ -96,16 +107,26 @@ class Gossiper:
         self.settled_epoch = saved.settled_epoch
         self._rings: tuple[RingState, Ring, tuple[Ring, ...]] | None = None
         self._save()
+        if self.fresh_start and not tuple(seeds) and bootstrap_expect <= 1:
+            self.found("no seeds")  # nothing to ask: a single node is its own cluster
 
-    def _fresh(self, address: str, zone: str, seeds: Iterable[str]) -> ClusterFile:
-        """First start: the first seed (or a node without seeds) founds the cluster; every
-        other node joins through the seeds. Exactly one founder per seed list."""
-        seeds = tuple(seeds)
-        if not seeds or seeds[0] == address:
-            ring = RingState.found(secrets.token_hex(8), RingMember(self.node_id, zone))
-            log.info("founding a new cluster", extra={"fields": {"cluster": ring.cluster}})
-            return ClusterFile(0, Status.UP, 1, 1, ring)
-        return ClusterFile(0, Status.JOINING, 0, 0, RingState.empty())
+    def found(self, reason: str) -> bool:
+        """Found a new cluster (epoch 1, this node its only member) unless a ring is known;
+        only dfsring.founding decides when (it asked the seeds first)."""
+        if self.view.ring.epoch:
+            return False
+        ring = RingState.found(secrets.token_hex(8),
+                               RingMember(self.node_id, self.me.zone, acceptor=self.me.acceptor))
+        log.info("founding a new cluster", extra={"fields": {"cluster": ring.cluster,
+                                                             "reason": reason}})
+        return self.adopt_ring(ring, founded=True)
+
+    def set_refilled(self) -> None:
+        if self.refilling:
+            self.refilling = False
+            log.info("refilled by peers: data complete again", extra={"fields": {
+                "seconds": round(self.clock() - self.refill_started, 1)}})
+            self._save()
 
     # --- queries (the Topology the coordinator and services use) ---------------------------
 
@@ -207,7 +228,7 @@ class Gossiper:
         self._save()
         self._notify()
 
-    def adopt_ring(self, ring: RingState) -> bool:
+    def adopt_ring(self, ring: RingState, *, founded: bool = False) -> bool:
         """Take a chosen ring if it is newer than ours; True if it was."""
         current = self.view.ring
         if current.epoch and ring.cluster != current.cluster:
@@ -223,6 +244,12 @@ class Gossiper:
             return False
         if self.node_id in ring.member_ids and self.me.status is Status.JOINING:
             self._touch(status=Status.UP)
+        if (not current.epoch and self.fresh_start and not founded
+                and self.node_id in ring.member_ids):
+            self.refilling = True
+            self.refill_started = self.clock()
+            log.warning("rejoined as a member without its data: peers refill it", extra={
+                "fields": {"cluster": ring.cluster, "epoch": ring.epoch}})
         if not ring.previous:
             self.settled_epoch = ring.epoch
             self._touch(synced_epoch=max(self.me.synced_epoch, ring.epoch))
@@ -250,7 +277,7 @@ class Gossiper:
         me = self.me
         clusterfile.save(self.state_file, ClusterFile(
             me.incarnation, me.status, me.synced_epoch, self.settled_epoch, self.view.ring,
-            self.view.removed, peers))
+            self.view.removed, peers, self.refilling))
 
     # --- merging what peers tell us --------------------------------------------------------
 
@@ -399,7 +426,8 @@ class Gossiper:
         self._task = None
 
 
-def _entries(wire: Iterable[tuple[str, str, str, str, int, int, int]]) -> list[MemberState]:
+def _entries(wire: Iterable[tuple[str, str, str, str, int, int, int, str]],
+             ) -> list[MemberState]:
     return [MemberState.from_wire(w) for w in wire]
 
 

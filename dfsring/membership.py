@@ -53,7 +53,7 @@ MAX_MEMBERS = 1024
 MAX_STRING = 255
 MAX_INT = 2**63 - 1  # fits a signed 64-bit integer in any peer or tool
 
-MemberWire = tuple[str, str, str, str, int, int, int]
+MemberWire = tuple[str, str, str, str, int, int, int, str]
 DigestWire = list[tuple[str, int, int]]
 ViewWire = tuple[list[MemberWire], list[str], Any]
 Version = tuple[int, int]
@@ -112,6 +112,8 @@ class MemberState:
 
     ``synced_epoch`` is the highest ring epoch whose incoming transfers this node finished;
     when every member of an epoch reports it, that ring can be settled (dfsring.ringstate).
+    ``acceptor`` is the nonce of the node's Paxos acceptor memory (dfsring.epochs): a ring
+    member whose nonce differs from the ring's lost that memory and is re-admitted.
     The constructor validates, so no malformed entry exists past a decoder.
     """
 
@@ -122,6 +124,7 @@ class MemberState:
     incarnation: int
     heartbeat: int
     synced_epoch: int
+    acceptor: str = ""
 
     def __post_init__(self) -> None:
         problem = (_string_problem("node_id", self.node_id, empty=False)
@@ -131,7 +134,8 @@ class MemberState:
                    or _status_problem(self.status)
                    or _int_problem("incarnation", self.incarnation)
                    or _int_problem("heartbeat", self.heartbeat)
-                   or _int_problem("synced_epoch", self.synced_epoch))
+                   or _int_problem("synced_epoch", self.synced_epoch)
+                   or _string_problem("acceptor", self.acceptor, empty=True))
         if problem:
             raise ValueError(problem)
         object.__setattr__(self, "status", Status(self.status))
@@ -141,14 +145,14 @@ class MemberState:
 
     def to_wire(self) -> MemberWire:
         return (self.node_id, self.address, self.zone, self.status.value,
-                self.incarnation, self.heartbeat, self.synced_epoch)
+                self.incarnation, self.heartbeat, self.synced_epoch, self.acceptor)
 
     @classmethod
     def from_wire(cls, raw: Any) -> MemberState:
-        """Inverse of to_wire (a list, as msgpack decodes it, is accepted); ValueError for
-        anything else."""
-        if type(raw) not in (list, tuple) or len(raw) != 7:
-            raise ValueError("a member entry is a 7-element array")
+        """Inverse of to_wire (a list, as msgpack decodes it, is accepted; the 7-element form
+        of entries written before acceptor nonces too); ValueError for anything else."""
+        if type(raw) not in (list, tuple) or len(raw) not in (7, 8):
+            raise ValueError("a member entry is an 8-element array")
         try:
             return cls(*raw)
         except ValueError as exc:

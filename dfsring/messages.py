@@ -209,8 +209,9 @@ class ErrorReply(Message):
 
 # --- membership: gossip (dfsring.gossip) -----------------------------------------------------
 
-MemberWire = tuple[str, str, str, str, int, int, int]  # dfsring.membership.MemberState.to_wire
-RingMemberWire = tuple[str, str, int]
+# dfsring.membership.MemberState.to_wire; the last field is the acceptor nonce (dfsring.epochs)
+MemberWire = tuple[str, str, str, str, int, int, int, str]
+RingMemberWire = tuple[str, str, int, str]  # node id, zone, weight, acceptor nonce
 RingWire = tuple[str, int, tuple[RingMemberWire, ...], tuple[tuple[RingMemberWire, ...], ...]]
 
 

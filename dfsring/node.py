@@ -23,6 +23,7 @@ from dfsring import __version__, allocator
 from dfsring.config import ConfigError, NodeConfig, load_config
 from dfsring.coordinator import ReplicatedCoordinator
 from dfsring.datadir import DataDir, DataDirError, open_data_dir
+from dfsring.discovery import Discovery
 from dfsring.exchange import ExchangeService
 from dfsring.files.wiring import FilesNode, build_files
 from dfsring.gossip import Gossiper, GossipSettings
@@ -33,11 +34,13 @@ from dfsring.http import cluster_api, files_api, files_internal, internal_api, k
 from dfsring.http.appkeys import (
     CONFIG,
     COORDINATOR,
+    DISCOVERY,
     EXCHANGE,
     HANDOFF,
     HINTS,
     MEMBERSHIP,
     METRICS,
+    REFILL,
     RING_CHANGER,
     STATE,
     STORE,
@@ -49,7 +52,8 @@ from dfsring.http.server import ProblemAppRunner
 from dfsring.localstore import TABLES, LocalStore
 from dfsring.logs import setup_logging
 from dfsring.metrics import NodeMetrics
-from dfsring.ringchange import RingChanger
+from dfsring.refill import RefillTracker
+from dfsring.ringchange import RingChanger, load_acceptor
 from dfsring.rpc import RpcClient
 from dfsring.scrub import Scrubber
 from dfsring.storage import Engine, LmdbEngine
@@ -79,10 +83,13 @@ class Services:
     exchange: ExchangeService
     scrubber: Scrubber
     files: FilesNode
+    discovery: Discovery
+    refill: RefillTracker
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
         self.membership.start()
+        self.discovery.start()
         self.ring_changer.start()
         self.transfers.start()
         self._tasks.append(asyncio.create_task(self.handoff.run_forever(), name="handoff"))
@@ -97,6 +104,7 @@ class Services:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.transfers.stop()
         await self.ring_changer.stop()
+        await self.discovery.stop()
         await self.membership.stop()
 
 
@@ -108,11 +116,18 @@ def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine) -> Servic
     settings = GossipSettings(interval_s=cfg.gossip_interval, fanout=cfg.gossip_fanout,
                               phi_threshold=cfg.phi_threshold, replicas=cfg.n,
                               partition_bits=cfg.partition_bits)
+    acceptor = load_acceptor(data_dir.path / "acceptor.json")
     gossip = Gossiper(node_id=data_dir.node_id, address=cfg.advertise, zone=cfg.zone,
                       seeds=cfg.seeds, settings=settings, rpc=rpc,
-                      state_file=data_dir.path / "cluster.json")
+                      state_file=data_dir.path / "cluster.json",
+                      acceptor_nonce=acceptor.nonce, bootstrap_expect=cfg.bootstrap_expect)
     changer = RingChanger(topology=gossip, rpc=rpc, state_file=data_dir.path / "acceptor.json",
-                          interval_s=cfg.gossip_interval, deadline_s=settings.call_deadline_s)
+                          interval_s=cfg.gossip_interval, deadline_s=settings.call_deadline_s,
+                          acceptor=acceptor)
+    discovery = Discovery(gossip=gossip, rpc=rpc, seeds=cfg.seeds,
+                          bootstrap_expect=cfg.bootstrap_expect, interval_s=cfg.gossip_interval,
+                          deadline_s=settings.call_deadline_s)
+    refill = RefillTracker(gossip)
     transfers = TransferService(topology=gossip, store=store, rpc=rpc, replicas=cfg.n,
                                 partition_bits=cfg.partition_bits, rate=cfg.transfer_rate,
                                 streams=cfg.transfer_streams, deadline_s=cfg.request_timeout)
@@ -128,6 +143,7 @@ def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine) -> Servic
     exchange = ExchangeService(node_id=data_dir.node_id, topology=gossip, store=store, rpc=rpc,
                                metrics=metrics, interval_s=cfg.ae_interval, rate=cfg.ae_rate,
                                deadline_s=cfg.request_timeout)
+    exchange.on_exchanged = refill.exchanged
     scrubber = Scrubber(node_id=data_dir.node_id, topology=gossip, store=store, rpc=rpc,
                         metrics=metrics, interval_s=cfg.scrub_interval, rate=cfg.scrub_rate,
                         tombstone_grace_s=max(cfg.tombstone_grace, cfg.hint_max_age),
@@ -138,7 +154,7 @@ def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine) -> Servic
                         registry=metrics.registry)
     state = NodeState(node_id=data_dir.node_id, started_at=time.monotonic())
     return Services(store, metrics, state, rpc, gossip, changer, transfers, coordinator,
-                    hint_store, handoff, exchange, scrubber, files)
+                    hint_store, handoff, exchange, scrubber, files, discovery, refill)
 
 
 def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
@@ -157,6 +173,8 @@ def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
     app[HINTS] = svc.hints
     app[HANDOFF] = svc.handoff
     app[EXCHANGE] = svc.exchange
+    app[DISCOVERY] = svc.discovery
+    app[REFILL] = svc.refill
     kv_api.setup(app)
     node_api.setup(app)
     cluster_api.setup(app)

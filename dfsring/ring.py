@@ -76,6 +76,9 @@ class RingMember:
     node_id: str
     zone: str = ""
     weight: int = 1
+    acceptor: str = ""
+    """The nonce of this member's Paxos acceptor memory (dfsring.epochs); placement ignores
+    it. Empty in rings written before nonces existed."""
 
 
 def vnode_token(node_id: str, index: int) -> int:

@@ -15,12 +15,19 @@ A two-node cluster cannot remove its dead half; a five-node cluster can lose two
 
 The pure parts (ballots, acceptor rules, the proposer state machine, what the next ring
 should be) are in dfsring.epochs; this module does the persisting and the sending.
+
+Acceptor memory (issue 15, dfsring.epochs explains why): `load_acceptor` gives a node with no
+acceptor file a fresh memory with a new nonce, which sits out every vote until a chosen ring
+lists that nonce; the claimant proposes such a ring (same members, new nonce) when gossip shows
+a member's nonce differs from the ring's. Ballots carry a per-process proposer id, so a node
+that restarted (or lost its disk) never reuses a ballot it may have used before (§2.5).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -62,31 +69,66 @@ class Topology(Protocol):
 
     def adopt_ring(self, ring: RingState) -> bool: ...
 
+    def subscribe(self, listener: Callable[[], None]) -> None: ...
+
     def announce(self, ring: RingState, node_ids: Any) -> Awaitable[None]: ...
+
+
+def load_acceptor(state_file: Path) -> AcceptorState:
+    """The persisted acceptor memory; a missing file (first start, wiped data dir) gives a
+    fresh one with a new nonce, written at once, that votes nowhere until re-admitted. A file
+    from before nonces keeps its memory and votes as before; it gets a nonce so that a later
+    loss is noticed too. ValueError for a damaged file."""
+    try:
+        state = AcceptorState.from_json(orjson.loads(state_file.read_bytes()))
+    except FileNotFoundError:
+        state = epochs.fresh(1, secrets.token_hex(8))
+        log.info("new acceptor memory: it votes on ring changes once a ring lists it",
+                 extra={"fields": {"nonce": state.nonce}})
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"{state_file} is damaged ({exc}); restore it or wipe the data dir"
+                         ) from exc
+    if not state.nonce:
+        state = AcceptorState(state.slot, state.promised, state.accepted,
+                              secrets.token_hex(8), state.voting_from)
+    write_atomic(state_file, orjson.dumps(state.to_json()))
+    return state
 
 
 class RingChanger:
     def __init__(self, *, topology: Topology, rpc: RpcClient, state_file: Path,
-                 interval_s: float, deadline_s: float) -> None:
+                 interval_s: float, deadline_s: float,
+                 acceptor: AcceptorState | None = None) -> None:
         self.topology = topology
         self.rpc = rpc
         self.state_file = state_file
         self.interval_s = interval_s
         self.deadline_s = deadline_s
-        self.acceptor = self._load()
+        self.acceptor = acceptor if acceptor is not None else load_acceptor(state_file)
+        self._refresh()
+        self._proposer = f"{topology.node_id}~{secrets.token_hex(4)}"
         self._round = 0
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        topology.subscribe(self._refresh)
 
     # --- acceptor ----------------------------------------------------------------------------
 
-    def _load(self) -> AcceptorState:
-        slot = self.topology.ring_state.epoch + 1
-        try:
-            state = AcceptorState.from_json(orjson.loads(self.state_file.read_bytes()))
-        except FileNotFoundError:
-            return AcceptorState(slot)
-        return epochs.advance(state, slot - 1)
+    @property
+    def voting(self) -> bool:
+        """Whether this node's acceptor takes part in the next slot's vote."""
+        return self.acceptor.voting_from <= self.topology.ring_state.epoch + 1
+
+    def _refresh(self) -> None:
+        """Follow the adopted ring: move to its next slot, and be (re)admitted by it."""
+        ring = self.topology.ring_state
+        was = self.acceptor.voting_from
+        state = epochs.admit(epochs.advance(self.acceptor, ring.epoch), ring,
+                             self.topology.node_id)
+        if state.voting_from != was:
+            log.info("acceptor admitted: votes on ring changes", extra={"fields": {
+                "from_epoch": state.voting_from}})
+        self._persist(state)
 
     def _persist(self, state: AcceptorState) -> None:
         if state != self.acceptor:
@@ -96,7 +138,7 @@ class RingChanger:
     def _catch_up(self, ring: RingState) -> None:
         """A proposer's ring (chosen) newer than ours: adopt it before voting on the next."""
         self.topology.adopt_ring(ring)
-        self._persist(epochs.advance(self.acceptor, self.topology.ring_state.epoch))
+        self._refresh()
 
     def handle_prepare(self, msg: EpochPrepare) -> EpochPromise:
         self._catch_up(RingState.from_wire(msg.ring))
@@ -110,7 +152,7 @@ class RingChanger:
                             self.topology.ring_state.to_wire())
 
     def handle_accept(self, msg: EpochAccept) -> EpochAccepted:
-        self._persist(epochs.advance(self.acceptor, self.topology.ring_state.epoch))
+        self._refresh()
         state, ok = epochs.on_accept(self.acceptor, msg.slot, Ballot.from_wire(msg.ballot),
                                      RingState.from_wire(msg.value))
         self._persist(state)
@@ -128,13 +170,26 @@ class RingChanger:
         topo = self.topology
         ring, view = topo.ring_state, topo.view
         in_ring = ring.member_ids
-        joining = [RingMember(m.node_id, m.zone) for m in view.members.values()
+        joining = [RingMember(m.node_id, m.zone, acceptor=m.acceptor)
+                   for m in view.members.values()
                    if m.node_id not in in_ring and topo.status_of(m.node_id) is Status.JOINING
                    and topo.liveness(m.node_id) is Liveness.UP]
         leaving = [n for n in in_ring if topo.status_of(n) is Status.LEAVING]
         removed = [n for n in in_ring if n in view.removed]
         return epochs.plan_next(ring, joining=joining, leaving=leaving, removed=removed,
-                                settled=topo.settled)
+                                settled=topo.settled, renewed=self._renewed())
+
+    def _renewed(self) -> dict[str, str]:
+        """Members up whose gossiped acceptor nonce is not the ring's: they lost their
+        acceptor memory (a wiped data dir) and wait to be re-admitted."""
+        topo = self.topology
+        out = {}
+        for m in topo.ring_state.members:
+            entry = topo.view.members.get(m.node_id)
+            if (entry is not None and entry.acceptor and entry.acceptor != m.acceptor
+                    and topo.liveness(m.node_id) is Liveness.UP):
+                out[m.node_id] = entry.acceptor
+        return out
 
     async def run_once(self) -> RingState | None:
         """If this node is the claimant and a change is due, try to get it chosen."""
@@ -151,7 +206,7 @@ class RingChanger:
         (someone else's value was completed, or no majority answered: try again later)."""
         current = self.topology.ring_state
         self._round += 1
-        ballot = Ballot(self._round, self.topology.node_id)
+        ballot = Ballot(self._round, self._proposer)
         proposal = Proposal(value.epoch, ballot, current.member_ids, value)
         prepare = EpochPrepare(value.epoch, ballot.to_wire(), current.to_wire())
         await self._phase(proposal, current.member_ids, prepare, self._on_promise,

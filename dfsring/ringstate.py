@@ -24,7 +24,7 @@ from dfsring.ring import Ring, RingMember
 MAX_PREVIOUS = 4
 """Ring changes stack at most this deep before earlier transfers must finish."""
 
-MemberWire = tuple[str, str, int]
+MemberWire = tuple[str, str, int, str]
 RingWire = tuple[str, int, tuple[MemberWire, ...], tuple[tuple[MemberWire, ...], ...]]
 
 
@@ -82,8 +82,7 @@ class RingState:
 
     def digest(self) -> str:
         """Identity of the agreed content (not of the settled flag, which is local)."""
-        body = repr((self.cluster, self.epoch, [(m.node_id, m.zone, m.weight)
-                                                 for m in self.members],
+        body = repr((self.cluster, self.epoch, [_member_key(m) for m in self.members],
                      [[(m.node_id, m.zone, m.weight) for m in p] for p in self.previous]))
         return hashlib.blake2b(body.encode(), digest_size=16).hexdigest()
 
@@ -118,14 +117,28 @@ class RingState:
                 "previous": [[m.node_id for m in p] for p in self.previous]}
 
 
-def _member_wire(m: RingMember) -> MemberWire:
+def _member_key(m: RingMember) -> tuple[str, ...] | tuple[str, str, int]:
+    """What a member contributes to the digest; members without an acceptor nonce keep the
+    digest they had before nonces existed."""
+    if m.acceptor:
+        return (m.node_id, m.zone, str(m.weight), m.acceptor)
     return (m.node_id, m.zone, m.weight)
 
 
+def _member_wire(m: RingMember) -> MemberWire:
+    return (m.node_id, m.zone, m.weight, m.acceptor)
+
+
 def _member_from(raw: Any) -> RingMember:
-    node_id, zone, weight = raw
+    """(node_id, zone, weight[, acceptor]): the acceptor nonce is optional (older rings)."""
+    if type(raw) not in (list, tuple) or len(raw) not in (3, 4):
+        raise ValueError("a ring member is (node_id, zone, weight, acceptor)")
+    node_id, zone, weight = raw[:3]
+    acceptor = raw[3] if len(raw) == 4 else ""
     if not isinstance(node_id, str) or not node_id or not isinstance(zone, str):
-        raise ValueError("a ring member is (node_id, zone, weight)")
+        raise ValueError("a ring member is (node_id, zone, weight, acceptor)")
     if type(weight) is not int or not 1 <= weight <= 64:
         raise ValueError("a member's weight is 1..64")
-    return RingMember(node_id, zone, weight)
+    if not isinstance(acceptor, str) or len(acceptor) > 64:
+        raise ValueError("a member's acceptor nonce is a string of at most 64 characters")
+    return RingMember(node_id, zone, weight, acceptor)

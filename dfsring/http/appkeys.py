@@ -8,12 +8,14 @@ from aiohttp import web
 
 from dfsring.config import NodeConfig
 from dfsring.coordinator import Coordinator
+from dfsring.discovery import Discovery
 from dfsring.exchange import ExchangeService
 from dfsring.gossip import Gossiper
 from dfsring.handoff import HandoffService
 from dfsring.hintstore import HintStore
 from dfsring.localstore import LocalStore
 from dfsring.metrics import NodeMetrics
+from dfsring.refill import RefillTracker
 from dfsring.ringchange import RingChanger
 from dfsring.transfers import TransferService
 
@@ -38,3 +40,5 @@ HANDOFF = web.AppKey("handoff", HandoffService)
 EXCHANGE = web.AppKey("exchange", ExchangeService)
 METRICS = web.AppKey("metrics", NodeMetrics)
 STATE = web.AppKey("state", NodeState)
+DISCOVERY = web.AppKey("discovery", Discovery)
+REFILL = web.AppKey("refill", RefillTracker)

@@ -12,10 +12,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from dfsring import __version__, errors, keys
 from dfsring.http.appkeys import (
     CONFIG,
+    DISCOVERY,
     EXCHANGE,
     HINTS,
     MEMBERSHIP,
     METRICS,
+    REFILL,
     STATE,
     STORE,
     TRANSFERS,
@@ -35,7 +37,11 @@ def setup(app: web.Application) -> None:
 
 
 async def health(request: web.Request) -> web.Response:
-    """"ok" only when the node can serve correctly: not stopping, and it knows its ring."""
+    """"ok" only when the node can serve correctly: not stopping, and it knows its ring.
+
+    ``refilling``: it rejoined as itself without its data and its peers have not refilled it
+    yet (dfsring.refill); it serves (reads go to quorum) but its own replicas are incomplete.
+    ``founding``: why a node without a ring founds, joins or waits (dfsring.founding)."""
     state, cfg, gossip = request.app[STATE], request.app[CONFIG], request.app[MEMBERSHIP]
     if state.stopping:
         status = "stopping"
@@ -47,6 +53,14 @@ async def health(request: web.Request) -> web.Response:
            "pid": os.getpid(), "version": __version__, "members": len(gossip.ring.members),
            "ring_epoch": gossip.ring_state.epoch, "ring_hash": gossip.ring.hash,
            "uptime_s": round(time.monotonic() - state.started_at, 3)}
+    refill = request.app[REFILL]
+    doc["refilling"] = not refill.check()
+    if doc["refilling"]:
+        doc["refill"] = {**refill.progress_json(),
+                         "since_s": round(time.monotonic() - gossip.refill_started, 1)}
+    founding = request.app[DISCOVERY].state_json()
+    if founding is not None:
+        doc["founding"] = founding
     return json_doc(doc, 200 if status == "ok" else 503)
 
 

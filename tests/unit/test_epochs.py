@@ -9,6 +9,7 @@ the fsynced file.
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +22,10 @@ from dfsring.epochs import (
     Ballot,
     Promise,
     Proposal,
+    admit,
     advance,
     claimant,
+    fresh,
     next_members,
     on_accept,
     on_prepare,
@@ -339,8 +342,13 @@ def test_at_most_one_value_is_chosen_per_slot(
 
 
 def forgotten(node: str) -> AcceptorState:
-    """What a node's acceptor comes back as after its data dir was wiped (same node id):
-    a node with no acceptor file starts from an empty state for the next slot."""
+    """What a node's acceptor comes back as after its data dir was wiped (same node id): a
+    fresh memory with a new nonce, sitting out until a chosen ring lists that nonce."""
+    return fresh(SLOT, f"{node}-{secrets.token_hex(4)}")
+
+
+def forgotten_as_landed(node: str) -> AcceptorState:
+    """The rule before issue 15: an empty state for the next slot that votes at once."""
     return AcceptorState(SLOT)
 
 
@@ -390,6 +398,35 @@ def test_paxos_acceptor_amnesia_never_chooses_two_rings(
     for i in range(n_acceptors):
         cluster.store(f"a{i}", AcceptorState(SLOT))
     run_with_amnesia(cluster, schedule, forgotten)
+
+
+def test_the_amnesia_model_catches_an_acceptor_voting_from_an_empty_state() -> None:
+    """The model can fail: with the landed rule (a wiped acceptor votes again from an empty
+    state) it finds two rings chosen for one epoch, the schedule hypothesis first found."""
+    schedule = [("deliver", 1, 0)] + [("deliver", 0, 0)] * 8 + [("amnesia", 0, 0)] + [
+        ("deliver", 0, 0)] * 40
+    cluster = Cluster({"a0": json.dumps(AcceptorState(SLOT).to_json())}, ("a0", "a1"))
+    with pytest.raises(AssertionError, match="two rings chosen"):
+        run_with_amnesia(cluster, schedule, forgotten_as_landed)
+    cluster = Cluster({"a0": json.dumps(AcceptorState(SLOT).to_json())}, ("a0", "a1"))
+    run_with_amnesia(cluster, schedule, forgotten)
+    assert len(cluster.chosen) == 1
+
+
+def test_a_fresh_acceptor_votes_only_from_the_slot_after_a_ring_listing_its_nonce() -> None:
+    state = fresh(1, "n1")
+    assert on_prepare(state, SLOT, A) == (state, Promise(False, None, None))
+    assert on_accept(state, SLOT, A, RING_P) == (state, False)
+    old = RingState("c", SLOT - 1, (RingMember("a0", acceptor="old"),))
+    assert admit(state, old, "a0") == state
+    listed = RingState("c", SLOT - 1, (RingMember("a0", acceptor="n1"),))
+    admitted = admit(advance(state, SLOT - 1), listed, "a0")
+    assert admitted.voting_from == SLOT and admitted.nonce == "n1"
+    assert on_prepare(admitted, SLOT, A)[1].ok
+    assert advance(admitted, SLOT + 3).voting_from == SLOT
+    assert json_round_trip(admitted) == admitted
+    legacy = AcceptorState.from_json({"slot": 2, "promised": None, "accepted": None})
+    assert legacy.voting_from == 1 and legacy.nonce == ""
 
 
 def test_a_clean_run_chooses_and_a_later_proposer_completes_it() -> None:

@@ -283,10 +283,11 @@ GOOD = ("a", "h:1", "", "up", 0, 0, 0)
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        (None, "7-element array"),
-        ("abcdefg", "7-element array"),
-        (GOOD[:6], "7-element array"),
-        ((*GOOD, 0), "7-element array"),
+        (None, "8-element array"),
+        ("abcdefg", "8-element array"),
+        (GOOD[:6], "8-element array"),
+        ((*GOOD, 0), "acceptor must be a string"),
+        ((*GOOD, "n", 0), "8-element array"),
         (("", *GOOD[1:]), "node_id must not be empty"),
         ((1, *GOOD[1:]), "node_id must be a string"),
         (("a" * 256, *GOOD[1:]), "node_id is longer than 255"),

@@ -215,6 +215,9 @@ def render_status(
         node = str(member.get("node_id"))
         rows.append(status_row(member, stats.get(node), transfers.get(node)))
     lines = [render_table(STATUS_HEADER, rows, _STATUS_ALIGN), ring_line(ring)]
+    refilling = refill_line(stats)
+    if refilling:
+        lines.append(refilling)
     if any(in_transition(doc) for doc in transfers.values()):
         progress = progress_of(transfers.values())
         lines.append(
@@ -222,6 +225,18 @@ def render_status(
             f"{human_bytes(progress.bytes_done)}, ETA {human_eta(progress.eta_s)}"
         )
     return "\n".join(lines)
+
+
+def refill_line(stats: Mapping[str, Doc | None]) -> str:
+    """Members that rejoined without their data and are still being refilled by their peers
+    (anti-entropy exchanges done / needed), or "" when there are none."""
+    parts = []
+    for node, doc in stats.items():
+        if doc and doc.get("refilling") is True:
+            refill = doc.get("refill") if isinstance(doc.get("refill"), dict) else {}
+            parts.append(f"{node} ({_cell(refill, 'exchanges_done')}/"
+                         f"{_cell(refill, 'exchanges_total')} exchanges)")
+    return f"refilling (rejoined without its data): {', '.join(parts)}" if parts else ""
 
 
 def ring_line(ring: Doc) -> str:

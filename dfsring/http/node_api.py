@@ -80,6 +80,8 @@ async def stats(request: web.Request) -> web.Response:
            "hints_delivered": m.hints_delivered_total, "hints_dropped": m.hints_dropped_total,
            "transfers_pending": request.app[TRANSFERS].pending(),
            "ring_epoch": request.app[MEMBERSHIP].ring_state.epoch,
+           "refilling": not request.app[REFILL].check(),
+           "refill": request.app[REFILL].progress_json(),
            "repaired_keys": m.repaired_total + m.ae["repaired_in"] + m.ae["corrupt_repaired"],
            "corrupt_found": m.corrupt_total,
            "antientropy": {**m.ae, "oldest_unexchanged_s": round(

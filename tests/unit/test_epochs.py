@@ -524,3 +524,19 @@ def test_plan_next_waits_on_a_full_stack_even_to_remove() -> None:
     removal = plan_next(full, joining=(), leaving=(), removed=("b",), settled=True)
     assert removal is not None and removal.members == (RingMember("a"),)
     assert removal.previous == (members,)
+
+
+def test_a_renewed_acceptor_nonce_is_a_ring_change_that_moves_no_partition() -> None:
+    ring = RingState("c", 4, (RingMember("a", acceptor="old"), RingMember("b", acceptor="x")))
+    assert next_members(ring, joining=(), leaving=(), removed=(), renewed={"a": "old"}) is None
+    planned = plan_next(ring, joining=(), leaving=(), removed=(), settled=True,
+                        renewed={"a": "new"})
+    assert planned is not None and planned.epoch == 5
+    assert [m.acceptor for m in planned.members] == ["new", "x"]
+    assert planned.digest() != ring.successor(ring.members, keep_previous=False).digest()
+    before, after = ring.ring(3, 4), planned.ring(3, 4)
+    assert [after.preference_list(p) for p in range(16)] == [
+        before.preference_list(p) for p in range(16)]
+    assert RingState.from_wire(planned.to_wire()) == planned
+    legacy = ("c", 4, (("a", "", 1), ("b", "", 1)), ())
+    assert RingState.from_wire(legacy).members[0].acceptor == ""

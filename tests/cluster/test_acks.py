@@ -1,0 +1,89 @@
+"""Which acks count toward W, with real node processes (issue 15 part 4).
+
+A write reaches a node outside the key's preference list when rings briefly differ: a peer
+on an older or newer ring forwards it there (``CoordinateWrite`` with forward=False), and
+that node coordinates it. Its own copy is not one of the key's N replicas, so it must not
+count toward W; only the owners' acks do (Dynamo §4.5). These tests send that forwarded
+write directly, over the peer protocol, to a node that does not own the key.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import aiohttp
+import pytest
+
+from dfsring import messages
+from dfsring.launcher import LocalCluster, NodeProcess
+from dfsring.messages import CoordinateWrite, ErrorReply, Message, WriteReply
+from dfsring.rpc import SECRET_HEADER
+from tests.cluster.clusterops import BUCKET, owners
+from tests.conftest import ClusterFactory
+
+
+def _keys_not_owned_by(ring: dict[str, Any], node: str, count: int) -> list[str]:
+    out: list[str] = []
+    for i in range(10_000):
+        if node not in owners(ring, f"a-{i}"):
+            out.append(f"a-{i}")
+            if len(out) == count:
+                return out
+    raise AssertionError("not enough keys")
+
+
+async def _rpc(cluster: LocalCluster, node: NodeProcess, msg: Message) -> tuple[int, Message]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http, \
+            http.post(f"{node.url}/internal/v1/{msg.KIND}", data=msg.encode(),
+                      headers={SECRET_HEADER: cluster.secret}) as r:
+        return r.status, messages.decode(await r.read())
+
+
+def _forwarded_put(key: str, epoch: int, *, w: int, sloppy: bool) -> CoordinateWrite:
+    return CoordinateWrite(BUCKET.encode(), key.encode(), "", f"value of {key}".encode(),
+                           "text/plain", w, sloppy, epoch)
+
+
+@pytest.mark.timeout(120)
+async def test_write_coordinated_by_a_non_owner_does_not_count_its_own_copy(
+        cluster_factory: ClusterFactory) -> None:
+    """4 nodes, N=3: node4 coordinates a write for a key it does not own, W=3 strict, while
+    one owner hangs (SIGSTOP: still held up, never answers). Only two owners can ack, so
+    the answer must be quorum-not-met with 2 acks; counting node4's own copy made it a 2xx
+    claiming "3/3" for a value on two replicas."""
+    cluster = cluster_factory(4)
+    ring = cluster.wait_converged(timeout=30)
+    coordinator = cluster.node("node4")
+    key = _keys_not_owned_by(ring, "node4", 1)[0]
+    victim = cluster.node(sorted(owners(ring, key))[0])
+    assert victim.pid is not None
+    os.kill(victim.pid, signal.SIGSTOP)
+    try:
+        status, reply = await _rpc(cluster, coordinator,
+                                   _forwarded_put(key, ring["epoch"], w=3, sloppy=False))
+    finally:
+        os.kill(victim.pid, signal.SIGCONT)
+    assert isinstance(reply, ErrorReply), (
+        f"a write acked by 2 of 3 owners was answered {status} {reply} (W=3)")
+    assert (status, reply.code, reply.acked) == (503, "quorum-not-met", 2)
+
+
+@pytest.mark.timeout(120)
+async def test_write_through_a_non_owner_with_every_owner_up_never_fails_for_extra_acks(
+        cluster_factory: ClusterFactory) -> None:
+    """4 nodes, N=3, every owner up: a forwarded write coordinated by a non-owner with W=3
+    is committed on all three owners, and must be answered 2xx with 3 acks. The coordinator's
+    own copy plus three owner acks were four replies to a tracker sized for three, which
+    raised (answered as an error for a committed write)."""
+    cluster = cluster_factory(4)
+    ring = cluster.wait_converged(timeout=30)
+    coordinator = cluster.node("node4")
+    bad: list[str] = []
+    for key in _keys_not_owned_by(ring, "node4", 60):
+        status, reply = await _rpc(cluster, coordinator,
+                                   _forwarded_put(key, ring["epoch"], w=3, sloppy=True))
+        if not (isinstance(reply, WriteReply) and reply.acks == 3):
+            bad.append(f"{key}: {status} {reply}")
+    assert bad == [], f"{len(bad)} of 60 committed writes not answered 2xx: {bad[:3]}"

@@ -9,6 +9,7 @@ write directly, over the peer protocol, to a node that does not own the key.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from typing import Any
@@ -20,7 +21,8 @@ from dfsring import messages
 from dfsring.launcher import LocalCluster, NodeProcess
 from dfsring.messages import CoordinateWrite, ErrorReply, Message, WriteReply
 from dfsring.rpc import SECRET_HEADER
-from tests.cluster.clusterops import BUCKET, owners
+from dfsring.testing.wait import wait_until
+from tests.cluster.clusterops import BUCKET, members_seen_by, owners
 from tests.conftest import ClusterFactory
 
 
@@ -80,6 +82,9 @@ async def test_write_through_a_non_owner_with_every_owner_up_never_fails_for_ext
     cluster = cluster_factory(4)
     ring = cluster.wait_converged(timeout=30)
     coordinator = cluster.node("node4")
+    await asyncio.to_thread(wait_until, lambda: all(
+        m["status"] == "up" for m in members_seen_by(coordinator).values()),
+        timeout=15, interval=0.1, message="node4 to see every owner up")
     bad: list[str] = []
     for key in _keys_not_owned_by(ring, "node4", 60):
         status, reply = await _rpc(cluster, coordinator,

@@ -107,3 +107,25 @@ async def test_hints_and_their_counters_survive_a_reopen(tmp_path: Path) -> None
         assert hs.oldest("n0", 100, 1 << 20)[-1].created_ms == 100  # queued after the old
     finally:
         await engine.close()
+
+
+async def test_hint_for_a_key_rewritten_often_does_not_expire_while_it_holds_a_recent_write(
+        engine: LmdbEngine) -> None:
+    """Issue 15 part 5: a key rewritten every 100 ms while its owner is down, for longer than
+    --hint-max-age. The hint holds a write 1 ms old and must not be dropped; it expires only
+    max-age after its newest write."""
+    store, hs = await _stores(engine)
+    name = keys.object_name("b", "hot")
+    skey = store.storage_key(name)
+    max_age = 1_000
+    versions = _versions(b"v0")
+    await hs.add("n2", name, skey, versions, 0)
+    for at in range(100, 1_600, 100):
+        versions = _versions(f"v{at}".encode(), base=versions)
+        assert (await hs.add("n2", name, skey, versions, at)).merged
+    newest = 1_500
+    assert await hs.drop_expired("n2", now_ms=newest + 1, max_age_ms=max_age) == 0
+    assert hs.pending == 1
+    assert [s.value for s in hs.versions_for(skey).siblings] == [b"v1500"]
+    assert await hs.drop_expired("n2", now_ms=newest + max_age + 1, max_age_ms=max_age) == 1
+    assert hs.pending == 0

@@ -92,3 +92,73 @@ async def test_write_through_a_non_owner_with_every_owner_up_never_fails_for_ext
         if not (isinstance(reply, WriteReply) and reply.acks == 3):
             bad.append(f"{key}: {status} {reply}")
     assert bad == [], f"{len(bad)} of 60 committed writes not answered 2xx: {bad[:3]}"
+
+
+def _keys_owned_by_all(ring: dict[str, Any], wanted: set[str], count: int) -> list[str]:
+    out = [f"m-{i}" for i in range(20_000) if wanted <= owners(ring, f"m-{i}")]
+    assert len(out) >= count, "not enough keys"
+    return out[:count]
+
+
+def _same_ring(nodes: list[NodeProcess], member: str) -> dict[str, Any] | None:
+    views = [n.get_json("/v1/cluster/ring") for n in nodes]
+    if len({(v["epoch"], v["hash"]) for v in views}) != 1:
+        return None
+    return views[0] if member in {m["node_id"] for m in views[0]["members"]} else None
+
+
+async def _put(http: aiohttp.ClientSession, url: str, key: str) -> tuple[int, str]:
+    async with http.put(f"{url}/v1/kv/{BUCKET}/{key}", data=key.encode(),
+                        params={"w": "all", "sloppy": "false"}) as r:
+        await r.read()
+        return r.status, r.headers.get("Dfs-Acks", "")
+
+
+@pytest.mark.timeout(180)
+async def test_write_waiting_on_an_owner_that_lost_the_key_mid_write_completes_on_the_new_owner(
+        cluster_factory: ClusterFactory) -> None:
+    """Ownership moves under load: node1 coordinates W=all strict writes for keys that node3
+    owns; node3 hangs (SIGSTOP), so each write waits for it; meanwhile node5 joins and, in
+    the new ring, takes node3's place for some of those keys. node1 adopts that ring
+    mid-write: it must recount against the new owners and send the write to node5, and the
+    writes whose new owners are all up must be answered 2xx "3/3", as they are on all three
+    owners of the ring they completed under. (Landed: node1 kept waiting for node3, which
+    no longer owns those keys, and answered 503 at the deadline.)"""
+    cluster = cluster_factory(4, extra_args=("--request-timeout", "12"))
+    ring = cluster.wait_converged(timeout=30)
+    node1, node3 = cluster.node("node1"), cluster.node("node3")
+    keys_ = _keys_owned_by_all(ring, {"node1", "node3"}, 120)
+    assert node3.pid is not None
+    os.kill(node3.pid, signal.SIGSTOP)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=40)) as http:
+            writes = asyncio.gather(*(_put(http, node1.url, k) for k in keys_))
+            node5 = cluster.add_node(("--request-timeout", "12"))
+            results = dict(zip(keys_, await writes, strict=True))
+        others = [n for n in cluster if n is not node3]
+        new_ring = await asyncio.to_thread(
+            wait_until, lambda: _same_ring(others, node5.node_id), timeout=60, interval=0.2,
+            message="a ring with node5 on every node but the hung node3")
+    finally:
+        os.kill(node3.pid, signal.SIGCONT)
+    moved = [k for k in keys_ if "node3" not in owners(new_ring, k)]
+    assert moved, "node5 took none of node3's places for these keys"
+    wrong = {k: results[k] for k in moved if results[k] != (204, "3/3")}
+    assert not wrong, (f"{len(wrong)} of {len(moved)} writes whose new owners were all up "
+                       f"not answered 204 3/3: {list(wrong.items())[:4]}")
+    answered = [k for k, (status, _) in results.items() if status == 204]
+    held = {n.node_id: await asyncio.to_thread(_local, n, answered) for n in others}
+    missing = [f"{k} on {o}" for k in answered for o in owners(new_ring, k)
+               if o != "node3" and k not in held[o]]
+    assert not missing, f"acknowledged writes missing on new owners: {missing[:4]}"
+
+
+def _local(node: NodeProcess, keys_: list[str]) -> set[str]:
+    found: set[str] = set()
+    for key in keys_:
+        try:
+            node.get_json(f"/v1/node/local/kv/{BUCKET}/{key}")
+            found.add(key)
+        except OSError:
+            pass
+    return found

@@ -13,7 +13,9 @@ turned out stale, empty or corrupt (read repair, Dynamo §4.7), in a tracked bac
 
 While ownership moves (dfsring.transition), writes go to the owners under the new ring and
 the old ones, W counted over the new owners (the copies that survive); reads need R replies
-from the owners under each ring still holding data. Replicas the failure detector holds
+from the owners under each ring still holding data. Which acks count is dfsring.writequorum's
+rule: owners under the ring current when the write is decided, each ack naming the epoch it
+was applied under; a ring adopted mid-write means a recount and the new owners asked. Replicas the failure detector holds
 down are not waited for: they count as failed at once.
 
 Sloppy quorum (Dynamo §4.6): an owner that is down or silent for half the deadline is

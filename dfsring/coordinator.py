@@ -15,8 +15,8 @@ While ownership moves (dfsring.transition), writes go to the owners under the ne
 the old ones, W counted over the new owners (the copies that survive); reads need R replies
 from the owners under each ring still holding data. Which acks count is dfsring.writequorum's
 rule: owners under the ring current when the write is decided, each ack naming the epoch it
-was applied under; a ring adopted mid-write means a recount and the new owners asked. Replicas the failure detector holds
-down are not waited for: they count as failed at once.
+was applied under; a ring adopted mid-write means a recount and the new owners asked.
+Replicas the failure detector holds down are not waited for: they count as failed at once.
 
 Sloppy quorum (Dynamo §4.6): an owner that is down or silent for half the deadline is
 replaced, for this write, by the next live node in the ring's fallback order, which keeps
@@ -208,12 +208,14 @@ class ReplicatedCoordinator:
         deadline = loop.time() + self.deadline_s
         tasks = {asyncio.ensure_future(aw): owner for owner, aw in calls.items()}
         asked = {self.node_id, *calls}
+        retries = MAX_RETRIED
         while True:
             ring = self.topology.ring
             if ring.epoch > quorum.epoch:
                 for owner in quorum.rering(ring.preference_list(partition), ring.epoch):
-                    if owner not in asked and len(asked) <= MAX_RETRIED + len(calls):
+                    if owner not in asked and retries > 0:
                         asked.add(owner)
+                        retries -= 1
                         retry = dataclasses.replace(msg, epoch=ring.epoch)
                         tasks[asyncio.ensure_future(
                             self._write_slot(owner, retry, picker))] = owner

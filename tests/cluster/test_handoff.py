@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from dfsring.launcher import LocalCluster, NodeProcess
-from dfsring.testing.wait import async_wait_until
+from dfsring.testing.wait import async_wait_until, wait_until
 from tests.cluster import clusterops
 from tests.cluster.clusterops import BUCKET, local_keys, members_seen_by, owners, ring_of
 from tests.conftest import ClusterFactory
@@ -250,7 +250,10 @@ async def test_hints_for_a_down_node_that_lost_the_key_go_to_its_new_owners(
     x = cluster.node("node4")
     live = [n for n in cluster if n is not x]
     keys_ = _keys_owned_by(ring, {"node4"}, 300, "m")
-    await _take_down([x], live)
+    x.stop()
+    await asyncio.to_thread(wait_until, lambda: all(
+        members_seen_by(n)["node4"]["status"] == "down" for n in live),
+        timeout=20, interval=0.1, message="node4 seen down by every live node")
     results = await _put_all([n.url for n in live], keys_, w="2")
     assert {status for status, _ in results} == {204}
     await async_wait_until(lambda: asyncio.to_thread(lambda: _pending(live) == len(keys_)),

@@ -17,9 +17,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from dfsring import messages
+from dfsring import messages, vclock
 from dfsring.launcher import LocalCluster, NodeProcess
-from dfsring.messages import CoordinateWrite, ErrorReply, Message, WriteReply
+from dfsring.messages import CoordinateWrite, ErrorReply, Message, ReplicaWrite, WriteReply
 from dfsring.rpc import SECRET_HEADER
 from dfsring.testing.wait import wait_until
 from tests.cluster.clusterops import BUCKET, members_seen_by, owners
@@ -162,3 +162,21 @@ def _local(node: NodeProcess, keys_: list[str]) -> set[str]:
         except OSError:
             pass
     return found
+
+
+@pytest.mark.timeout(60)
+async def test_replica_ack_names_its_ring_epoch_and_a_negative_epoch_is_refused(
+        cluster_factory: ClusterFactory) -> None:
+    """A replica says which ring epoch it applied a write under (what the coordinator counts
+    it by); a replica-write naming an impossible epoch is refused with 400, stores nothing."""
+    cluster = cluster_factory(1)
+    node = cluster.nodes[0]
+    epoch = cluster.wait_converged(timeout=30)["epoch"]
+    versions = vclock.encode_versions(vclock.update(
+        vclock.Versions(), vclock.VersionVector(), "peer", b"v", "text/plain", 1_000))
+    status, reply = await _rpc(cluster, node, ReplicaWrite(BUCKET.encode(), b"neg", versions, -1))
+    assert (status, getattr(reply, "code", None)) == (400, "bad-request"), reply
+    with pytest.raises(OSError):
+        node.get_json(f"/v1/node/local/kv/{BUCKET}/neg")
+    status, reply = await _rpc(cluster, node, ReplicaWrite(BUCKET.encode(), b"ok", versions, epoch))
+    assert status == 200 and getattr(reply, "epoch", None) == epoch, reply

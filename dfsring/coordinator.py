@@ -13,8 +13,10 @@ turned out stale, empty or corrupt (read repair, Dynamo §4.7), in a tracked bac
 
 While ownership moves (dfsring.transition), writes go to the owners under the new ring and
 the old ones, W counted over the new owners (the copies that survive); reads need R replies
-from the owners under each ring still holding data. Replicas the failure detector holds
-down are not waited for: they count as failed at once.
+from the owners under each ring still holding data. Which acks count is dfsring.writequorum's
+rule: owners under the ring current when the write is decided, each ack naming the epoch it
+was applied under; a ring adopted mid-write means a recount and the new owners asked.
+Replicas the failure detector holds down are not waited for: they count as failed at once.
 
 Sloppy quorum (Dynamo §4.6): an owner that is down or silent for half the deadline is
 replaced, for this write, by the next live node in the ring's fallback order, which keeps
@@ -26,6 +28,7 @@ answer reports them as `hinted`. A read asks the same stand-ins in place of down
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -39,12 +42,12 @@ from dfsring.hintstore import HintStore, local_view
 from dfsring.keys import ObjectName
 from dfsring.localstore import LocalStore
 from dfsring.messages import (
-    Ack,
     CoordinateWrite,
     HintedWrite,
     ListKeys,
     ListKeysReply,
     Message,
+    ReplicaAck,
     ReplicaRead,
     ReplicaReadReply,
     ReplicaWrite,
@@ -56,9 +59,12 @@ from dfsring.quorum import Outcome, QuorumGroups, QuorumTracker
 from dfsring.ring import Ring
 from dfsring.rpc import PeerRefused, PeerUnavailable, RpcClient, RpcError
 from dfsring.vclock import Versions, VersionVector
+from dfsring.writequorum import WriteAck, WriteQuorum
 
 log = logging.getLogger("dfsring.coordinator")
 MAX_BACKGROUND = 2_000  # replication / repair tasks in flight; beyond it repair is skipped
+MAX_RETRIED = 6  # new owners a write is sent to after its coordinator's ring changed
+RING_POLL_S = 0.05  # how often a write in flight looks for a newer ring
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,14 +143,15 @@ class ReplicatedCoordinator:
         """forward=False: coordinate here even if the ring says otherwise (a peer forwarded
         the write to us, and rings may briefly differ; never bounce it on)."""
         pref, extra = self.write_targets(name)
+        epoch = self.epoch  # the ring `pref` is from
         if forward and self.node_id not in pref:
             return await self._forward(pref, name, context, value, content_type, w, sloppy)
         versions = await self.store.coordinate(name, context, value, content_type,
                                                self.now_ms())
-        tracker = self._tracker(pref, w)
-        tracker.ok(self.node_id)
+        quorum = WriteQuorum(pref, w, epoch)
+        quorum.ok(WriteAck(self.node_id, epoch))  # counts only if this node owns the key
         msg = ReplicaWrite(name.bucket_bytes, name.key_bytes, vclock.encode_versions(versions),
-                           self.epoch)
+                           epoch)
         picker = None
         if sloppy:
             fallbacks = self.topology.ring.fallbacks(self.store.partition(name))
@@ -154,25 +161,24 @@ class ReplicatedCoordinator:
         for peer in extra:
             if peer != self.node_id and self.topology.is_alive(peer):
                 self._spawn(self._best_effort(peer, msg))
-        await self._await_quorum(tracker, calls)
-        if tracker.outcome is not Outcome.OK:
-            raise _quorum_error(tracker)
-        hinted = sum(1 for v in tracker.values().values() if isinstance(v, str))
-        return WriteResult(versions, tracker.acked, self.n, hinted)
+        await self._await_write(quorum, calls, self.store.partition(name), msg, picker)
+        if quorum.outcome is not Outcome.OK:
+            raise quorum.error()
+        return WriteResult(versions, quorum.acked, self.n, quorum.hinted)
 
     async def _write_slot(self, owner: str, msg: ReplicaWrite,
-                          picker: FallbackPicker | None) -> str | None:
-        """One owner's share of a write: None once the owner acked, or the id of the
-        fallback that took it with a hint (sloppy quorum, Dynamo §4.6). An owner the failure
-        detector holds down, or that does not answer within half the deadline, is replaced
-        by the next live fallback in ring order (each used once per write)."""
+                          picker: FallbackPicker | None) -> WriteAck:
+        """One owner's share of a write: the owner's ack, or that of the fallback that took
+        it with a hint (sloppy quorum, Dynamo §4.6). An owner the failure detector holds
+        down, or that does not answer within half the deadline, is replaced by the next live
+        fallback in ring order (each used once per write)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.deadline_s
         if self.topology.is_alive(owner):
             try:
-                await self.rpc.call(self.topology.address_of(owner), msg, Ack,
-                                    self.deadline_s / 2 if picker else self.deadline_s)
-                return None
+                reply = await self.rpc.call(self.topology.address_of(owner), msg, ReplicaAck,
+                                            self.deadline_s / 2 if picker else self.deadline_s)
+                return _write_ack(owner, reply)
             except PeerUnavailable:
                 if picker is None:
                     raise
@@ -182,12 +188,58 @@ class ReplicatedCoordinator:
         failure: RpcError = PeerUnavailable(owner, "down, and no live fallback is left")
         while (fallback := picker.next()) is not None:
             try:
-                await self.rpc.call(self.topology.address_of(fallback), hint, Ack,
-                                    max(0.1, deadline - loop.time()))
-                return fallback
+                reply = await self.rpc.call(self.topology.address_of(fallback), hint,
+                                            ReplicaAck, max(0.1, deadline - loop.time()))
+                return _write_ack(fallback, reply, for_owner=owner)
             except RpcError as exc:
                 failure = exc
         raise failure
+
+    async def _await_write(self, quorum: WriteQuorum, calls: dict[str, Awaitable[WriteAck]],
+                           partition: int, msg: ReplicaWrite,
+                           picker: FallbackPicker | None) -> None:
+        """Run a write's calls until it is decided under the ring current at that moment,
+        or the deadline passes (issue 15 part 4). Whenever this node adopts a newer ring
+        mid-write, every reply is recounted against the new owners and the new owners not
+        yet asked get the write (each at most once, at most MAX_RETRIED per write); acks
+        applied under a ring newer than ours wait, within the deadline, until gossip brings
+        it. Calls still running when the write is decided carry on in the background."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.deadline_s
+        tasks = {asyncio.ensure_future(aw): owner for owner, aw in calls.items()}
+        asked = {self.node_id, *calls}
+        retries = MAX_RETRIED
+        while True:
+            ring = self.topology.ring
+            if ring.epoch > quorum.epoch:
+                for owner in quorum.rering(ring.preference_list(partition), ring.epoch):
+                    if owner not in asked and retries > 0:
+                        asked.add(owner)
+                        retries -= 1
+                        retry = dataclasses.replace(msg, epoch=ring.epoch)
+                        tasks[asyncio.ensure_future(
+                            self._write_slot(owner, retry, picker))] = owner
+            pending = [t for t in tasks if not t.done()]
+            remaining = deadline - loop.time()
+            if (quorum.outcome is not Outcome.PENDING or remaining <= 0
+                    or (not pending and quorum.newest_epoch <= quorum.epoch)):
+                break
+            if pending:
+                done, _ = await asyncio.wait(pending, timeout=min(remaining, RING_POLL_S),
+                                             return_when=asyncio.FIRST_COMPLETED)
+            else:  # every reply is in, some under a ring we have not seen yet
+                await asyncio.sleep(min(remaining, RING_POLL_S))
+                done = set()
+            for task in done:
+                _record_write(quorum, tasks.pop(task), task)
+        for task, owner in tasks.items():
+            if task.done():
+                _record_write(quorum, owner, task)
+            elif quorum.outcome is Outcome.PENDING:
+                quorum.fail(owner, "timeout")
+        for task in tasks:
+            if not task.done():
+                self._background.track(task)
 
     async def _forward(self, pref: tuple[str, ...], name: ObjectName, context: VersionVector,
                        value: bytes | None, content_type: str, w: int,
@@ -273,7 +325,7 @@ class ReplicatedCoordinator:
             else:
                 msg = ReplicaWrite(name.bucket_bytes, name.key_bytes,
                                    vclock.encode_versions(merged), self.epoch)
-                await self._call(peer, msg, Ack)
+                await self._call(peer, msg, ReplicaAck)
         except (RpcError, errors.DfsError) as exc:
             self.metrics.count_repair("failed")
             log.info("read repair failed", extra={"fields": {"peer": peer, "error": str(exc)}})
@@ -330,7 +382,7 @@ class ReplicatedCoordinator:
     async def _best_effort(self, peer: str, msg: Message) -> None:
         """A copy for an old owner during a transfer: it serves reads until the switch."""
         try:
-            await self._call(peer, msg, Ack)
+            await self._call(peer, msg, ReplicaAck)
         except RpcError as exc:
             log.debug("write to an old owner failed", extra={"fields": {
                 "peer": peer, "error": exc.detail}})
@@ -391,6 +443,31 @@ def _record(tracker: QuorumTracker | QuorumGroups, peer: str, task: asyncio.Futu
     else:
         log.error("replica call failed unexpectedly", exc_info=exc)
         tracker.fail(peer, f"internal error: {type(exc).__name__}")
+
+
+def _write_ack(replica: str, reply: ReplicaAck, for_owner: str | None = None) -> WriteAck:
+    """A replica's ack, validated: a negative ring epoch is a broken peer, not an ack."""
+    if reply.epoch < 0:
+        raise PeerUnavailable(replica, f"ack names ring epoch {reply.epoch}")
+    return WriteAck(replica, reply.epoch, for_owner)
+
+
+def _record_write(quorum: WriteQuorum, owner: str, task: asyncio.Future) -> None:
+    """Feed one finished write call to the quorum: its ack, or why the owner's share
+    (itself and its fallbacks) failed."""
+    if task.cancelled():
+        quorum.fail(owner, "cancelled")
+        return
+    exc = task.exception()
+    if exc is None:
+        quorum.ok(task.result())
+    elif isinstance(exc, PeerRefused):
+        quorum.fail(owner, exc.reply.code)
+    elif isinstance(exc, RpcError | errors.DfsError):
+        quorum.fail(owner, str(exc))
+    else:
+        log.error("replica call failed unexpectedly", exc_info=exc)
+        quorum.fail(owner, f"internal error: {type(exc).__name__}")
 
 
 def _cancel(tasks: Iterable[asyncio.Future]) -> None:

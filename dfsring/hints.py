@@ -9,13 +9,17 @@ down owner keeps it until the owner is back (Dynamo §4.6). Hints are queued per
 arrival order under ``queue_key(target, seq)``, so delivery reads them oldest first with one
 range scan, and one target's queue never blocks another's. A second write to the same key
 for the same target folds into the existing hint (the causal join), so a hot key costs one
-hint, not one per write; the hint keeps its place in the queue.
+hint, not one per write; the hint keeps its place in the queue, and its age restarts from
+the newest write it holds (`folded`).
 
 Bounds (Cassandra's ``max_hints_file_size`` / ``max_hint_window``, Garage's bounded resync
 queue): a target's queue may hold at most ``max_bytes``; a hint that would cross the bound
 is refused, so the coordinator tries the next fallback or reports the quorum it really got:
-an acknowledged write is never silently dropped for space. Hints older than ``max_age`` are
-dropped and counted: by then anti-entropy is the cheaper repair.
+an acknowledged write is never silently dropped for space. Hints whose newest write is older
+than ``max_age`` are dropped and counted: by then anti-entropy is the cheaper repair. Age
+counts from the newest write, not the first: a hint for a key rewritten every second would
+otherwise be dropped while it holds a write a second old (issue 15 part 5; Cassandra's
+hint window likewise bounds how long ago a write was missed, not when the first one was).
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ class Hint:
     seq: int
     skey: bytes
     record: bytes
-    created_ms: int
+    created_ms: int  # wall ms of the newest write folded in: the hint's age counts from it
 
     @property
     def size(self) -> int:
@@ -80,6 +84,13 @@ class Hint:
 
     def encode_value(self) -> bytes:
         return encode_value(self.skey, self.record, self.created_ms)
+
+
+def folded(old: Hint, record: bytes, now_ms: int) -> Hint:
+    """`old` after a later write for its key and target was joined into it (`record` is the
+    join): same queue place, and `created_ms` is the time of the newest write it holds, the
+    moment its age counts from. Never earlier than before: clocks may step back."""
+    return Hint(old.target, old.seq, old.skey, record, max(old.created_ms, now_ms))
 
 
 def encode_value(skey: bytes, record: bytes, created_ms: int) -> bytes:

@@ -88,12 +88,15 @@ class HintStore:
                     hints.queue_key(target, seq), value).record)[1])
         return out
 
-    def oldest(self, target: str, max_keys: int, max_bytes: int) -> list[Hint]:
-        """Up to the bounds of `target`'s hints, oldest first (at least one if any)."""
+    def oldest(self, target: str, max_keys: int, max_bytes: int,
+               after_seq: int | None = None) -> list[Hint]:
+        """Up to the bounds of `target`'s hints, in queue order (at least one if any);
+        `after_seq`: only those queued after that one (a scan resumed where it stopped)."""
         prefix = hints.target_prefix(target)
+        start = prefix if after_seq is None else hints.queue_key(target, after_seq + 1)
         out: list[Hint] = []
         size = 0
-        for key, value in self.engine.scan(HINTS, prefix, keys.prefix_end(prefix),
+        for key, value in self.engine.scan(HINTS, start, keys.prefix_end(prefix),
                                            limit=max_keys):
             hint = hints.decode_hint(key, value)
             if out and size + hint.size > max_bytes:
@@ -123,7 +126,7 @@ class HintStore:
                 if old_raw is not None:
                     old = hints.decode_hint(hints.queue_key(target, seq), old_raw)
                     merged = vclock.sync(decode_record(old.record)[1], versions)
-                    new = Hint(target, seq, skey, encode_record(name, merged), old.created_ms)
+                    new = hints.folded(old, encode_record(name, merged), now_ms)
                     txn.put(HINTS, hints.queue_key(target, seq), new.encode_value())
                     stats = stats.plus(0, new.size - old.size)
                     txn.put(HINTS, hints.stats_key(target), stats.encode())
@@ -168,7 +171,8 @@ class HintStore:
 
     async def drop_expired(self, target: str, now_ms: int, max_age_ms: int,
                            batch: int = 512) -> int:
-        """Drop up to `batch` of `target`'s hints older than `max_age_ms`, oldest first."""
+        """Drop those of the first `batch` of `target`'s hints whose newest write is older
+        than `max_age_ms`."""
         doomed = [h for h in self.oldest(target, batch, 1 << 62)
                   if hints.expired(h.created_ms, now_ms, max_age_ms)]
         return await self.drop(doomed)

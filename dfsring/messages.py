@@ -197,6 +197,17 @@ class Ack(Message):
 
 
 @dataclass(frozen=True)
+class ReplicaAck(Message):
+    """A replica's (or a fallback's) durable ack of a ReplicaWrite or HintedWrite, naming the
+    ring epoch it applied the write under: the coordinator counts it toward W only under
+    that ring or a newer one (dfsring.writequorum)."""
+
+    KIND: ClassVar[str] = "replica-ack"
+    changed: bool
+    epoch: int
+
+
+@dataclass(frozen=True)
 class ErrorReply(Message):
     """A peer's refusal, carried back so the caller can re-raise the same domain error."""
 

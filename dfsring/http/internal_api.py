@@ -48,6 +48,7 @@ from dfsring.messages import (
     PartitionsHeldReply,
     PurgeTombstones,
     RecordsReply,
+    ReplicaAck,
     ReplicaRead,
     ReplicaReadReply,
     ReplicaWrite,
@@ -125,11 +126,16 @@ def _name(bucket: bytes, key: bytes) -> keys.ObjectName:
 
 
 async def _replica_write(request: web.Request, msg: ReplicaWrite) -> Message:
+    """Fold the versions in; the ack names the ring epoch this node applied them under, so
+    a coordinator on another ring counts it only under the right one (issue 15 part 4)."""
+    if msg.epoch < 0:
+        raise errors.BadRequest(f"a ring epoch is never negative, got {msg.epoch}")
     incoming = vclock.decode_versions(msg.versions)
     name = _name(msg.bucket, msg.key)
     _check_owner(request, name, msg.epoch)
     stored = await request.app[STORE].merge(name, incoming, overwrite_corrupt=True)
-    return Ack(stored.changed)
+    # the ring held once the copy is durable: if it moved on meanwhile, the ack says so
+    return ReplicaAck(stored.changed, request.app[MEMBERSHIP].ring_state.epoch)
 
 
 def _check_owner(request: web.Request, name: keys.ObjectName, epoch: int) -> None:
@@ -160,7 +166,8 @@ async def _hinted_write(request: web.Request, msg: HintedWrite) -> Message:
     versions = vclock.decode_versions(msg.versions)
     store, gossip, metrics = request.app[STORE], request.app[MEMBERSHIP], request.app[METRICS]
     if msg.target == gossip.node_id:  # the owner itself, back already: no hint needed
-        return Ack((await store.merge(name, versions)).changed)
+        changed = (await store.merge(name, versions)).changed
+        return ReplicaAck(changed, gossip.ring_state.epoch)
     added = await request.app[HINTS].add(msg.target, name, store.storage_key(name), versions,
                                          wall_ms())
     if not added.stored:
@@ -170,7 +177,7 @@ async def _hinted_write(request: web.Request, msg: HintedWrite) -> Message:
         raise errors.HintsFull(f"hints for {msg.target} are at the bound")
     if not added.merged:
         metrics.hints_stored.inc()
-    return Ack(True)
+    return ReplicaAck(True, gossip.ring_state.epoch)
 
 
 async def _handoff_batch(request: web.Request, msg: HandoffBatch) -> Message:

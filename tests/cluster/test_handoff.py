@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.request
 from typing import Any
 
 import aiohttp
 import pytest
 
 from dfsring.launcher import LocalCluster, NodeProcess
+from dfsring.testing.wait import async_wait_until, wait_until
 from tests.cluster import clusterops
 from tests.cluster.clusterops import BUCKET, local_keys, members_seen_by, owners, ring_of
 from tests.conftest import ClusterFactory
@@ -217,3 +219,74 @@ async def test_hint_store_stays_within_its_bound_during_a_long_burst(
     assert dropped > 0, "a burst of 1.5 MiB for one target never reached a 64 KiB bound"
     print(f"\npeak hint bytes for node5 on one fallback: {peak} (bound {HINT_BOUND}); "
           f"{dropped} hints refused over the bound")
+
+
+def _same_ring(nodes: list[NodeProcess], member: str) -> dict[str, Any] | None:
+    """The ring every node reports, once they agree and it names `member`; else None."""
+    views = [ring_of(n) for n in nodes]
+    if len({(v["epoch"], v["hash"]) for v in views}) != 1:
+        return None
+    return views[0] if member in {m["node_id"] for m in views[0]["members"]} else None
+
+
+def _redirected(nodes: list[NodeProcess], ring: dict[str, Any], moved: list[str],
+                still_owned: int) -> bool:
+    """Every moved key is on each of its new owners, and only hints for keys the down node
+    still owns are left."""
+    held = {n.node_id: local_keys(n) for n in nodes}
+    placed = all(k in held[o] for k in moved for o in owners(ring, k))
+    return placed and _pending(nodes) == still_owned
+
+
+@pytest.mark.timeout(240)
+async def test_hints_for_a_down_node_that_lost_the_key_go_to_its_new_owners(
+        cluster_factory: ClusterFactory) -> None:
+    """Issue 15 part 5: hints held for node4, which is down; a new ring (node5 joins) moves
+    some of node4's partitions to other owners. Hints for those keys must go to the new
+    owners, not wait for node4 (which may never come back, and no longer owns them).
+    Then node4 is removed: every hint left goes to the new owners and the queues empty."""
+    cluster = cluster_factory(4)
+    ring = cluster.wait_converged(timeout=30)
+    x = cluster.node("node4")
+    live = [n for n in cluster if n is not x]
+    keys_ = _keys_owned_by(ring, {"node4"}, 300, "m")
+    x.stop()
+    await asyncio.to_thread(wait_until, lambda: all(
+        members_seen_by(n)["node4"]["status"] == "down" for n in live),
+        timeout=20, interval=0.1, message="node4 seen down by every live node")
+    results = await _put_all([n.url for n in live], keys_, w="2")
+    assert {status for status, _ in results} == {204}
+    await async_wait_until(lambda: asyncio.to_thread(lambda: _pending(live) == len(keys_)),
+                           timeout=20, message="one hint per key for node4")
+
+    node5 = cluster.add_node()
+    node5.wait_ready(timeout=30)
+    live.append(node5)
+    new_ring = await async_wait_until(lambda: asyncio.to_thread(_same_ring, live, "node5"),
+                                      timeout=60, message="a ring with node5, on every node")
+    moved = [k for k in keys_ if "node4" not in owners(new_ring, k)]
+    assert moved, "node5 took none of node4's partitions holding these keys"
+    started = time.monotonic()
+    await async_wait_until(
+        lambda: asyncio.to_thread(_redirected, live, new_ring, moved, len(keys_) - len(moved)),
+        timeout=30, interval=0.25,
+        message=f"hints for the {len(moved)} keys node4 lost, delivered to their new owners")
+    took = time.monotonic() - started
+
+    await asyncio.to_thread(_post_remove, live[0], "node4")
+    final = await async_wait_until(
+        lambda: asyncio.to_thread(lambda: (r := _same_ring(live, "node5")) and
+                                  "node4" not in {m["node_id"] for m in r["members"]} and r),
+        timeout=60, message="a ring without node4, on every node")
+    await async_wait_until(
+        lambda: asyncio.to_thread(_redirected, live, final, keys_, 0),
+        timeout=60, interval=0.25, message="every hint delivered after node4 was removed")
+    print(f"\n{len(moved)} of {len(keys_)} hints redirected to new owners in {took:.1f}s; "
+          f"the rest after node4 was removed")
+
+
+def _post_remove(node: NodeProcess, target: str) -> None:
+    req = urllib.request.Request(f"{node.url}/v1/cluster/remove/{target}", method="POST")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(req, timeout=30) as resp:
+        assert resp.status == 202, resp.status

@@ -56,7 +56,7 @@ async def test_hints_queue_fold_and_serve_reads(engine: LmdbEngine) -> None:
     assert store.get(name) == Versions()  # not in this node's own replica
     assert sorted(s.value for s in local_view(store, hs, name).siblings) == [b"one", b"two"]
     [hint] = hs.oldest("n2", 10, 1 << 20)
-    assert hint.created_ms == 10  # folding keeps the hint's place and age
+    assert hint.created_ms == 20  # folding keeps the hint's place; its age restarts
 
 
 async def test_delivery_deletes_only_what_was_sent(engine: LmdbEngine) -> None:
@@ -70,7 +70,7 @@ async def test_delivery_deletes_only_what_was_sent(engine: LmdbEngine) -> None:
     await hs.add("n2", names[1], store.storage_key(names[1]), _versions(b"newer", "c"), 99)
     assert await hs.remove(batch) == 2
     left = hs.oldest("n2", 10, 1 << 20)
-    assert [h.created_ms for h in left] == [1, 3, 4]
+    assert [h.created_ms for h in left] == [99, 3, 4]  # its place kept, its age restarted
     assert hs.versions_for(store.storage_key(names[0])) == Versions()
     assert await hs.remove(left) == 3
     assert hs.pending == 0 and hs.targets() == []
@@ -107,3 +107,25 @@ async def test_hints_and_their_counters_survive_a_reopen(tmp_path: Path) -> None
         assert hs.oldest("n0", 100, 1 << 20)[-1].created_ms == 100  # queued after the old
     finally:
         await engine.close()
+
+
+async def test_hint_for_a_key_rewritten_often_does_not_expire_while_it_holds_a_recent_write(
+        engine: LmdbEngine) -> None:
+    """Issue 15 part 5: a key rewritten every 100 ms while its owner is down, for longer than
+    --hint-max-age. The hint holds a write 1 ms old and must not be dropped; it expires only
+    max-age after its newest write."""
+    store, hs = await _stores(engine)
+    name = keys.object_name("b", "hot")
+    skey = store.storage_key(name)
+    max_age = 1_000
+    versions = _versions(b"v0")
+    await hs.add("n2", name, skey, versions, 0)
+    for at in range(100, 1_600, 100):
+        versions = _versions(f"v{at}".encode(), base=versions)
+        assert (await hs.add("n2", name, skey, versions, at)).merged
+    newest = 1_500
+    assert await hs.drop_expired("n2", now_ms=newest + 1, max_age_ms=max_age) == 0
+    assert hs.pending == 1
+    assert [s.value for s in hs.versions_for(skey).siblings] == [b"v1500"]
+    assert await hs.drop_expired("n2", now_ms=newest + max_age + 1, max_age_ms=max_age) == 1
+    assert hs.pending == 0

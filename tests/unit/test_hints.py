@@ -143,3 +143,18 @@ def test_a_read_asks_the_stand_ins_a_write_used(dead_idx: set[int], partition: i
     assert subs == used
     assert all(alive(s) and s not in owners for s in subs.values())
     assert len(set(subs.values())) == len(subs)
+
+
+@given(st.lists(st.integers(0, 10**12), min_size=1, max_size=30), st.integers(1, 10**9))
+def test_hint_for_a_key_rewritten_often_expires_counting_from_its_newest_write(
+        times: list[int], max_age: int) -> None:
+    """Issue 15 part 5: a hint folded with later writes ages from the newest of them, so a
+    hint for a hot key never expires while it holds a recent write; it keeps its place."""
+    hint = Hint("n2", 7, b"sk", b"r0", times[0])
+    for i, at in enumerate(times[1:]):
+        hint = hints.folded(hint, f"r{i + 1}".encode(), at)
+    newest = max(times)
+    assert (hint.target, hint.seq, hint.skey, hint.record) == (
+        "n2", 7, b"sk", f"r{len(times) - 1}".encode())
+    assert not hints.expired(hint.created_ms, newest + max_age, max_age)
+    assert hints.expired(hint.created_ms, newest + max_age + 1, max_age)

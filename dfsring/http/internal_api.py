@@ -111,6 +111,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return _error(500, "corrupt-value", str(exc))
     except errors.InvalidKey as exc:
         return _error(400, "invalid-key", str(exc))
+    except errors.InvalidContext as exc:
+        return _error(400, "invalid-context", str(exc))
+    except errors.TooManySiblings as exc:  # a forwarded write: needed/acked carry the figures
+        return _error(409, "too-many-siblings", str(exc), exc.limit, exc.siblings)
     except errors.BadRequest as exc:
         return _error(400, "bad-request", str(exc))
     except errors.DfsError as exc:

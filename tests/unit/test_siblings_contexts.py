@@ -41,8 +41,9 @@ def _worst_state(siblings: int, value_size: int) -> Versions:
     node = "n" * 64
     actor_of = [actors.epoch_actor(f"{node}.{i:06x}", actors.MAX_EPOCH) for i in range(
         max(siblings, MAX_CONTEXT_ENTRIES))]
-    sibs = tuple(sorted(Sibling((actor_of[i], vclock.MAX_COUNTER), b"x" * value_size,
-                                "t" * 255, vclock.MAX_COUNTER) for i in range(siblings)))
+    sibs = tuple(sorted((Sibling((actor_of[i], vclock.MAX_COUNTER), b"x" * value_size,
+                                 "t" * 255, vclock.MAX_COUNTER) for i in range(siblings)),
+                        key=lambda s: s.dot))
     clock = VersionVector.from_dict({a: vclock.MAX_COUNTER for a in actor_of})
     return Versions(clock, sibs)
 
@@ -52,7 +53,7 @@ def test_too_many_siblings_a_key_at_the_limit_on_every_replica_still_fits_a_peer
         n: int) -> None:
     """The default limit for N replicas, times N (the join of replicas that each took
     writes apart), with values at the inline limit, fits the peer's body limit."""
-    cfg = config.load(["--data-dir", "d", "--n", str(n), "--r", "1", "--w", "1",
+    cfg = config.load_config(["--data-dir", "d", "--n", str(n), "--r", "1", "--w", "1",
                        "--max-value-size", "4096"], environ={})
     assert cfg.max_siblings * n <= config.PEER_SIBLINGS_CARRIED
     assert config.PEER_SIBLINGS_CARRIED == internal_api.MAX_SIBLINGS_CARRIED
@@ -64,10 +65,10 @@ def test_too_many_siblings_a_key_at_the_limit_on_every_replica_still_fits_a_peer
 
 def test_too_many_siblings_a_limit_a_peer_could_not_carry_is_refused_at_start() -> None:
     with pytest.raises(config.ConfigError, match="max-siblings"):
-        config.load(["--data-dir", "d", "--max-siblings", "30"], environ={})  # 30 x N=3 > 64
-    assert config.load(["--data-dir", "d", "--max-siblings", "21"], environ={}
+        config.load_config(["--data-dir", "d", "--max-siblings", "30"], environ={})  # 30 x N=3 > 64
+    assert config.load_config(["--data-dir", "d", "--max-siblings", "21"], environ={}
                        ).max_siblings == 21
-    assert config.load(["--data-dir", "d"], environ={}).max_siblings == 20
+    assert config.load_config(["--data-dir", "d"], environ={}).max_siblings == 20
 
 
 _issued = st.builds(lambda node, tag, epoch: actors.epoch_actor(f"{node}.{tag:06x}", epoch),

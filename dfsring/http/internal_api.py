@@ -164,7 +164,8 @@ async def _hinted_write(request: web.Request, msg: HintedWrite) -> Message:
     versions = vclock.decode_versions(msg.versions)
     store, gossip, metrics = request.app[STORE], request.app[MEMBERSHIP], request.app[METRICS]
     if msg.target == gossip.node_id:  # the owner itself, back already: no hint needed
-        return Ack((await store.merge(name, versions)).changed)
+        # as a replica write: a corrupt local record is replaced, never a 500 (issue 15 part 6)
+        return Ack((await store.merge(name, versions, overwrite_corrupt=True)).changed)
     added = await request.app[HINTS].add(msg.target, name, store.storage_key(name), versions,
                                          wall_ms())
     if not added.stored:

@@ -14,6 +14,7 @@ import pytest
 
 from dfsring import keys
 from dfsring.testing.chaos.rot import flip_values
+from tests.cluster import clusterops
 from tests.conftest import ClusterFactory
 
 BUCKET = "sibs"
@@ -104,3 +105,23 @@ async def test_a_corrupt_local_record_does_not_block_a_write_to_its_key(
                 values = {base64.b64decode(s["value_b64"])
                           for s in json.loads(await r.read())["siblings"]}
             assert values == {b"CORRUPT-ME-please", b"written anyway"}
+
+
+@pytest.mark.timeout(60)
+async def test_too_many_siblings_is_a_409_through_a_node_that_forwards_the_write(
+        cluster_factory: ClusterFactory) -> None:
+    cluster = cluster_factory(2, n=1, r=1, w=1)
+    cluster.wait_converged(timeout=20)
+    node1 = cluster.node("node1")
+    ring = clusterops.ring_of(node1)
+    key = next(k for k in (f"far-{i}" for i in range(1000))
+               if clusterops.owners(ring, k, BUCKET) == {"node2"})
+    url = f"{node1.url}/v1/kv/{BUCKET}/{key}"  # node1 forwards to node2, which coordinates
+    async with aiohttp.ClientSession() as http:
+        for i in range(DEFAULT_MAX_SIBLINGS):
+            async with http.put(url, data=b"v%d" % i) as r:
+                assert r.status == 204, await r.text()
+        async with http.put(url, data=b"one too many") as r:
+            assert r.status == 409, (r.status, await r.text())
+            doc = await r.json(content_type=None)
+        assert doc["type"].endswith("/too-many-siblings") and doc["limit"] == DEFAULT_MAX_SIBLINGS

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "DFSRING_"
+PEER_SIBLINGS_CARRIED = 64  # values of --max-value-size one peer body holds (internal_api)
+DEFAULT_MAX_SIBLINGS = 20  # --max-siblings when 0 (automatic), see _max_siblings
 
 
 class ConfigError(ValueError):
@@ -134,6 +136,10 @@ OPTIONS: tuple[Option, ...] = (
            "(fast, loses recent writes on power loss)", "MODE"),
     Option("max-value-size", _positive_int, 1 << 20,
            "largest value the key/value API accepts, in bytes (larger: 413)", "BYTES"),
+    Option("max-siblings", _non_negative(int), 0,
+           "most concurrent versions a write may leave a key (past it: 409 too-many-siblings; "
+           "resolve by writing back with the key's context); 0: automatic, min(20, 64 / N)",
+           "K"),
     Option("request-timeout", _positive_float, 5.0,
            "seconds a coordinated read or write may take before 503", "SECONDS"),
     Option("cluster-secret", str, "", "shared secret required on internal (node-to-node) calls",
@@ -215,6 +221,7 @@ class NodeConfig:
     log_level: str = "info"
     durability: str = "fsync"
     max_value_size: int = 1 << 20
+    max_siblings: int = 0
     request_timeout: float = 5.0
     cluster_secret: str = field(default="", repr=False)
     partitions: int = 1024
@@ -322,6 +329,7 @@ def _validate(values: dict[str, Any]) -> NodeConfig:
     for knob in ("r", "w"):
         if values[knob] > values["n"]:
             raise ConfigError(f"--{knob} {values[knob]} cannot exceed --n {values['n']}")
+    values["max_siblings"] = _max_siblings(values["max_siblings"], values["n"])
     if not values["advertise"]:
         if values["host"] in ("0.0.0.0", "::"):
             raise ConfigError("--advertise is required when listening on all interfaces")
@@ -331,6 +339,25 @@ def _validate(values: dict[str, Any]) -> NodeConfig:
         _check_address(addr)
     values["data_dir"] = Path(values["data_dir"])
     return NodeConfig(**values)
+
+
+def _max_siblings(limit: int, n: int) -> int:
+    """The sibling limit, checked against what one peer message carries.
+
+    A key's state travels whole in one message (replication, read repair, hints, transfers),
+    and a peer accepts at most PEER_SIBLINGS_CARRIED values of --max-value-size in one body
+    (dfsring.http.internal_api). Each coordinating owner keeps at most `limit` siblings, and
+    the join of N owners that took writes apart (a partition) can hold N times that, so
+    limit x N must not exceed what a peer accepts. The default, 20, is under Riak's warning
+    level (25) and leaves room: 60 of 64 with N=3.
+    """
+    if limit == 0:
+        return max(1, min(DEFAULT_MAX_SIBLINGS, PEER_SIBLINGS_CARRIED // n))
+    if limit * n > PEER_SIBLINGS_CARRIED:
+        raise ConfigError(f"--max-siblings {limit} x --n {n} exceeds the {PEER_SIBLINGS_CARRIED} "
+                          "values one peer message carries; use at most "
+                          f"{PEER_SIBLINGS_CARRIED // n}")
+    return limit
 
 
 def _check_address(addr: str) -> None:

@@ -497,6 +497,10 @@ def _from_refusal(exc: PeerRefused) -> errors.DfsError:
     if reply.code == "quorum-not-met":
         return errors.QuorumNotMet(needed=reply.needed, acked=reply.acked,
                                    outcomes={exc.peer: reply.detail})
+    if reply.code == "too-many-siblings":
+        return errors.TooManySiblings(reply.acked, reply.needed)
+    if reply.code == "invalid-context":
+        return errors.InvalidContext(reply.detail)
     if reply.code in ("bad-request", "invalid-key", "invalid-context"):
         return errors.BadRequest(reply.detail)
     if reply.code == "payload-too-large":

@@ -15,6 +15,7 @@
     ├── Unauthorized          internal endpoint called without the cluster secret (-> 401)
     ├── NotReady              the node has not yet learned its cluster's members (-> 503)
     ├── Conflict              a cluster change that cannot be made now (-> 409)
+    │   └── TooManySiblings   a write that would keep more siblings than --max-siblings (-> 409)
     ├── StaleRing             a replica on a newer ring no longer holds that key (peer-only)
     ├── HintsFull             a fallback's hint queue for that owner is at its bound (peer-only)
     └── QuorumNotMet          too few replicas answered in time (-> 503)
@@ -106,6 +107,19 @@ class NotReady(DfsError):
 class Conflict(DfsError):
     """A cluster operation that contradicts the cluster's state (leave the last member,
     remove a live node, join while holding data)."""
+
+
+class TooManySiblings(Conflict):
+    """A write that would leave a key more concurrent versions than the limit: the client
+    must read the key and write back with the context it got, which replaces the siblings
+    it saw (dfsring.vclock "Bounds"; Riak refuses past max_siblings too)."""
+
+    def __init__(self, siblings: int, limit: int) -> None:
+        super().__init__(f"the write would leave {siblings} siblings, more than the limit "
+                         f"of {limit}: read the key and write back with its Dfs-Context to "
+                         "resolve them")
+        self.siblings = siblings
+        self.limit = limit
 
 
 class StaleRing(DfsError):

@@ -5,21 +5,26 @@ new ones by a pure function from dfsring.vclock, write the result and the node's
 counters, all in one transaction on the engine's writer thread. That makes read-merge-write
 atomic without locks, and group commit lets concurrent writes share one fsync.
 
-The actor id used for the dots this node issues is created with the database, not with the
-node: a node whose disk is wiped comes back with a new actor id, so it can never reissue a dot
-that already exists elsewhere (the kv679 data-loss bug of Riak, fixed there by vnode epochs).
+The actor ids used for the dots this node issues derive from a base created with the
+database, not with the node: a node whose disk is wiped comes back with a new base. Within one
+database, each key is minted under a per-key actor epoch (dfsring.actors, Riak KV679): the
+claim naming it is kept in META beside the record, set in the mint's transaction and deleted
+in the transaction of every event that makes this node forget the record (quarantine, a
+partition drop, a tombstone purge, a corrupt record overwritten by a repair), so the node
+never mints a dot another replica's clock already covers.
 """
 
 from __future__ import annotations
 
 import heapq
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import msgpack
 
-from dfsring import antientropy, errors, keys, vclock
+from dfsring import actors, antientropy, errors, keys, vclock
 from dfsring.antientropy import MerkleTree
 from dfsring.keys import ObjectName
 from dfsring.storage import Engine, Txn
@@ -33,6 +38,10 @@ _DIRTY = b"tree-dirty:"  # META: partitions whose leaves may have drifted from t
 _QUARANTINE = b"quarantine:"  # META: storage keys whose record failed its checksum
 _STATS = b"stats"
 _ACTOR = b"actor"
+_CLAIM = b"claim:"  # META: storage key -> the actor epoch this node mints that key with
+_EPOCH = b"actor-epoch"  # META: the last actor epoch issued
+_FLOOR = b"actor-floor"  # META: claims below it are void (set when a restore may have happened)
+_IDENTITY = b"db-identity"  # META: the database file this store last opened
 PageVisitor = Callable[[list[tuple[bytes, bytes]], list[bytes]], Awaitable[None]]
 _PLAIN, _WITH_KEY = 0, 1  # record tags: versions only, or full key + versions (long keys)
 
@@ -78,11 +87,14 @@ class Stored:
 
 
 class LocalStore:
-    def __init__(self, engine: Engine, node_id: str, partition_bits: int) -> None:
+    def __init__(self, engine: Engine, node_id: str, partition_bits: int,
+                 max_siblings: int | None = None) -> None:
         self.engine = engine
         self.node_id = node_id
         self.partition_bits = partition_bits
-        self.actor = ""
+        self.max_siblings = max_siblings
+        self.actor = ""  # the base actor: every epoch actor of this store is "<actor>.<hex>"
+        self.floor = 0
         self.stats = StoreStats()
         self.corrupt_skipped = 0
         # per partition: the tree's inner nodes, and the bottom nodes whose leaves changed
@@ -90,12 +102,33 @@ class LocalStore:
         self._inner: dict[int, antientropy.InnerNodes] = {}
         self._stale: dict[int, set[int]] = {}
 
-    async def open(self) -> None:
-        """Load (or create, durably) the actor id and the counters."""
-        self.actor = await self.engine.apply(self._ensure_actor)
+    async def open(self, now_ms: int | None = None) -> None:
+        """Load (or create, durably) the actor id, the epoch floor and the counters."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        identity = self.engine.identity()
+
+        def mutation(txn: Txn) -> tuple[str, int]:
+            return self._ensure_actor(txn), self._ensure_floor(txn, identity, now)
+
+        self.actor, self.floor = await self.engine.apply(mutation)
         raw = self.engine.get(META, _STATS)
         if raw is not None:
             self.stats = StoreStats(*msgpack.unpackb(raw))
+
+    @staticmethod
+    def _ensure_floor(txn: Txn, identity: str | None, now_ms: int) -> int:
+        """Void every claim (raise the floor above all epochs issued) unless this is the
+        database file the store last ran on and its writes are durable: a copy put back
+        from a backup may have forgotten dots its claims vouch for (dfsring.actors)."""
+        floor = actors.decode_epoch(txn.get(META, _FLOOR)) or 0
+        if identity is not None and txn.get(META, _IDENTITY) == identity.encode():
+            return floor
+        floor = actors.next_epoch(actors.decode_epoch(txn.get(META, _EPOCH)) or 0, now_ms)
+        txn.put(META, _FLOOR, actors.encode_epoch(floor))
+        txn.put(META, _EPOCH, actors.encode_epoch(floor))
+        if identity is not None:
+            txn.put(META, _IDENTITY, identity.encode())
+        return floor
 
     def _ensure_actor(self, txn: Txn) -> str:
         raw = txn.get(META, _ACTOR)
@@ -119,18 +152,52 @@ class LocalStore:
 
     async def coordinate(self, name: ObjectName, context: VersionVector, value: bytes | None,
                          content_type: str, modified_ms: int) -> Versions:
-        """Make a new version (a value, or a tombstone when value is None) as coordinator."""
+        """Make a new version (a value, or a tombstone when value is None) as coordinator.
+
+        The dot is minted under the key's claimed actor epoch, or a fresh one when the claim
+        is gone or void (dfsring.actors). A local record that fails its checksum does not
+        block the write: it is quarantined in the same transaction (it is unreadable, so
+        this node forgot it) and the write proceeds under a fresh epoch; the other replicas
+        and anti-entropy still hold what it had. Raises TooManySiblings past max_siblings.
+        """
         skey = self.storage_key(name)
 
-        def mutation(txn: Txn) -> Versions:
-            old_raw = txn.get(KV, skey)
+        def mutation(txn: Txn) -> tuple[Versions, StoreStats]:
+            try:
+                old_raw = txn.get(KV, skey)
+            except errors.CorruptValue:
+                self._forget(txn, skey, b"", modified_ms)
+                old_raw = None
             old = Versions() if old_raw is None else decode_record(old_raw)[1]
-            new = vclock.update(old, context, self.actor, value, content_type, modified_ms)
+            actor = self._minting_actor(txn, skey, old, context, modified_ms)
+            new = vclock.update(old, context, actor, value, content_type, modified_ms,
+                                max_siblings=self.max_siblings)
             return new, self._write(txn, name, skey, old_raw, new)
 
         new, self.stats = await self.engine.apply(mutation)
         self._bump(skey)
         return new
+
+    def _minting_actor(self, txn: Txn, skey: bytes, local: Versions, context: VersionVector,
+                       now_ms: int) -> str:
+        """The key's claimed actor, or a fresh epoch claimed in this transaction."""
+        claim = actors.decode_epoch(txn.get(META, _CLAIM + skey))
+        if actors.keeps_claim(claim, self.floor, self.actor, local, context):
+            assert claim is not None
+            return actors.epoch_actor(self.actor, claim)
+        epoch = actors.next_epoch(actors.decode_epoch(txn.get(META, _EPOCH)) or 0, now_ms)
+        txn.put(META, _EPOCH, actors.encode_epoch(epoch))
+        txn.put(META, _CLAIM + skey, actors.encode_epoch(epoch))
+        return actors.epoch_actor(self.actor, epoch)
+
+    def _forget(self, txn: Txn, skey: bytes, old_raw: bytes, now_ms: int) -> StoreStats:
+        """Take an unreadable record out of service inside a write's transaction, as the
+        scrubber's quarantine does (deleted, noted, its partition's leaves rebuilt)."""
+        txn.delete(KV, skey)
+        txn.delete(META, _CLAIM + skey)
+        _fold_tree(txn, skey, old_raw, None)
+        txn.put(META, _QUARANTINE + skey, str(now_ms).encode())
+        return self._account(txn, -1, 0)
 
     async def merge(self, name: ObjectName, incoming: Versions, *,
                     overwrite_corrupt: bool = False) -> Stored:
@@ -147,6 +214,7 @@ class LocalStore:
             except errors.CorruptValue:
                 if not overwrite_corrupt:
                     raise
+                txn.delete(META, _CLAIM + skey)  # what this node minted there is forgotten
                 return Stored(incoming, True), self._write(txn, name, skey, b"", incoming)
             old = Versions() if old_raw is None else decode_record(old_raw)[1]
             new = vclock.sync(old, incoming)
@@ -251,6 +319,7 @@ class LocalStore:
                     old_raw = txn.get(KV, skey)
                 except errors.CorruptValue:
                     old_raw, old = b"", Versions()
+                    txn.delete(META, _CLAIM + skey)  # forgotten: see merge()
                 else:
                     old = Versions() if old_raw is None else decode_record(old_raw)[1]
                 new = vclock.sync(old, incoming)
@@ -301,6 +370,7 @@ class LocalStore:
                     old_raw = txn.get(KV, skey)
                 except errors.CorruptValue:
                     old_raw = b""
+                txn.delete(META, _CLAIM + skey)  # forgotten with the record (dfsring.actors)
                 if txn.delete(KV, skey):
                     _fold_tree(txn, skey, old_raw, None)
                     stats = self._account(txn, -1, -len(old_raw or b""))
@@ -422,10 +492,7 @@ class LocalStore:
             try:
                 txn.get(KV, skey)
             except errors.CorruptValue:
-                txn.delete(KV, skey)
-                _fold_tree(txn, skey, b"", None)
-                txn.put(META, _QUARANTINE + skey, str(now_ms).encode())
-                return self._account(txn, -1, 0)
+                return self._forget(txn, skey, b"", now_ms)
             return None  # gone, or rewritten intact meanwhile
 
         stats = await self.engine.apply(mutation)
@@ -498,6 +565,7 @@ class LocalStore:
             if decode_record(raw)[1].live():
                 return None
             txn.delete(KV, skey)
+            txn.delete(META, _CLAIM + skey)  # forgotten with the record (dfsring.actors)
             _fold_tree(txn, skey, raw, None)
             return self._account(txn, -1, -len(raw))
 

@@ -109,7 +109,7 @@ class Services:
 
 
 def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine) -> Services:
-    store = LocalStore(engine, data_dir.node_id, cfg.partition_bits)
+    store = LocalStore(engine, data_dir.node_id, cfg.partition_bits, cfg.max_siblings)
     metrics = NodeMetrics()
     metrics.bind_store(lambda: store.stats.keys, lambda: store.stats.bytes)
     rpc = RpcClient(cfg.cluster_secret, dial=dict(cfg.dial))

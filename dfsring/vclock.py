@@ -31,15 +31,27 @@ compressed to a version vector.
 * Deletes are tombstones, ordinary siblings with ``value=None``: a delete supersedes exactly the
   versions its context saw and a concurrent write survives it.
 
-Bounds. The clock has at most one entry per actor that ever coordinated a write of this key;
-actors are replica ids, so it is bounded by the replicas that have owned the key (provided the
-edge only accepts contexts this cluster issued, see ``decode_context``). Siblings are pairwise
-concurrent writes: at most one per concurrent writer, and a client that sends back the context
-of its previous write never has more than one sibling of its own.
+Bounds. Actors are per-key actor epochs of replicas (dfsring.actors): ``<base>.<epoch>``. A
+replica mints a key's dots under one epoch for as long as it holds the key's whole history,
+and takes a fresh epoch only after it forgot the key (quarantine, a dropped partition, a
+purged tombstone, a repaired corrupt record) or cannot vouch for its copy (a restored or
+non-durable data dir). So the clock has at most one entry per (replica, span of holding the
+key without a break) in which that replica coordinated a write of the key: in steady state
+one per coordinating replica, and one more per forget-then-coordinate event, which are rare
+and each paid once. Entries are never pruned (pruning a clock loses writes or resurrects
+superseded ones, Riak's old ``small_vclock``); the edge accepts contexts of at most
+MAX_CONTEXT_ENTRIES actors of a form the cluster issues (``decode_context`` and
+``dfsring.actors.context_problem``), so a forged token cannot grow a clock either. Siblings
+are pairwise concurrent writes: at most one per concurrent writer, and ``update`` refuses to
+keep more than ``max_siblings`` (TooManySiblings, the node's ``--max-siblings``); the causal
+join of replicas that each took writes apart can hold more, at most N times the limit, which
+is what the peer message limit must carry (dfsring.config).
 
-Caveat (riak_test ``kv679_dataloss``): a replica that loses its storage and keeps its id
-would mint dots again. Give a replica a new actor id (e.g. an incarnation suffix) whenever its
-data directory is recreated.
+Caveat (riak_test ``kv679_dataloss``): a replica that mints a dot again (same actor, same
+counter) after forgetting what it minted makes an acknowledged write disappear; that is why
+the minting actor comes from dfsring.actors, never from a bare replica id. Anything that
+deletes a stored record without going through dfsring.localstore (which drops the key's
+claim in the same transaction) reopens that hole.
 """
 
 from __future__ import annotations
@@ -54,7 +66,7 @@ from typing import Any
 
 import msgpack
 
-from dfsring.errors import InvalidContext
+from dfsring.errors import InvalidContext, TooManySiblings
 
 Dot = tuple[str, int]  # (actor, counter): the identity of one write
 
@@ -238,19 +250,25 @@ def update(
     value: bytes | None,
     content_type: str = DEFAULT_CONTENT_TYPE,
     modified_ms: int = 0,
+    *,
+    max_siblings: int | None = None,
 ) -> Versions:
     """A coordinator's write (``value=None``: a delete) made with the client's ``context``.
 
     Drops exactly the siblings the context covers (what the client saw) and adds one sibling
     with dot (actor, max(current, context) + 1): DVV "update", Almeida et al. 2014 §5. Taking the
     max with the context keeps the dot fresh even if the context saw dots this replica lost.
-    Raises InvalidContext if the counter space is exhausted (only a forged context can do that).
+    Raises InvalidContext if the counter space is exhausted (only a forged context can do that),
+    and TooManySiblings if the result would hold more than ``max_siblings`` siblings (a write
+    whose context covers every sibling always passes: it leaves one).
     """
     counter = max(current.clock.get(actor), context.get(actor)) + 1
     if counter > MAX_COUNTER:
         raise InvalidContext(f"context exhausts the counter of actor {actor!r}")
     new = Sibling((actor, counter), value, content_type, modified_ms)
     kept = [s for s in current.siblings if not context.covers(s.dot)]
+    if max_siblings is not None and len(kept) + 1 > max_siblings:
+        raise TooManySiblings(len(kept) + 1, max_siblings)
     kept.append(new)
     kept.sort(key=_dot_of)
     clock = merge_all((current.clock, context, VersionVector(((actor, counter),))))

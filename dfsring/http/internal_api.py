@@ -112,6 +112,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return _error(500, "corrupt-value", str(exc))
     except errors.InvalidKey as exc:
         return _error(400, "invalid-key", str(exc))
+    except errors.InvalidContext as exc:
+        return _error(400, "invalid-context", str(exc))
+    except errors.TooManySiblings as exc:  # a forwarded write: needed/acked carry the figures
+        return _error(409, "too-many-siblings", str(exc), exc.limit, exc.siblings)
     except errors.BadRequest as exc:
         return _error(400, "bad-request", str(exc))
     except errors.DfsError as exc:
@@ -166,7 +170,8 @@ async def _hinted_write(request: web.Request, msg: HintedWrite) -> Message:
     versions = vclock.decode_versions(msg.versions)
     store, gossip, metrics = request.app[STORE], request.app[MEMBERSHIP], request.app[METRICS]
     if msg.target == gossip.node_id:  # the owner itself, back already: no hint needed
-        changed = (await store.merge(name, versions)).changed
+        # as a replica write: a corrupt local record is replaced, never a 500 (issue 15 part 6)
+        changed = (await store.merge(name, versions, overwrite_corrupt=True)).changed
         return ReplicaAck(changed, gossip.ring_state.epoch)
     added = await request.app[HINTS].add(msg.target, name, store.storage_key(name), versions,
                                          wall_ms())

@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 import orjson
 from aiohttp import web
 
-from dfsring import errors, keys, quorum, vclock
+from dfsring import actors, errors, keys, quorum, vclock
 from dfsring.http.appkeys import CONFIG, COORDINATOR, MEMBERSHIP
 from dfsring.http.body import read_body
 from dfsring.http.middleware import REQUEST_ID
 from dfsring.http.problems import problem
+from dfsring.peers import wall_ms
 from dfsring.vclock import Sibling, Versions, VersionVector
 
 CONTEXT_HEADER = "Dfs-Context"
@@ -73,8 +74,14 @@ def _sloppy(request: web.Request) -> bool:
 
 
 def _context(request: web.Request) -> VersionVector:
+    """The client's context: a token this cluster could have issued, or 400 invalid-context
+    (a forged actor or counter would let a write cover dots never minted, dfsring.actors)."""
     token = request.headers.get(CONTEXT_HEADER, "")
-    return vclock.decode_context(token.strip())
+    context = vclock.decode_context(token.strip())
+    problem_ = actors.context_problem(context, wall_ms())
+    if problem_ is not None:
+        raise errors.InvalidContext(f"context token: {problem_}")
+    return context
 
 
 def _content_type(request: web.Request) -> str:

@@ -53,6 +53,9 @@ def from_error(exc: errors.DfsError, request_id: str) -> web.Response:
                            request_id)
         case errors.NotReady():
             return problem(503, "not-ready", "Node not ready", str(exc), request_id)
+        case errors.TooManySiblings():
+            return problem(409, "too-many-siblings", "Too many siblings", str(exc), request_id,
+                           siblings=exc.siblings, limit=exc.limit)
         case errors.Conflict():
             return problem(409, "conflict", "Conflict with the cluster's state", str(exc),
                            request_id)

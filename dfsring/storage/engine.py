@@ -168,6 +168,13 @@ class Engine(Protocol):
         """Finish queued writes, flush and close; idempotent."""
         ...
 
+    def identity(self) -> str | None:
+        """Names the stored file this engine runs on, so a store can tell a copy put back
+        (a restored backup) from the file it last wrote; None if its writes do not survive
+        a crash or it has no file (then nothing it stored can be vouched for on reopening).
+        """
+        ...
+
     def raw_put_for_test(self, table: str, key: bytes, framed: bytes) -> None:
         """Store ``framed`` as-is, bypassing framing, to simulate bit rot in tests."""
         ...

@@ -255,6 +255,14 @@ class LmdbEngine:
         with self._env.begin() as txn:
             return txn.stat(db)["entries"]
 
+    def identity(self) -> str | None:
+        """Device and inode of the data file: a copy restored from a backup is a new file.
+        None without fsync (durability none): a crash may lose writes a reader relied on."""
+        if not self._durable:
+            return None
+        st = os.stat(os.path.join(self._path, "data.mdb"))
+        return f"{st.st_dev}:{st.st_ino}"
+
     def info(self) -> dict[str, object]:
         committer = self._committer
         info: dict[str, object] = {

@@ -185,6 +185,10 @@ class MemoryEngine:
         """Nothing is ever queued, so closing only refuses further calls."""
         self._closed = True
 
+    def identity(self) -> str | None:
+        """Nothing outlives the process: no stored file to vouch for."""
+        return None
+
     def raw_put_for_test(self, table: str, key: bytes, framed: bytes) -> None:
         check_key(key)
         self._open_table(table).put(key, framed)

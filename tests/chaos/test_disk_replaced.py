@@ -47,7 +47,7 @@ async def test_a_founder_whose_disk_is_replaced_rejoins_its_cluster(
     cluster.record(f"cluster {cluster_id}, members {', '.join(sorted(members))}")
     checking = Checking(replicas=replicas_from_env(ReplicaCheck.AFTER_CONVERGENCE),
                         converge_timeout=60.0, expect_cluster=cluster_id,
-                        expect_members=members, forbid_server_errors=True)
+                        expect_members=members, strict_statuses=True)
 
     async def nemesis(_: Workload) -> None:
         await asyncio.sleep(BEFORE_S)

@@ -369,21 +369,27 @@ def test_an_uncollected_cluster_id_fails_only_when_one_is_expected() -> None:
     assert _failed(run.check(_expecting())) == ["cluster"]
 
 
-def test_a_500_fails_server_errors_only_when_forbidden() -> None:
+STRICT = CheckOptions(strict_statuses=True)
+
+
+@pytest.mark.parametrize("status", [500, 400, 409])
+def test_a_write_answered_outside_2xx_and_503_fails_bad_status_when_strict(status: int) -> None:
     run = Run()
     rec, _ = _put(20, "u-20", Outcome.FAILED)
-    run.history.append(replace(rec, status=500, error='{"title":"Internal error"}'))
+    run.history.append(replace(rec, status=status, error='{"title":"Internal error"}'))
     lenient = run.check()
-    assert lenient.ok and not lenient.result("server_errors").passed
-    strict = run.check(CheckOptions(forbid_server_errors=True))
-    assert _failed(strict) == ["server_errors"]
-    assert "HTTP 500" in strict.result("server_errors").findings[0]
+    assert lenient.ok and not lenient.result("bad_status").passed
+    strict = run.check(STRICT)
+    assert _failed(strict) == ["bad_status"]
+    assert f"HTTP {status}" in strict.result("bad_status").findings[0]
 
 
-def test_a_503_is_not_a_server_error_but_a_500_read_is() -> None:
+def test_a_503_and_a_404_are_documented_but_a_500_read_is_not() -> None:
     run = Run()  # u-3's write was answered 503 (see _put)
-    forbid = CheckOptions(forbid_server_errors=True)
-    assert run.check(forbid).ok
+    run.history.append(OpRecord(id=30, client=2, op=OpKind.GET, bucket=B, key="u-9",
+                                node="node1", start=6.0, end=6.1, outcome=Outcome.OK,
+                                status=404))
+    assert run.check(STRICT).ok
     rmw, _ = _rmw(21, set(), "c1-21", Outcome.FAILED)
     run.history.append(replace(rmw, status=None, read_status=500, value_hash=None))
-    assert _failed(run.check(forbid)) == ["server_errors"]
+    assert _failed(run.check(STRICT)) == ["bad_status"]

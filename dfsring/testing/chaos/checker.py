@@ -27,8 +27,9 @@ Checks (each one a :class:`CheckResult`; "enforced" ones decide :attr:`Report.ok
                 says which) the cluster the run started in and the members it must end with:
                 a node that lost its data dir and founded a cluster of its own, or that the
                 others forgot, is a split, not a slow convergence (issue 15, "disk replaced").
-``server_errors`` no operation was answered with a 5xx other than 503 (the documented
-                ``quorum-not-met``): a 500 for a write says nothing of whether it committed
+``bad_status``  no operation was answered outside its documented statuses (writes: 2xx or
+                503 ``quorum-not-met``; reads: 200, 300, 404 or 503): the workload's requests
+                are well-formed, so a 500 or a 400 says nothing of whether a write committed
                 (optional).
 ``queues``      every node's hints_pending and transfers_pending are 0 (optional).
 
@@ -94,7 +95,7 @@ class CheckOptions:
     why_relaxed: str = ""  # printed next to a check that is reported but not enforced
     expect_cluster: str | None = None  # the cluster id every node must still be in
     expect_members: frozenset[str] | None = None  # the ring members the run must end with
-    forbid_server_errors: bool = False  # enforce the server_errors check
+    strict_statuses: bool = False  # enforce the bad_status check
 
 
 @dataclass(frozen=True)
@@ -361,18 +362,30 @@ def _check_cluster(obs: Observed, opts: CheckOptions) -> CheckResult:
     return CheckResult("cluster", _capped(findings))
 
 
-def _server_error(status: int | None) -> bool:
-    return status is not None and status >= 500 and status != 503
+READ_STATUSES = frozenset({200, 300, 404, 503})
 
 
-def _check_server_errors(history: Sequence[OpRecord], opts: CheckOptions) -> CheckResult:
+def _bad_write(status: int | None) -> bool:
+    return status is not None and not 200 <= status < 300 and status != 503
+
+
+def _bad_read(status: int | None) -> bool:
+    return status is not None and status not in READ_STATUSES
+
+
+def _bad_status(rec: OpRecord) -> bool:
+    if rec.op is OpKind.GET:
+        return _bad_read(rec.status)
+    return _bad_write(rec.status) or _bad_read(rec.read_status)
+
+
+def _check_statuses(history: Sequence[OpRecord], opts: CheckOptions) -> CheckResult:
     findings = [f"{rec.op} {rec.bucket}/{rec.key} #{rec.id} through {rec.node} at "
                 f"{rec.start:.2f}s: HTTP {rec.status} (read: {rec.read_status}) "
-                f"{(rec.error or '')[:80]}"
-                for rec in history
-                if _server_error(rec.status) or _server_error(rec.read_status)]
-    note = "" if opts.forbid_server_errors else "forbid_server_errors=False"
-    return CheckResult("server_errors", _capped(findings), opts.forbid_server_errors, note)
+                f"{(rec.error or '')[:120]}"
+                for rec in history if _bad_status(rec)]
+    note = "" if opts.strict_statuses else "strict_statuses=False"
+    return CheckResult("bad_status", _capped(findings), opts.strict_statuses, note)
 
 
 def _stale_reads(idx: _Index, history: Sequence[OpRecord]) -> int:
@@ -400,7 +413,7 @@ def check(history: Iterable[OpRecord], observed: Observed,
                CheckResult("integrity", _capped(corrupt)), updates,
                _check_replicas(idx, observed, opts),
                _check_ring(observed), _check_cluster(observed, opts),
-               _check_queues(observed, opts), _check_server_errors(records, opts))
+               _check_queues(observed, opts), _check_statuses(records, opts))
     return Report(results=results,
                   outcomes=Counter(str(rec.outcome) for rec in records),
                   lost=n_lost, unreadable=unreadable, lost_updates=n_updates,

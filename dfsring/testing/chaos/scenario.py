@@ -74,7 +74,7 @@ class Checking:
     repair_timeout: float = 30.0
     expect_cluster: str | None = None  # every node must end in the cluster the run began in
     expect_members: frozenset[str] | None = None  # ...with exactly these ring members
-    forbid_server_errors: bool = False  # a 5xx other than 503 fails the run
+    strict_statuses: bool = False  # a status outside the documented ones fails the run
 
 
 async def run_chaos(name: str, seed: str, urls: Mapping[str, str], nemesis: Nemesis, *,
@@ -111,7 +111,7 @@ async def run_chaos(name: str, seed: str, urls: Mapping[str, str], nemesis: Neme
                            require_empty_queues=how.empty_queues, why_relaxed=how.why_relaxed,
                            expect_cluster=how.expect_cluster,
                            expect_members=how.expect_members,
-                           forbid_server_errors=how.forbid_server_errors)
+                           strict_statuses=how.strict_statuses)
     report = check(workload.records, obs.observed, options)
     extra = [*_convergence_notes(conv), *_replica_notes(how, obs)]
     if report.stale_reads:

@@ -205,8 +205,11 @@ class ChaosCluster:
         proxy_first = free_port_block(self.total * (self.total - 1), host)
         self._listen = {link: f"{host}:{proxy_first + k}"
                         for k, link in enumerate(nemesis.all_links(self.total))}
+        # Every starting node gets the same seed list, itself included, the first node first
+        # (as a StatefulSet or a config tool hands it out): the disk-replaced scenario relies
+        # on it. Spares join through that same list.
         self.cluster = LocalCluster(size, self.base_dir, host=host, base_port=first, n=n, r=r,
-                                    w=w, extra_args=extra_args,
+                                    w=w, extra_args=extra_args, seed_all=True,
                                     node_args={i: self._node_flags(i)
                                                for i in range(1, size + 1)})
         quorum = ("--n", str(n), "--r", str(r), "--w", str(w), *extra_args)

@@ -19,6 +19,7 @@ from dfsring.testing.chaos.scenario import (
     recover,
     replace_disk,
     run_chaos,
+    watch_rejoin,
 )
 from dfsring.testing.chaos.settings import replicas_from_env, scale_from_env
 from dfsring.testing.chaos.summary import ScenarioSummary
@@ -52,7 +53,8 @@ async def test_a_founder_whose_disk_is_replaced_rejoins_its_cluster(
     async def nemesis(_: Workload) -> None:
         await asyncio.sleep(BEFORE_S)
         await replace_disk(cluster, FOUNDER, down_s=DOWN_S)
-        await asyncio.sleep(AFTER_S)
+        await asyncio.gather(asyncio.sleep(AFTER_S), watch_rejoin(
+            cluster, FOUNDER, (cluster_id, members), within_s=AFTER_S))
 
     result = await run_chaos(
         "disk-replaced", chaos_seed, cluster.client_urls, nemesis,

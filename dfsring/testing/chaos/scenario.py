@@ -12,6 +12,7 @@ thread, because a child is killed when the thread that forked it exits (see laun
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -330,3 +331,26 @@ def lineage(node: NodeProcess) -> tuple[str, frozenset[str]]:
     """The cluster id and ring members one node reports (to compare the end against)."""
     ring = node.get_json("/v1/cluster/ring")
     return str(ring["cluster"]), frozenset(m["node_id"] for m in ring["members"])
+
+
+async def watch_rejoin(cluster: ChaosCluster, i: int, want: tuple[str, frozenset[str]], *,
+                       within_s: float) -> None:
+    """Record in the timeline when node i is back in cluster `want` (id, members) and when
+    its /health stops saying ``refilling`` (a node that knows it lost its data may say so);
+    gives up quietly after `within_s` (the checker judges the end state)."""
+    node, began = cluster.node(i), time.monotonic()
+    rejoined = refilled = False
+    while time.monotonic() - began < within_s and not (rejoined and refilled):
+        health = await asyncio.to_thread(_health_any, node) or {}
+        if not rejoined:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                rejoined = await asyncio.to_thread(lineage, node) == want
+            if rejoined:
+                cluster.record(f"n{i} back in cluster {want[0]} with all "
+                               f"{len(want[1])} members, {time.monotonic() - began:.1f}s "
+                               "after its restart")
+        if rejoined and not refilled and health and not health.get("refilling"):
+            refilled = True
+            cluster.record(f"n{i} not refilling (per /health), "
+                           f"{time.monotonic() - began:.1f}s after its restart")
+        await asyncio.sleep(0.5)

@@ -348,9 +348,9 @@ async def watch_rejoin(cluster: ChaosCluster, i: int, want: tuple[str, frozenset
             if rejoined:
                 cluster.record(f"n{i} back in cluster {want[0]} with all "
                                f"{len(want[1])} members, {time.monotonic() - began:.1f}s "
-                               "after its restart")
+                               "after its first /health answer")
         if rejoined and not refilled and health and not health.get("refilling"):
             refilled = True
-            cluster.record(f"n{i} not refilling (per /health), "
-                           f"{time.monotonic() - began:.1f}s after its restart")
+            cluster.record(f"n{i} not refilling (per /health), {time.monotonic() - began:.1f}s"
+                           " after its first /health answer")
         await asyncio.sleep(0.5)

@@ -310,3 +310,86 @@ def test_a_file_with_a_flipped_byte_fails_integrity() -> None:
     rotten = body[:-10] + bytes([body[-10] ^ 1]) + body[-9:]
     report = _with_file(Run(), rotten).check()
     assert "integrity" in _failed(report)
+
+
+# --- cluster lineage and server errors (issue 15: "disk replaced", "ownership moves") ------
+
+CLUSTER = "c0ffee"
+
+
+def _in_cluster(run: Run, cluster: str = CLUSTER) -> Run:
+    for node in NODES:
+        run.views[node] = replace(run.views[node], cluster=cluster, members=frozenset(NODES))
+    return run
+
+
+def _expecting(cluster: str = CLUSTER) -> CheckOptions:
+    return CheckOptions(expect_cluster=cluster, expect_members=frozenset(NODES))
+
+
+def test_every_node_in_the_cluster_the_run_began_in_passes() -> None:
+    report = _in_cluster(Run()).check(_expecting())
+    assert report.ok, report.describe()
+
+
+def test_a_replaced_founder_in_a_one_node_cluster_of_its_own_fails_cluster() -> None:
+    """What the landed code did: node1, its data dir gone, founded a new cluster alone. Its
+    ring epoch and hash differ too, but `cluster` names the split for what it is."""
+    run = _in_cluster(Run())
+    run.views["node1"] = replace(run.views["node1"], ring=(1, "ef" * 16), cluster="deadbeef",
+                                 members=frozenset({"node1"}))
+    report = run.check(_expecting())
+    assert _failed(report) == ["ring", "cluster"]
+    findings = report.result("cluster").findings
+    assert any("2 different clusters" in f for f in findings)
+    assert any(f.startswith("node1: in cluster deadbeef, not c0ffee") for f in findings)
+    assert any("node1: ring members ['node1']" in f for f in findings)
+
+
+def test_the_whole_cluster_refounded_elsewhere_fails_cluster_even_in_agreement() -> None:
+    run = _in_cluster(Run(), cluster="deadbeef")
+    report = run.check(_expecting())
+    assert _failed(report) == ["cluster"]
+    assert len(report.result("cluster").findings) == len(NODES)
+
+
+def test_a_member_missing_from_the_ring_fails_cluster() -> None:
+    run = _in_cluster(Run())
+    fewer = frozenset(NODES) - {"node4"}
+    for node in NODES:
+        run.views[node] = replace(run.views[node], members=fewer)
+    report = run.check(_expecting())
+    assert _failed(report) == ["cluster"]
+    assert "missing ['node4']" in report.result("cluster").findings[0]
+
+
+def test_an_uncollected_cluster_id_fails_only_when_one_is_expected() -> None:
+    run = Run()  # views without cluster ids, as older nodes report
+    assert run.check().ok
+    assert _failed(run.check(_expecting())) == ["cluster"]
+
+
+STRICT = CheckOptions(strict_statuses=True)
+
+
+@pytest.mark.parametrize("status", [500, 400, 409])
+def test_a_write_answered_outside_2xx_and_503_fails_bad_status_when_strict(status: int) -> None:
+    run = Run()
+    rec, _ = _put(20, "u-20", Outcome.FAILED)
+    run.history.append(replace(rec, status=status, error='{"title":"Internal error"}'))
+    lenient = run.check()
+    assert lenient.ok and not lenient.result("bad_status").passed
+    strict = run.check(STRICT)
+    assert _failed(strict) == ["bad_status"]
+    assert f"HTTP {status}" in strict.result("bad_status").findings[0]
+
+
+def test_a_503_and_a_404_are_documented_but_a_500_read_is_not() -> None:
+    run = Run()  # u-3's write was answered 503 (see _put)
+    run.history.append(OpRecord(id=30, client=2, op=OpKind.GET, bucket=B, key="u-9",
+                                node="node1", start=6.0, end=6.1, outcome=Outcome.OK,
+                                status=404))
+    assert run.check(STRICT).ok
+    rmw, _ = _rmw(21, set(), "c1-21", Outcome.FAILED)
+    run.history.append(replace(rmw, status=None, read_status=500, value_hash=None))
+    assert _failed(run.check(STRICT)) == ["bad_status"]

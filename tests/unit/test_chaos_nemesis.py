@@ -94,3 +94,12 @@ def test_the_summary_table_has_a_row_per_scenario_and_the_seed() -> None:
     text = table([bad])
     assert "FAIL: lost" in text and "a note" in text and "DFSRING_CHAOS_SEED" in text
     assert bad.line().startswith("bad [seed 42, 12s]: ok 9, failed 1, indeterminate 0; lost 1")
+
+
+def test_touching_is_every_link_to_or_from_the_nodes_both_ways() -> None:
+    links = nemesis.touching(7, [6, 7])
+    assert links == {link for link in nemesis.all_links(7) if 6 in link or 7 in link}
+    assert len(links) == 2 * (2 * 5) + 2  # each to and from the 5 others, and 6<->7
+    assert nemesis.touching(7, []) == frozenset()
+    with pytest.raises(ValueError):
+        nemesis.touching(5, [6])

@@ -23,6 +23,14 @@ Checks (each one a :class:`CheckResult`; "enforced" ones decide :attr:`Report.ok
                 hinted handoff / anti-entropy, or read repair after the final reads).
 ``ring``        every node answered and all report one ring (epoch and hash), none in
                 transition.
+``cluster``     every node reports the same cluster id and ring members, and (when the run
+                says which) the cluster the run started in and the members it must end with:
+                a node that lost its data dir and founded a cluster of its own, or that the
+                others forgot, is a split, not a slow convergence (issue 15, "disk replaced").
+``bad_status``  no operation was answered outside its documented statuses (writes: 2xx or
+                503 ``quorum-not-met``; reads: 200, 300, 404 or 503): the workload's requests
+                are well-formed, so a 500 or a 400 says nothing of whether a write committed
+                (optional).
 ``queues``      every node's hints_pending and transfers_pending are 0 (optional).
 
 Outcomes are read conservatively (see :mod:`dfsring.testing.chaos.history`): only ``ok``
@@ -67,6 +75,8 @@ class NodeView:
     transfers_pending: int | None = None
     local_keys: frozenset[Key] | None = None
     error: str | None = None
+    cluster: str | None = None  # the cluster id its ring belongs to
+    members: frozenset[str] | None = None  # the node ids of its ring
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,9 @@ class CheckOptions:
     require_all_owners: bool = True
     require_empty_queues: bool = True
     why_relaxed: str = ""  # printed next to a check that is reported but not enforced
+    expect_cluster: str | None = None  # the cluster id every node must still be in
+    expect_members: frozenset[str] | None = None  # the ring members the run must end with
+    strict_statuses: bool = False  # enforce the bad_status check
 
 
 @dataclass(frozen=True)
@@ -325,6 +338,56 @@ def _check_queues(obs: Observed, opts: CheckOptions) -> CheckResult:
     return CheckResult("queues", tuple(findings), opts.require_empty_queues, note)
 
 
+def _check_cluster(obs: Observed, opts: CheckOptions) -> CheckResult:
+    findings: list[str] = []
+    clusters: dict[str, list[str]] = defaultdict(list)
+    for node, view in sorted(obs.nodes.items()):
+        if view.cluster is not None:
+            clusters[view.cluster].append(node)
+        elif opts.expect_cluster is not None and view.ring is not None:
+            findings.append(f"{node}: cluster id not collected")
+        if view.members is not None and opts.expect_members is not None \
+                and view.members != opts.expect_members:
+            missing = sorted(opts.expect_members - view.members)
+            extra = sorted(view.members - opts.expect_members)
+            findings.append(f"{node}: ring members {sorted(view.members)} (missing {missing}, "
+                            f"unexpected {extra})")
+    if len(clusters) > 1:
+        seen = "; ".join(f"{c}: {', '.join(ns)}" for c, ns in sorted(clusters.items()))
+        findings.append(f"nodes are in {len(clusters)} different clusters: {seen}")
+    want = opts.expect_cluster
+    if want is not None:
+        findings.extend(f"{node}: in cluster {c}, not {want} (the one the run started in)"
+                        for c, ns in sorted(clusters.items()) if c != want for node in ns)
+    return CheckResult("cluster", _capped(findings))
+
+
+READ_STATUSES = frozenset({200, 300, 404, 503})
+
+
+def _bad_write(status: int | None) -> bool:
+    return status is not None and not 200 <= status < 300 and status != 503
+
+
+def _bad_read(status: int | None) -> bool:
+    return status is not None and status not in READ_STATUSES
+
+
+def _bad_status(rec: OpRecord) -> bool:
+    if rec.op is OpKind.GET:
+        return _bad_read(rec.status)
+    return _bad_write(rec.status) or _bad_read(rec.read_status)
+
+
+def _check_statuses(history: Sequence[OpRecord], opts: CheckOptions) -> CheckResult:
+    findings = [f"{rec.op} {rec.bucket}/{rec.key} #{rec.id} through {rec.node} at "
+                f"{rec.start:.2f}s: HTTP {rec.status} (read: {rec.read_status}) "
+                f"{(rec.error or '')[:120]}"
+                for rec in history if _bad_status(rec)]
+    note = "" if opts.strict_statuses else "strict_statuses=False"
+    return CheckResult("bad_status", _capped(findings), opts.strict_statuses, note)
+
+
 def _stale_reads(idx: _Index, history: Sequence[OpRecord]) -> int:
     return sum(1 for rec in history
                if rec.op is OpKind.GET and rec.outcome is Outcome.OK and rec.status == 404
@@ -349,7 +412,8 @@ def check(history: Iterable[OpRecord], observed: Observed,
     results = (lost, CheckResult("phantom", _capped(phantoms)),
                CheckResult("integrity", _capped(corrupt)), updates,
                _check_replicas(idx, observed, opts),
-               _check_ring(observed), _check_queues(observed, opts))
+               _check_ring(observed), _check_cluster(observed, opts),
+               _check_queues(observed, opts), _check_statuses(records, opts))
     return Report(results=results,
                   outcomes=Counter(str(rec.outcome) for rec in records),
                   lost=n_lost, unreadable=unreadable, lost_updates=n_updates,

@@ -156,7 +156,19 @@ async def _node_view(http: aiohttp.ClientSession, url: str,
                     in_transition=bool(ring.get("in_transition")),
                     hints_pending=_count(stats.get("hints_pending")),
                     transfers_pending=_count(stats.get("transfers_pending")),
-                    local_keys=frozenset(local)), ring
+                    local_keys=frozenset(local), cluster=_text(ring.get("cluster")),
+                    members=_members(ring)), ring
+
+
+def _text(raw: Any) -> str | None:
+    return None if raw is None else str(raw)
+
+
+def _members(ring: Mapping[str, Any]) -> frozenset[str] | None:
+    members = ring.get("members")
+    if not isinstance(members, list):
+        return None
+    return frozenset(str(m["node_id"]) if isinstance(m, dict) else str(m) for m in members)
 
 
 def _count(raw: Any) -> int | None:

@@ -35,6 +35,13 @@ def all_links(size: int) -> list[Link]:
     return [(i, j) for i in range(1, size + 1) for j in range(1, size + 1) if i != j]
 
 
+def touching(size: int, nodes: Iterable[int]) -> frozenset[Link]:
+    """Every link to or from any of `nodes` (both directions)."""
+    chosen = frozenset(nodes)
+    _check_nodes(size, chosen)
+    return frozenset(link for link in all_links(size) if chosen & set(link))
+
+
 def _group(g: Group) -> frozenset[int]:
     return frozenset([g]) if isinstance(g, int) else frozenset(g)
 

@@ -12,16 +12,19 @@ thread, because a child is killed when the thread that forked it exits (see laun
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import random
 import shutil
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dfsring.launcher import NodeProcess
+from dfsring.launcher import NodeNotReady, NodeProcess
 from dfsring.testing.chaos.checker import CheckOptions, Report, acknowledged, check
 from dfsring.testing.chaos.collect import (
     Convergence,
@@ -70,16 +73,21 @@ class Checking:
     converge_timeout: float = 60.0
     read_timeout: float = 90.0
     repair_timeout: float = 30.0
+    expect_cluster: str | None = None  # every node must end in the cluster the run began in
+    expect_members: frozenset[str] | None = None  # ...with exactly these ring members
+    strict_statuses: bool = False  # a status outside the documented ones fails the run
 
 
 async def run_chaos(name: str, seed: str, urls: Mapping[str, str], nemesis: Nemesis, *,
                     heal: Callable[[], Awaitable[None]], config: WorkloadConfig, out_dir: Path,
-                    checking: Checking | None = None) -> ChaosResult:
+                    checking: Checking | None = None,
+                    judged: Callable[[], Mapping[str, str]] | None = None) -> ChaosResult:
     """Run the workload while `nemesis` acts, heal, then judge the final state.
 
     The nemesis returns when its faults are over; the workload is then stopped (it would stop
     by itself at its time or op budget). Convergence and observation never raise: what is
-    wrong ends up in the report.
+    wrong ends up in the report. `judged` gives the nodes to judge at the end when the
+    nemesis changed the membership (default: `urls`, the nodes the clients started with).
     """
     how = checking or Checking()
     started = time.monotonic()
@@ -92,6 +100,7 @@ async def run_chaos(name: str, seed: str, urls: Mapping[str, str], nemesis: Neme
         workload.stop()
         await running
     await heal()
+    urls = judged() if judged is not None else urls
     acked = acknowledged(workload.records)
     placed = acked if how.replicas is ReplicaCheck.AFTER_CONVERGENCE else set()
     conv = await wait_converged(urls, within_s=how.converge_timeout, placed=placed,
@@ -100,7 +109,10 @@ async def run_chaos(name: str, seed: str, urls: Mapping[str, str], nemesis: Neme
                         read_timeout=how.read_timeout, repair_timeout=how.repair_timeout,
                         buckets=[config.bucket], files=[config.files_bucket])
     options = CheckOptions(require_all_owners=how.replicas.enforced,
-                           require_empty_queues=how.empty_queues, why_relaxed=how.why_relaxed)
+                           require_empty_queues=how.empty_queues, why_relaxed=how.why_relaxed,
+                           expect_cluster=how.expect_cluster,
+                           expect_members=how.expect_members,
+                           strict_statuses=how.strict_statuses)
     report = check(workload.records, obs.observed, options)
     extra = [*_convergence_notes(conv), *_replica_notes(how, obs)]
     if report.stale_reads:
@@ -136,7 +148,7 @@ def _replica_notes(how: Checking, obs: Observation) -> list[str]:
 async def recover(cluster: ChaosCluster) -> None:
     """Heal every link and bring every stopped node back; returns when all answer /health."""
     await asyncio.to_thread(cluster.heal)
-    stopped = [node for node in cluster.nodes if not node.running]
+    stopped = [node for node in cluster.member_nodes if not node.running]
     for node in stopped:
         node.start()  # on this thread: see the module docstring
     for node in stopped:
@@ -233,3 +245,112 @@ def _post(url: str) -> None:
     with opener.open(request, timeout=10) as resp:
         if resp.status != 202:
             raise RuntimeError(f"POST {url}: HTTP {resp.status}")
+
+
+async def replace_disk(cluster: ChaosCluster, i: int, *, down_s: float,
+                       within_s: float = READY_TIMEOUT) -> dict[str, object]:
+    """A disk replaced: kill -9 node i, delete its WHOLE data dir (node id file, cluster state,
+    Paxos promises, keys, chunks: everything), and after `down_s` start it again with the same
+    flags and node id. Returns its first /health answer, whatever its status (a node that
+    knows it must be refilled may say so there rather than "ok")."""
+    node = cluster.node(i)
+    await asyncio.to_thread(node.kill)
+    await asyncio.to_thread(node.wipe)
+    cluster.record(f"kill -9 n{i} ({node.node_id}), its whole data dir deleted")
+    await asyncio.sleep(down_s)
+    node.start()  # on this thread: see the module docstring
+    health = await answering(node, within_s)
+    cluster.record(f"n{i} restarted on an empty disk, same flags; /health: "
+                   f"{health.get('status')}, ring epoch {health.get('ring_epoch')}, "
+                   f"{health.get('members')} member(s)")
+    return health
+
+
+async def answering(node: NodeProcess, within_s: float) -> dict[str, object]:
+    """Poll until the node answers /health with a JSON document, whatever its status."""
+
+    async def probe() -> dict[str, object] | None:
+        if not node.running:
+            raise NodeNotReady(node.describe_failure(f"exited with {node.returncode}"))
+        return await asyncio.to_thread(_health_any, node)
+
+    return await async_wait_until(probe, timeout=within_s, interval=0.2, retry_on=(),
+                                  message=f"{node.node_id} to answer /health")
+
+
+def _health_any(node: NodeProcess) -> dict[str, object] | None:
+    try:
+        return node.health(1.0)
+    except urllib.error.HTTPError as exc:  # a 503 "joining" / "stopping" is an answer too
+        try:
+            doc = json.loads(exc.read())
+        except ValueError:
+            return None
+        return doc if isinstance(doc, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+async def join_at_once(cluster: ChaosCluster, spares: Iterable[int], *,
+                       within_s: float = 60.0) -> None:
+    """Start the spare nodes together and wait until the ring (as their seeds see it) has
+    every one of them as a member: the epoch is agreed; their transfers may still run."""
+    chosen = list(spares)
+    nodes = [cluster.join(i) for i in chosen]  # on this thread: see the module docstring
+    for node in nodes:
+        await answering(node, READY_TIMEOUT)
+    ids = {node.node_id for node in nodes}
+    seed = cluster.node(min(cluster.members))
+    await async_wait_until(lambda: asyncio.to_thread(_ring_has, seed, ids), timeout=within_s,
+                           interval=0.2, message=f"{sorted(ids)} in the ring")
+    cluster.record(f"ring has {', '.join(sorted(ids))} (epoch agreed, transfers may run)")
+
+
+async def leave(cluster: ChaosCluster, i: int, workload: Workload | None = None, *,
+                within_s: float = 90.0) -> None:
+    """Node i leaves (POST /v1/cluster/leave) while clients keep writing through it; once it
+    reports `left` it stops being a target, is stopped and retired (not brought back)."""
+    node = cluster.node(i)
+    await asyncio.to_thread(_post, f"{node.url}/v1/cluster/leave")
+    cluster.record(f"n{i} ({node.node_id}) leaves (clients still write through it)")
+    await async_wait_until(lambda: asyncio.to_thread(_reports_left, node), timeout=within_s,
+                           interval=0.25, message=f"{node.node_id} to report itself left")
+    if workload is not None:
+        workload.targets.pop(node.node_id, None)
+    cluster.record(f"n{i} left")
+    await asyncio.to_thread(node.stop)
+    cluster.retire(i)
+
+
+def _ring_has(node: NodeProcess, ids: set[str]) -> bool:
+    ring = node.get_json("/v1/cluster/ring")
+    return ids <= {m["node_id"] for m in ring["members"]}
+
+
+def lineage(node: NodeProcess) -> tuple[str, frozenset[str]]:
+    """The cluster id and ring members one node reports (to compare the end against)."""
+    ring = node.get_json("/v1/cluster/ring")
+    return str(ring["cluster"]), frozenset(m["node_id"] for m in ring["members"])
+
+
+async def watch_rejoin(cluster: ChaosCluster, i: int, want: tuple[str, frozenset[str]], *,
+                       within_s: float) -> None:
+    """Record in the timeline when node i is back in cluster `want` (id, members) and when
+    its /health stops saying ``refilling`` (a node that knows it lost its data may say so);
+    gives up quietly after `within_s` (the checker judges the end state)."""
+    node, began = cluster.node(i), time.monotonic()
+    rejoined = refilled = False
+    while time.monotonic() - began < within_s and not (rejoined and refilled):
+        health = await asyncio.to_thread(_health_any, node) or {}
+        if not rejoined:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                rejoined = await asyncio.to_thread(lineage, node) == want
+            if rejoined:
+                cluster.record(f"n{i} back in cluster {want[0]} with all "
+                               f"{len(want[1])} members, {time.monotonic() - began:.1f}s "
+                               "after its first /health answer")
+        if rejoined and not refilled and health and not health.get("refilling"):
+            refilled = True
+            cluster.record(f"n{i} not refilling (per /health), {time.monotonic() - began:.1f}s"
+                           " after its first /health answer")
+        await asyncio.sleep(0.5)

@@ -6,6 +6,11 @@ fixed at start; gossip never changes it), and advertises its real address. Clien
 nodes directly. With N nodes there are N*(N-1) proxies, so any partition shape can be made
 (:mod:`dfsring.testing.chaos.nemesis` computes which links a fault cuts).
 
+Spare nodes (``spares=k``) are wired the same way from the start (their addresses are in
+every node's dial overrides, their links have proxies) but started only by :meth:`join`, with
+the starting members as seeds, as an operator adds nodes to a running cluster; a member that
+left is retired (:meth:`retire`), so healing does not bring it back.
+
 A cut link is a *disabled* proxy (``enabled=false``): new connections are refused and live
 ones closed, exactly what the failure detector must notice. A slow node gets latency toxics on
 both directions of every link to and from it.
@@ -43,7 +48,14 @@ from toxiproxy import Toxiproxy
 from toxiproxy.api import APIConsumer
 from toxiproxy.proxy import Proxy
 
-from dfsring.launcher import LocalCluster, NodeProcess, free_port, free_port_block, spawn
+from dfsring.launcher import (
+    LocalCluster,
+    NodeProcess,
+    NodeSpec,
+    free_port,
+    free_port_block,
+    spawn,
+)
 from dfsring.testing.chaos import nemesis
 from dfsring.testing.chaos.nemesis import Group, Link, Partition
 from dfsring.testing.faultproxy import ThreadedFaultProxy
@@ -167,31 +179,43 @@ class _LinkState:
 
 
 class ChaosCluster:
-    """``size`` real nodes (a LocalCluster) wired through one proxy per directed link.
+    """``size`` real nodes (a LocalCluster) wired through one proxy per directed link, plus
+    ``spares`` nodes wired but not started (see :meth:`join`).
 
-    Use as a context manager, or start() / stop(). Nodes are numbered 1..size; every fault
-    operation is recorded in :attr:`events` with its wall-clock time.
+    Use as a context manager, or start() / stop(). Nodes are numbered 1..size+spares; every
+    fault operation is recorded in :attr:`events` with its wall-clock time.
     """
 
     def __init__(self, size: int, base_dir: Path | str, *, n: int = 3, r: int = 2, w: int = 2,
                  extra_args: Sequence[str] = (), proxy_kind: str | None = None,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", spares: int = 0) -> None:
         if size < 2:
             raise ValueError("a chaos cluster needs at least two nodes")
+        if spares < 0:
+            raise ValueError(f"spares must be >= 0, not {spares}")
         self.size = size
+        self.total = size + spares
         self.base_dir = Path(base_dir).resolve()
         self.host = host
         self.events: list[FaultEvent] = []
         self._proxy_kind = proxy_kind
         self._prefix = f"chaos{secrets.token_hex(3)}_"
-        first = free_port_block(size, host)
-        self._addr = {i: f"{host}:{first + i - 1}" for i in range(1, size + 1)}
-        proxy_first = free_port_block(size * (size - 1), host)
+        first = free_port_block(self.total, host)
+        self._addr = {i: f"{host}:{first + i - 1}" for i in range(1, self.total + 1)}
+        proxy_first = free_port_block(self.total * (self.total - 1), host)
         self._listen = {link: f"{host}:{proxy_first + k}"
-                        for k, link in enumerate(nemesis.all_links(size))}
+                        for k, link in enumerate(nemesis.all_links(self.total))}
+        # Every starting node gets the same seed list, itself included, the first node first
+        # (as a StatefulSet or a config tool hands it out): the disk-replaced scenario relies
+        # on it. Spares join through that same list.
         self.cluster = LocalCluster(size, self.base_dir, host=host, base_port=first, n=n, r=r,
-                                    w=w, extra_args=extra_args,
-                                    node_args={i: self._node_flags(i) for i in self._addr})
+                                    w=w, extra_args=extra_args, seed_all=True,
+                                    node_args={i: self._node_flags(i)
+                                               for i in range(1, size + 1)})
+        quorum = ("--n", str(n), "--r", str(r), "--w", str(w), *extra_args)
+        self._spares = {i: self._spare(i, first + i - 1, quorum)
+                        for i in range(size + 1, self.total + 1)}
+        self.members: set[int] = set(range(1, size + 1))
         self._server: ProxyServer | None = None
         self._links: dict[Link, _LinkState] = {}
         self.cut: frozenset[Link] = frozenset()
@@ -201,6 +225,15 @@ class ChaosCluster:
         dials = ",".join(f"{self._addr[j]}={self._listen[(i, j)]}"
                          for j in self._addr if j != i)
         return ("--advertise", self._addr[i], "--dial", dials)
+
+    def _spare(self, i: int, port: int, quorum: Sequence[str]) -> NodeProcess:
+        """Node i, joining through the starting members (the seed list they were given)."""
+        seeds = ",".join(self._addr[j] for j in range(1, self.size + 1))
+        return NodeProcess(NodeSpec(
+            index=i, node_id=f"node{i}", host=self.host, port=port,
+            data_dir=self.base_dir / f"node{i}", log_path=self.base_dir / f"node{i}.log",
+            args=("--seeds", seeds, *quorum, *self._node_flags(i)),
+            env={"DFSRING_CLUSTER_SECRET": self.cluster.secret}))
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -246,18 +279,42 @@ class ChaosCluster:
 
     @property
     def nodes(self) -> list[NodeProcess]:
+        """Every node ever started (the starting ones, joined spares, retired members)."""
         return self.cluster.nodes
 
+    @property
+    def member_nodes(self) -> list[NodeProcess]:
+        """The nodes meant to be in the cluster now (not spares, not retired)."""
+        return [self.node(i) for i in sorted(self.members)]
+
     def node(self, i: int) -> NodeProcess:
+        if i in self._spares:
+            return self._spares[i]
         return self.cluster.nodes[i - 1]
 
     def index_of(self, node_id: str) -> int:
-        return next(k for k, n in enumerate(self.cluster.nodes, 1) if n.node_id == node_id)
+        return next(i for i in range(1, self.total + 1) if self.node(i).node_id == node_id)
 
     @property
     def client_urls(self) -> dict[str, str]:
-        """Node id -> the URL clients use (direct, never through a proxy)."""
-        return {n.node_id: n.url for n in self.cluster.nodes}
+        """Node id -> the URL clients use (direct, never through a proxy), for the members."""
+        return {n.node_id: n.url for n in self.member_nodes}
+
+    def join(self, i: int) -> NodeProcess:
+        """Start spare node i (it joins through the starting members); does not wait. Call
+        from the main thread (see dfsring.launcher.spawn)."""
+        if i not in self._spares or i in self.members:
+            raise ValueError(f"n{i} is not a spare that has not joined yet")
+        node = self._spares[i]
+        self.cluster.nodes.append(node)  # stopped with the others from now on
+        self.members.add(i)
+        node.start()
+        self.record(f"n{i} ({node.node_id}) started, joining")
+        return node
+
+    def retire(self, i: int) -> None:
+        """Node i left the cluster: no longer a member (healing leaves it stopped)."""
+        self.members.discard(i)
 
     def address(self, i: int) -> str:
         return self._addr[i]
@@ -290,6 +347,15 @@ class ChaosCluster:
         self.slowed[i] = (latency_ms, jitter_ms)
         self.record(f"slow: n{i} +{latency_ms}+-{jitter_ms} ms on its links")
 
+    def slow_links(self, links: Iterable[Link], latency_ms: int, jitter_ms: int = 0,
+                   label: str = "links") -> None:
+        """Delay both directions of each given link by latency +- jitter (healed by heal);
+        calls with different labels stack on a link (their delays add up)."""
+        chosen = frozenset(links)
+        self._toxic_on_links(chosen, "latency", f"slow_{label.replace(' ', '_')}",
+                             {"latency": latency_ms, "jitter": jitter_ms})
+        self.record(f"slow: {label} ({len(chosen)} links) +{latency_ms}+-{jitter_ms} ms")
+
     def black_hole(self, i: int) -> None:
         """Swallow every byte on every link to and from node i, keeping the connections open
         (a ``timeout`` toxic with timeout 0): unlike a cut link, nothing is refused or closed,
@@ -298,9 +364,16 @@ class ChaosCluster:
         self.record(f"black hole: n{i}'s links swallow everything")
 
     def _toxic_on(self, i: int, kind: str, name: str, attributes: dict[str, int]) -> None:
+        self._toxic_on_links(nemesis.touching(self.total, [i]), kind, name, attributes)
+
+    def _toxic_on_links(self, links: frozenset[Link], kind: str, name: str,
+                        attributes: dict[str, int]) -> None:
+        unknown = links - self._links.keys()
+        if unknown:
+            raise ValueError(f"no such link(s): {sorted(unknown)}")
         with self._client():
             for link, state in self._links.items():
-                if i not in link:
+                if link not in links:
                     continue
                 for stream in ("upstream", "downstream"):
                     toxic = f"{name}_{stream}"

@@ -9,7 +9,8 @@ crashed run still leaves its history).
 
 Kinds (the mix is configurable):
 
-- ``put``: a new unique key, written once with a unique self-verifying value;
+- ``put``: a new unique key, written once with a unique self-verifying value (a share
+  ``w_all_share`` of them with ``?w=all``: every owner must ack);
 - ``rmw``: read a shared key (a set of elements), add one unique element, write it back with
   the ``Dfs-Context`` of the read; on ``300`` the siblings' sets are merged first, so the write
   resolves them (Dynamo §4.4);
@@ -69,6 +70,7 @@ class WorkloadConfig:
     file_weight: float = 0.0
     shared_keys: int = 4
     value_bytes: tuple[int, int] = (16, 2048)
+    w_all_share: float = 0.0  # of the puts, sent with ?w=all
     request_timeout_s: float = 8.0  # above the nodes' 5 s, so a 503 arrives before we give up
     file_bytes: tuple[int, int] = (80_000, 400_000)  # above the 64 KiB inline limit
     bucket: str = "chaos"
@@ -203,7 +205,9 @@ class Workload:
         low, high = self.config.value_bytes
         write_id = f"w{rec.id}"
         value = encode_value(write_id, rng.randbytes(rng.randint(low, high)))
-        reply = await _send(http, "PUT", f"{url}/v1/kv/{rec.bucket}/{rec.key}", value)
+        share = self.config.w_all_share  # drawn only when used: other runs keep their seeds
+        query = "?w=all" if share and rng.random() < share else ""
+        reply = await _send(http, "PUT", f"{url}/v1/kv/{rec.bucket}/{rec.key}{query}", value)
         return replace(rec, end=self.now(), outcome=reply.outcome, status=reply.status,
                        write_id=write_id, value_hash=sha256(value), context=reply.context,
                        error=reply.error)

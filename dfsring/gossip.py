@@ -47,7 +47,7 @@ from dfsring.membership import MemberState, Status, View
 from dfsring.messages import Ack, GossipAck, GossipAck2, GossipSyn, RingAnnounce
 from dfsring.ring import Ring, RingMember
 from dfsring.ringstate import RingState
-from dfsring.rpc import PeerRefused, RpcClient, RpcError
+from dfsring.rpc import PeerRefused, PeerUnavailable, RpcClient, RpcError
 from dfsring.transition import transition_complete
 
 log = logging.getLogger("dfsring.membership")
@@ -157,7 +157,14 @@ class Gossiper:
         return self.view.ring.epoch >= 1 and self.me.status is not Status.LEFT
 
     def address_of(self, node_id: str) -> str:
-        return self.view.members[node_id].address
+        """A member's address; PeerUnavailable for a node the ring names before gossip has
+        brought its member entry (an adopted ring can run ahead of the view), so callers
+        treat it as unreachable for now instead of failing the request with a KeyError."""
+        member = self.view.members.get(node_id)
+        if member is None:
+            raise PeerUnavailable(node_id, "address not yet known (its member entry has not "
+                                           "arrived by gossip)")
+        return member.address
 
     def liveness(self, node_id: str) -> Liveness:
         if node_id == self.node_id:

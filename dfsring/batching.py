@@ -11,7 +11,9 @@ always travels alone, whatever its size: the body limit is sized to hold any one
 Why slices. The node's heartbeats (gossip rounds, dfsring.failure) share the event loop with
 repair. Work that is a loop over many partitions (their Merkle roots) runs in slices of at
 most ``SLICE_S`` seconds with a yield between them; scans of a partition's records run in a
-worker thread (``asyncio.to_thread``), as the chunk store's walks already do.
+worker thread, as the chunk store's walks already do, but in their own pool of
+``REPAIR_THREADS`` (``off_loop``): a refill's many scans then neither queue ahead of the file
+service's chunk reads in asyncio's default executor nor crowd the loop thread out of the GIL.
 
 Pure but for ``sliced``, whose only effect is yielding to the loop.
 """
@@ -19,9 +21,11 @@ Pure but for ``sliced``, whose only effect is yielding to the loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from typing import TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -29,6 +33,8 @@ U = TypeVar("U")
 MAX_BATCH_BYTES = 4 << 20  # records per repair call, in bytes (plus one record at most)
 MAX_BATCH_KEYS = 500
 SLICE_S = 0.005  # at most this long on the loop between yields
+REPAIR_THREADS = 2  # worker threads for repair scans, apart from asyncio's default executor
+_executor: ThreadPoolExecutor | None = None
 
 
 def record_size(record: tuple[bytes, bytes]) -> int:
@@ -108,3 +114,12 @@ async def sliced(items: Iterable[T], work: Callable[[T], U], slice_s: float = SL
             await asyncio.sleep(0)
             deadline = clock() + slice_s
     return out
+
+
+async def off_loop(fn: Callable[..., U], *args: Any) -> U:
+    """``fn(*args)`` in the repair worker pool; the loop keeps running meanwhile."""
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(REPAIR_THREADS, thread_name_prefix="repair")
+    return await asyncio.get_running_loop().run_in_executor(
+        _executor, functools.partial(fn, *args))

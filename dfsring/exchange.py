@@ -158,7 +158,7 @@ class ExchangeService:
             reply = await self._call(peer, LeafItems(partition, leaves), LeafItemsReply)
             remote = dict(reply.items)
             self.metrics.count_ae_bytes(sum(len(k) + len(v) for k, v in reply.items))
-            local = await asyncio.to_thread(self.store.leaf_items, partition, set(leaves))
+            local = await batching.off_loop(self.store.leaf_items, partition, set(leaves))
             diff = antientropy.diff_leaf(local, remote)
             await self._pull(peer, partition, diff.missing_here + diff.different)
             await self._push(peer, diff.missing_there + diff.different)
@@ -201,7 +201,7 @@ class ExchangeService:
     async def _push(self, peer: str, skeys: Sequence[bytes]) -> None:
         epoch = self.topology.ring.epoch
         for i in range(0, len(skeys), BATCH_KEYS):
-            records = await asyncio.to_thread(self.store.records, list(skeys[i:i + BATCH_KEYS]))
+            records = await batching.off_loop(self.store.records, list(skeys[i:i + BATCH_KEYS]))
             for batch in batching.byte_batches(records, max_bytes=batching.MAX_BATCH_BYTES,
                                                max_count=BATCH_KEYS,
                                                size=batching.record_size):

@@ -12,7 +12,6 @@ that already exists elsewhere (the kv679 data-loss bug of Riak, fixed there by v
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -241,7 +240,7 @@ class LocalStore:
         A repair batch (up to batching.MAX_BATCH_BYTES) is decoded in a worker thread, off
         the event loop that carries the heartbeats (issue 15 part 7)."""
         if len(records) > DECODE_ON_LOOP:
-            decoded = await asyncio.to_thread(_decode_records, records, self.partition_bits)
+            decoded = await batching.off_loop(_decode_records, records, self.partition_bits)
         else:
             decoded = _decode_records(records, self.partition_bits)
 
@@ -466,7 +465,7 @@ class LocalStore:
         fresh: dict[int, int] = {}
         after = None
         while True:  # each page read and hashed in a worker thread (issue 15 part 7)
-            records, corrupt, after = await asyncio.to_thread(
+            records, corrupt, after = await batching.off_loop(
                 self._fold_page, partition, after, fresh)
             if visit is not None:
                 await visit(records, corrupt)

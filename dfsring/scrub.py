@@ -29,7 +29,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from dfsring import antientropy
+from dfsring import antientropy, batching
 from dfsring.localstore import LocalStore, decode_record
 from dfsring.messages import Ack, FetchRecords, PurgeTombstones, RecordsReply
 from dfsring.metrics import NodeMetrics
@@ -99,7 +99,7 @@ class Scrubber:
             await self.bucket.take(sum(len(k) + len(v) for k, v in records) + 1)
             for skey in corrupt:
                 await self._quarantine(partition, skey)
-            candidates.extend(await asyncio.to_thread(  # a page decoded off the loop
+            candidates.extend(await batching.off_loop(  # a page decoded off the loop
                 old_tombstones, records, now, self.grace_ms))
 
         rebuilt = await self.store.rebuild_tree(partition, visit)

@@ -7,7 +7,6 @@ node keeps serving. Domain errors travel back as ErrorReply so the caller can re
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 
@@ -215,14 +214,14 @@ async def _leaf_items(request: web.Request, msg: LeafItems) -> Message:
     partition = _partition(request, msg.partition)
     if any(not 0 <= leaf < antientropy.DEFAULT_LEAVES for leaf in msg.leaves):
         raise errors.BadRequest("leaf index out of range")
-    items = await asyncio.to_thread(store.leaf_items, partition, set(msg.leaves))
+    items = await batching.off_loop(store.leaf_items, partition, set(msg.leaves))
     return LeafItemsReply(tuple(sorted(items.items())))
 
 
 async def _fetch_records(request: web.Request, msg: FetchRecords) -> Message:
     if len(msg.skeys) > 2_000:
         raise errors.BadRequest("at most 2000 keys per fetch")
-    records = await asyncio.to_thread(request.app[STORE].records, list(msg.skeys),
+    records = await batching.off_loop(request.app[STORE].records, list(msg.skeys),
                                       batching.MAX_BATCH_BYTES)
     return RecordsReply(tuple(records))
 
@@ -286,7 +285,7 @@ async def _partition_fetch(request: web.Request, msg: PartitionFetch) -> Message
     store = request.app[STORE]
     if not 0 <= msg.partition < (1 << store.partition_bits):
         raise errors.BadRequest(f"no partition {msg.partition}")
-    records, next_after = await asyncio.to_thread(
+    records, next_after = await batching.off_loop(
         store.read_partition, msg.partition, msg.after,
         max(1, min(msg.max_bytes, BATCH_BYTES * 8)), max(1, min(msg.max_keys, BATCH_KEYS * 4)))
     return PartitionBatch(tuple(records), next_after)

@@ -13,8 +13,10 @@ a Markdown table under ``--out`` (default ``bench-results/``). Phases (``--only`
 - ``files``: one large file (--file-mib, 256) PUT through the first node and GET through the
   last (MiB/s), and --small-files (1 000) files of 64 KiB PUT and GET (files/s);
 - ``repair``: (a) a node's LMDB wiped (cluster state kept) and restarted: seconds until
-  anti-entropy restored every key it held; (b) hinted handoff: one node stopped while
-  --handoff-keys keys are written, restarted: seconds until no node has a hint pending.
+  anti-entropy restored every key it held, and meanwhile every node's view of its peers
+  (max phi, any suspect/down) and its slowest /health (dfsring.testing.liveness);
+  (b) hinted handoff: one node stopped while --handoff-keys keys are written, restarted:
+  seconds until no node has a hint pending.
 
 Reads need stored keys: the cluster's nodes get --keys keys written straight into their
 engines while stopped (benchmarks.preload), the baseline server fills its dict at start.
@@ -47,6 +49,7 @@ from benchmarks import loadgen, preload, report
 from benchmarks.loadgen import Endpoint, FinitePlan, KvPlan
 from benchmarks.procstat import RssSampler, cpu_seconds, rss_mib
 from dfsring.launcher import LauncherError, LocalCluster, NodeProcess, free_port, spawn
+from dfsring.testing.liveness import LivenessWatch
 
 PHASES = ("baseline", "single", "kv", "files", "repair")
 NEEDS_NODES = ("single", "repair")  # phases that start and stop nodes themselves
@@ -576,7 +579,9 @@ class Suite:
                 have["keys"] = _stats(victim)["keys"]
                 return bool(have["keys"] >= expected)
 
-            done = _wait(restored, 30.0 + expected / 500, 0.1)  # 200 s for 100 000 keys
+            # issue 15 part 7: heartbeats must not starve while the replica is refilled
+            with LivenessWatch(cluster.urls, every_s=0.2) as watch:
+                done = _wait(restored, 30.0 + expected / 500, 0.1)  # 200 s for 100 000 keys
             took = time.monotonic() - started
         mine = _stats(victim)["antientropy"]
         pushed = sum(_stats(n)["antientropy"]["repaired_out"] - out_before[n.node_id]
@@ -587,8 +592,12 @@ class Suite:
             "keys_per_s": round(have["keys"] / took, 1) if took > 0 else None,
             "repaired_in": mine.get("repaired_in"), "pushed_by_others": pushed,
             "server_cpu_s": _cpu_delta(cpu0, _node_pids(cluster)),
-            "peak_rss_mib": sampler.stop(), "peak_anon_mib": sampler.anon_peaks()}
-        _say(f"  {have['keys']}/{expected} keys back in {took:.1f}s (boot {ready:.1f}s)")
+            "peak_rss_mib": sampler.stop(), "peak_anon_mib": sampler.anon_peaks(),
+            "liveness": watch.report.summary()}
+        live = watch.report
+        _say(f"  {have['keys']}/{expected} keys back in {took:.1f}s (boot {ready:.1f}s); "
+             f"max phi {live.worst_phi:.2f}, slowest /health {live.worst_health_s * 1000:.0f} ms, "
+             f"{len(live.accusations)} suspect/down sightings")
 
     def handoff(self) -> None:
         """One node stopped while keys are written, then restarted: seconds until every hint

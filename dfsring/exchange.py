@@ -18,8 +18,13 @@ continuous):
 
 Bounded: one peer session at a time, at most `MAX_PARTITIONS_PER_ROUND` partitions repaired
 per round (`PARALLEL_PARTITIONS` of them in flight, so round trips and fsyncs overlap), batches of
-`BATCH_KEYS`, and records moved at most --ae-rate bytes/s. A round that found differences is
-followed at once by the next (a wiped node is refilled quickly); a clean round waits
+`BATCH_KEYS` and at most batching.MAX_BATCH_BYTES (a peer cuts a fetch's reply at that size and
+refuses a bigger push with 413, which the pusher halves), and records moved at most --ae-rate
+bytes/s. Off the event loop (issue 15 part 7): the roots of every shared partition are computed
+in slices, and the leaf scans, record reads and batch decoding run in worker threads, so the
+gossip heartbeats keep their pace while a wiped replica of 100 000 keys is refilled. A round
+that found differences is followed at once by the next (a wiped node is refilled quickly); a
+clean round waits
 --ae-interval, jittered, so an idle cluster costs one small message per interval.
 """
 
@@ -32,7 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from dfsring import antientropy
+from dfsring import antientropy, batching
 from dfsring.localstore import LocalStore
 from dfsring.messages import (
     Ack,
@@ -50,13 +55,13 @@ from dfsring.messages import (
 from dfsring.metrics import NodeMetrics
 from dfsring.peers import Peers
 from dfsring.ring import Ring
-from dfsring.rpc import RpcClient, RpcError
+from dfsring.rpc import PeerRefused, RpcClient, RpcError
 from dfsring.transfers import TokenBucket
 
 log = logging.getLogger("dfsring.exchange")
 MAX_PARTITIONS_PER_ROUND = 64
 PARALLEL_PARTITIONS = 8  # partitions of one session in flight: hides round trips and fsyncs
-BATCH_KEYS = 500
+BATCH_KEYS = batching.MAX_BATCH_KEYS
 R = TypeVar("R", bound=Message)
 
 
@@ -127,10 +132,11 @@ class ExchangeService:
         if len(reply.roots) != len(shared):
             raise RpcError(peer, "tree-roots reply of the wrong length")
         self.metrics.count_ae_bytes(16 * len(shared))
+        mine = await self.store.tree_roots(shared)
         now = time.monotonic()
         differing = []
-        for partition, root in zip(shared, reply.roots, strict=True):
-            if root == self.store.tree_root(partition):
+        for partition, root, my_root in zip(shared, reply.roots, mine, strict=True):
+            if root == my_root:
                 self.last_exchanged[partition] = now
                 self.on_exchanged(peer, partition)
             else:
@@ -155,7 +161,7 @@ class ExchangeService:
             reply = await self._call(peer, LeafItems(partition, leaves), LeafItemsReply)
             remote = dict(reply.items)
             self.metrics.count_ae_bytes(sum(len(k) + len(v) for k, v in reply.items))
-            local = self.store.leaf_items(partition, set(leaves))
+            local = await batching.off_loop(self.store.leaf_items, partition, set(leaves))
             diff = antientropy.diff_leaf(local, remote)
             await self._pull(peer, partition, diff.missing_here + diff.different)
             await self._push(peer, diff.missing_there + diff.different)
@@ -181,10 +187,14 @@ class ExchangeService:
             raise RpcError(peer, f"unusable tree nodes: {exc}") from exc
 
     async def _pull(self, peer: str, partition: int, skeys: Sequence[bytes]) -> None:
+        """Fetch the peer's records of `skeys`; a reply cut at the peer's byte budget is
+        followed by a fetch of the keys after its last record (batching.resume_after)."""
         prefix = partition.to_bytes(2, "big")
-        for i in range(0, len(skeys), BATCH_KEYS):
-            batch = tuple(skeys[i:i + BATCH_KEYS])
+        pending = list(skeys)
+        while pending:
+            batch = tuple(pending[:BATCH_KEYS])
             reply = await self._call(peer, FetchRecords(batch), RecordsReply)
+            pending = pending[batching.resume_after(batch, reply.records):]
             records = [(k, raw) for k, raw in reply.records if k.startswith(prefix)]
             size = sum(len(k) + len(raw) for k, raw in records)
             self.metrics.count_ae_bytes(size)
@@ -195,15 +205,25 @@ class ExchangeService:
     async def _push(self, peer: str, skeys: Sequence[bytes]) -> None:
         epoch = self.topology.ring.epoch
         for i in range(0, len(skeys), BATCH_KEYS):
-            records = self.store.records(list(skeys[i:i + BATCH_KEYS]))
-            if not records:
-                continue
-            size = sum(len(k) + len(raw) for k, raw in records)
-            self.metrics.count_ae_bytes(size)
-            await self.bucket.take(size)
-            ack = await self._call(peer, HandoffBatch(tuple(records), epoch), Ack)
-            if ack.changed:
-                self.metrics.count_ae_repaired("out", len(records))
+            records = await batching.off_loop(self.store.records, list(skeys[i:i + BATCH_KEYS]))
+            for batch in batching.byte_batches(records, max_bytes=batching.MAX_BATCH_BYTES,
+                                               max_count=BATCH_KEYS,
+                                               size=batching.record_size):
+                size = sum(map(batching.record_size, batch))
+                self.metrics.count_ae_bytes(size)
+                await self.bucket.take(size)
+                await batching.send_halving(
+                    batch, lambda part: self._send(peer, part, epoch), _too_large)
+
+    async def _send(self, peer: str, records: list[tuple[bytes, bytes]], epoch: int) -> None:
+        ack = await self._call(peer, HandoffBatch(tuple(records), epoch), Ack)
+        if ack.changed:
+            self.metrics.count_ae_repaired("out", len(records))
 
     async def _call(self, peer: str, msg: Message, reply: type[R]) -> R:
         return await self.rpc.call(self.topology.address_of(peer), msg, reply, self.deadline_s)
+
+
+def _too_large(exc: Exception) -> bool:
+    """A peer's 413: its body limit is below our batch (dfsring.http.internal_api)."""
+    return isinstance(exc, PeerRefused) and exc.reply.code == "payload-too-large"

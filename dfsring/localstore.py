@@ -19,12 +19,12 @@ from __future__ import annotations
 import heapq
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import msgpack
 
-from dfsring import actors, antientropy, errors, keys, vclock
+from dfsring import actors, antientropy, batching, errors, keys, vclock
 from dfsring.antientropy import MerkleTree
 from dfsring.keys import ObjectName
 from dfsring.storage import Engine, Txn
@@ -44,6 +44,7 @@ _FLOOR = b"actor-floor"  # META: claims below it are void (set when a restore ma
 _IDENTITY = b"db-identity"  # META: the database file this store last opened
 PageVisitor = Callable[[list[tuple[bytes, bytes]], list[bytes]], Awaitable[None]]
 _PLAIN, _WITH_KEY = 0, 1  # record tags: versions only, or full key + versions (long keys)
+DECODE_ON_LOOP = 32  # records a merge decodes on the loop; a bigger batch, in a worker thread
 
 
 def encode_record(name: ObjectName, versions: Versions) -> bytes:
@@ -303,14 +304,13 @@ class LocalStore:
                         meta: tuple[bytes, bytes] | None = None) -> int:
         """Fold stored records (storage key, record) from a peer into ours in one transaction,
         with an optional META entry written alongside; returns how many keys changed.
-        Raises ValueError (nothing applied) if any record or storage key is malformed."""
-        partitions = 1 << self.partition_bits
-        decoded = []
-        for skey, raw in records:
-            if not 2 < len(skey) <= keys.MAX_STORAGE_KEY or \
-                    int.from_bytes(skey[:2], "big") >= partitions:
-                raise ValueError("a storage key is malformed or outside the partitions")
-            decoded.append((skey, *decode_record(raw)))
+        Raises ValueError (nothing applied) if any record or storage key is malformed.
+        A repair batch (up to batching.MAX_BATCH_BYTES) is decoded in a worker thread, off
+        the event loop that carries the heartbeats (issue 15 part 7)."""
+        if len(records) > DECODE_ON_LOOP:
+            decoded = await batching.off_loop(_decode_records, records, self.partition_bits)
+        else:
+            decoded = _decode_records(records, self.partition_bits)
 
         def mutation(txn: Txn) -> tuple[int, StoreStats | None]:
             changed, stats = 0, None
@@ -393,6 +393,13 @@ class LocalStore:
                   for k, v in self.engine.scan(TREE, start, keys.prefix_end(start))
                   if len(k) == 4}
         return antientropy.tree_from_sparse(leaves)
+
+    async def tree_roots(self, partitions: Iterable[int]) -> list[bytes]:
+        """``tree_root`` of each partition, in order. Building or rehashing the roots of
+        every partition a node owns takes a second or more after a restart or a refill, so
+        it runs in slices that yield to the loop (batching.sliced); each root is computed
+        whole on the loop, so no write's _bump can fall between reading and keeping it."""
+        return await batching.sliced(partitions, self.tree_root)
 
     def tree_root(self, partition: int) -> bytes:
         """The partition's root: its inner nodes are kept, and only those above leaves that
@@ -480,9 +487,15 @@ class LocalStore:
             if after is None:
                 return out
 
-    def records(self, skeys: list[bytes]) -> list[tuple[bytes, bytes]]:
-        """The stored records of these keys that exist here and read back intact."""
-        return [(k, raw) for k in skeys if (raw := self._get_or_none(k)) is not None]
+    def records(self, skeys: list[bytes], max_bytes: int | None = None
+                ) -> list[tuple[bytes, bytes]]:
+        """The stored records of these keys that exist here and read back intact, in the
+        order asked; with `max_bytes`, only as many as fit (at least one: see
+        batching.within_budget; the caller asks again after the last one returned)."""
+        found = ((k, raw) for k in skeys if (raw := self._get_or_none(k)) is not None)
+        if max_bytes is None:
+            return list(found)
+        return batching.within_budget(found, max_bytes)
 
     async def quarantine(self, skey: bytes, now_ms: int) -> bool:
         """Take a record that failed its checksum out of service: it is deleted (so it is
@@ -518,14 +531,11 @@ class LocalStore:
                 if len(k) == 4}
         fresh: dict[int, int] = {}
         after = None
-        while True:
-            records, corrupt, after = self.scan_records(partition, after)
+        while True:  # each page read and hashed in a worker thread (issue 15 part 7)
+            records, corrupt, after = await batching.off_loop(
+                self._fold_page, partition, after, fresh)
             if visit is not None:
                 await visit(records, corrupt)
-            for skey, raw in records:
-                leaf = antientropy.leaf_index(skey)
-                fresh[leaf] = fresh.get(leaf, 0) ^ antientropy.item_digest(
-                    skey, antientropy.version_digest(raw))
             if after is None:
                 break
         want = {leaf: v.to_bytes(antientropy.HASH_BYTES, "big")
@@ -551,6 +561,17 @@ class LocalStore:
         if rebuilt:
             self._bump(start)
         return rebuilt
+
+    def _fold_page(self, partition: int, after: bytes | None, fresh: dict[int, int]
+                   ) -> tuple[list[tuple[bytes, bytes]], list[bytes], bytes | None]:
+        """One page of scan_records, its items XORed into `fresh` (leaf -> hash as int);
+        runs in a worker thread, `fresh` is the caller's alone until it returns."""
+        records, corrupt, after = self.scan_records(partition, after)
+        for skey, raw in records:
+            leaf = antientropy.leaf_index(skey)
+            fresh[leaf] = fresh.get(leaf, 0) ^ antientropy.item_digest(
+                skey, antientropy.version_digest(raw))
+        return records, corrupt, after
 
     async def purge_tombstone(self, skey: bytes, digest: bytes) -> bool:
         """Delete a key's record iff it is still exactly the tombstone-only record with this
@@ -612,6 +633,20 @@ def partition_range(partition: int) -> tuple[bytes, bytes | None]:
     """[start, end) of one partition's storage keys: they all begin with its 2-byte index."""
     start = partition.to_bytes(2, "big")
     return start, keys.prefix_end(start)
+
+
+def _decode_records(records: list[tuple[bytes, bytes]], partition_bits: int
+                    ) -> list[tuple[bytes, bytes | None, Versions]]:
+    """(storage key, full key or None, versions) of a peer's records; ValueError if any
+    storage key is malformed or outside the partitions, or any record does not decode."""
+    partitions = 1 << partition_bits
+    decoded = []
+    for skey, raw in records:
+        if not 2 < len(skey) <= keys.MAX_STORAGE_KEY or \
+                int.from_bytes(skey[:2], "big") >= partitions:
+            raise ValueError("a storage key is malformed or outside the partitions")
+        decoded.append((skey, *decode_record(raw)))
+    return decoded
 
 
 def _merge_sorted(streams: list[Iterator[tuple[bytes, bytes]]]) -> Iterator[tuple[bytes, bytes]]:

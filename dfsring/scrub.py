@@ -16,6 +16,11 @@ object auditor; Garage's scrub worker):
   tombstone record, by compare-and-delete on every owner: no owner keeps an older value the
   tombstone would have hidden. The grace period is at least --hint-max-age, so no hint with
   an older value can arrive after it (Cassandra's gc_grace_seconds against its hint window).
+
+Every page of the partition is read, hashed and decoded in a worker thread (issue 15 part 7:
+a pass must not hold the event loop that carries the heartbeats). A peer's reply to the
+owners' check is cut at its byte budget (dfsring.batching); a key it left out is simply not
+removed in this pass.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from dfsring import antientropy
+from dfsring import antientropy, batching
 from dfsring.localstore import LocalStore, decode_record
 from dfsring.messages import Ack, FetchRecords, PurgeTombstones, RecordsReply
 from dfsring.metrics import NodeMetrics
@@ -42,6 +47,13 @@ def removable_tombstone(raw: bytes, now_ms: int, grace_ms: int) -> bool:
     if not versions.siblings or versions.live():
         return False
     return now_ms - max(s.modified_ms for s in versions.siblings) > grace_ms
+
+
+def old_tombstones(records: list[tuple[bytes, bytes]], now_ms: int, grace_ms: int
+                   ) -> list[tuple[bytes, bytes]]:
+    """(storage key, version digest) of the records that are removable tombstones."""
+    return [(k, antientropy.version_digest(raw)) for k, raw in records
+            if removable_tombstone(raw, now_ms, grace_ms)]
 
 
 class Scrubber:
@@ -87,8 +99,8 @@ class Scrubber:
             await self.bucket.take(sum(len(k) + len(v) for k, v in records) + 1)
             for skey in corrupt:
                 await self._quarantine(partition, skey)
-            candidates.extend((k, antientropy.version_digest(raw)) for k, raw in records
-                              if removable_tombstone(raw, now, self.grace_ms))
+            candidates.extend(await batching.off_loop(  # a page decoded off the loop
+                old_tombstones, records, now, self.grace_ms))
 
         rebuilt = await self.store.rebuild_tree(partition, visit)
         if not rebuilt and partition in self.store.dirty_partitions():

@@ -12,7 +12,7 @@ import logging
 
 from aiohttp import web
 
-from dfsring import antientropy, errors, keys, messages, transition, vclock
+from dfsring import antientropy, batching, errors, keys, messages, transition, vclock
 from dfsring.gossip import WrongCluster
 from dfsring.hintstore import local_view
 from dfsring.http.appkeys import (
@@ -105,6 +105,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return _error(409, "stale-ring", str(exc))
     except errors.HintsFull as exc:
         return _error(507, "hints-full", str(exc))
+    except errors.PayloadTooLarge as exc:  # the sender splits its batch (dfsring.batching)
+        return _error(413, "payload-too-large", f"{kind.KIND} body too large: {exc}")
     except errors.QuorumNotMet as exc:
         return _error(503, "quorum-not-met", str(exc), exc.needed, exc.acked)
     except errors.CorruptValue as exc:
@@ -204,8 +206,8 @@ def _partition(request: web.Request, partition: int) -> int:
 
 async def _tree_roots(request: web.Request, msg: TreeRoots) -> Message:
     store = request.app[STORE]
-    return TreeRootsReply(tuple(store.tree_root(_partition(request, p))
-                                for p in msg.partitions))
+    partitions = [_partition(request, p) for p in msg.partitions]
+    return TreeRootsReply(tuple(await store.tree_roots(partitions)))
 
 
 async def _tree_children(request: web.Request, msg: TreeChildren) -> Message:
@@ -224,14 +226,16 @@ async def _leaf_items(request: web.Request, msg: LeafItems) -> Message:
     partition = _partition(request, msg.partition)
     if any(not 0 <= leaf < antientropy.DEFAULT_LEAVES for leaf in msg.leaves):
         raise errors.BadRequest("leaf index out of range")
-    items = store.leaf_items(partition, set(msg.leaves))
+    items = await batching.off_loop(store.leaf_items, partition, set(msg.leaves))
     return LeafItemsReply(tuple(sorted(items.items())))
 
 
 async def _fetch_records(request: web.Request, msg: FetchRecords) -> Message:
     if len(msg.skeys) > 2_000:
         raise errors.BadRequest("at most 2000 keys per fetch")
-    return RecordsReply(tuple(request.app[STORE].records(list(msg.skeys))))
+    records = await batching.off_loop(request.app[STORE].records, list(msg.skeys),
+                                      batching.MAX_BATCH_BYTES)
+    return RecordsReply(tuple(records))
 
 
 async def _purge_tombstones(request: web.Request, msg: PurgeTombstones) -> Message:
@@ -293,9 +297,9 @@ async def _partition_fetch(request: web.Request, msg: PartitionFetch) -> Message
     store = request.app[STORE]
     if not 0 <= msg.partition < (1 << store.partition_bits):
         raise errors.BadRequest(f"no partition {msg.partition}")
-    records, next_after = store.read_partition(
-        msg.partition, msg.after, max(1, min(msg.max_bytes, BATCH_BYTES * 8)),
-        max(1, min(msg.max_keys, BATCH_KEYS * 4)))
+    records, next_after = await batching.off_loop(
+        store.read_partition, msg.partition, msg.after,
+        max(1, min(msg.max_bytes, BATCH_BYTES * 8)), max(1, min(msg.max_keys, BATCH_KEYS * 4)))
     return PartitionBatch(tuple(records), next_after)
 
 

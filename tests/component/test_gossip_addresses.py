@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dfsring.gossip import GossipSettings, Gossiper
+from dfsring.gossip import Gossiper, GossipSettings
 from dfsring.ring import RingMember
 from dfsring.rpc import PeerUnavailable, RpcClient
 

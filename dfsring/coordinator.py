@@ -257,7 +257,7 @@ class ReplicatedCoordinator:
                 outcomes[peer] = exc.detail
                 continue
             except PeerRefused as exc:
-                raise _from_refusal(exc) from exc
+                raise exc.error() from exc
             return WriteResult(vclock.decode_versions(reply.versions), reply.acks, reply.n,
                                reply.hinted)
         raise errors.QuorumNotMet(needed=w, acked=0, outcomes=outcomes)
@@ -489,20 +489,3 @@ def _stale(pref: tuple[str, ...], tracker: QuorumTracker | QuorumGroups,
 def _quorum_error(tracker: QuorumTracker | QuorumGroups) -> errors.QuorumNotMet:
     return errors.QuorumNotMet(needed=tracker.needed, acked=tracker.acked,
                                outcomes=tracker.outcomes())
-
-
-def _from_refusal(exc: PeerRefused) -> errors.DfsError:
-    """Re-raise a coordinating peer's refusal as the same domain error here."""
-    reply = exc.reply
-    if reply.code == "quorum-not-met":
-        return errors.QuorumNotMet(needed=reply.needed, acked=reply.acked,
-                                   outcomes={exc.peer: reply.detail})
-    if reply.code == "too-many-siblings":
-        return errors.TooManySiblings(reply.acked, reply.needed)
-    if reply.code == "invalid-context":
-        return errors.InvalidContext(reply.detail)
-    if reply.code in ("bad-request", "invalid-key", "invalid-context"):
-        return errors.BadRequest(reply.detail)
-    if reply.code == "payload-too-large":
-        return errors.BadRequest(reply.detail)
-    return errors.StorageError(f"coordinating replica {exc.peer} failed: {reply.detail}")

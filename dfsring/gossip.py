@@ -42,6 +42,7 @@ from pathlib import Path
 
 from dfsring import clusterfile, membership
 from dfsring.clusterfile import ClusterFile
+from dfsring.errors import WrongCluster as WrongCluster  # its home before dfsring.errors
 from dfsring.failure import DetectorSettings, Liveness, PhiAccrualDetector
 from dfsring.membership import MemberState, Status, View
 from dfsring.messages import Ack, GossipAck, GossipAck2, GossipSyn, RingAnnounce
@@ -53,10 +54,6 @@ from dfsring.transition import transition_complete
 log = logging.getLogger("dfsring.membership")
 SEED_PROBABILITY = 0.1
 MAX_OUTSTANDING = 16
-
-
-class WrongCluster(ValueError):
-    """A peer of another cluster (another founder): never merge two rings' views."""
 
 
 @dataclass(frozen=True)

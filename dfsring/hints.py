@@ -30,15 +30,12 @@ from dataclasses import dataclass
 
 import msgpack
 
+from dfsring.errors import HintFormatError as HintFormatError  # its home before dfsring.errors
 from dfsring.ring import Ring
 
 _SEQ = struct.Struct(">Q")
 STATS_PREFIX = b"\x00"  # per-target counters; queue keys start with a length byte >= 1
 MAX_TARGET = 255
-
-
-class HintFormatError(ValueError):
-    """A stored or transmitted hint that does not decode."""
 
 
 def _target_bytes(target: str) -> bytes:

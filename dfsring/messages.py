@@ -18,12 +18,11 @@ from typing import Any, ClassVar, TypeVar, Union, get_type_hints
 
 import msgpack
 
+from dfsring.errors import DfsError
+from dfsring.errors import MessageError as MessageError  # its home before dfsring.errors
+
 WIRE_VERSION = 1
 MAX_LIST = 100_000
-
-
-class MessageError(ValueError):
-    """A message that does not decode to a known, well-typed catalogue entry."""
 
 
 M = TypeVar("M", bound="Message")
@@ -212,10 +211,17 @@ class ErrorReply(Message):
     """A peer's refusal, carried back so the caller can re-raise the same domain error."""
 
     KIND: ClassVar[str] = "error"
-    code: str  # the problem slug: bad-request, quorum-not-met, corrupt-value, ...
+    code: str  # the error's peer_code: bad-request, quorum-not-met, corrupt-value, ...
     detail: str
     needed: int
     acked: int
+
+    @classmethod
+    def of(cls, exc: DfsError, detail: str | None = None) -> ErrorReply:
+        """The reply that carries `exc` to the caller (dfsring.errors: peer_code and
+        peer_figures); `detail` replaces its message where the edge adds context."""
+        needed, acked = exc.peer_figures()
+        return cls(exc.peer_code, (str(exc) if detail is None else detail)[:500], needed, acked)
 
 
 # --- membership: gossip (dfsring.gossip) -----------------------------------------------------

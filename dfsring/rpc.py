@@ -4,9 +4,9 @@ One aiohttp session per node, reused for every peer, so a call costs a request o
 connection, not a TCP handshake. Every call has a deadline. Every request carries the shared
 cluster secret; the receiving side refuses calls without it (401).
 
-    RpcError
-    ├── PeerUnavailable   could not reach the peer, or no answer before the deadline
-    └── PeerRefused       the peer answered with an ErrorReply (code, detail, needed, acked)
+A failed call raises an RpcError (dfsring.errors): PeerUnavailable when the peer could not be
+reached or did not answer in time, PeerRefused when it answered with an ErrorReply, whose
+``error()`` is the domain error the peer raised. They are re-exported here, their first home.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from typing import TypeVar
 
 import aiohttp
 
+from dfsring.errors import PeerRefused as PeerRefused
+from dfsring.errors import PeerUnavailable as PeerUnavailable
+from dfsring.errors import RpcError as RpcError
 from dfsring.messages import ErrorReply, Message, MessageError, decode
 
 SECRET_HEADER = "Dfs-Cluster-Secret"
@@ -24,23 +27,6 @@ MSGPACK = "application/msgpack"
 FRAMED = "application/x-dfsring-framed"  # a message, then raw payload bytes (frame, unframe)
 _LENGTH = 4
 R = TypeVar("R", bound=Message)
-
-
-class RpcError(Exception):
-    def __init__(self, peer: str, detail: str) -> None:
-        super().__init__(f"{peer}: {detail}")
-        self.peer = peer
-        self.detail = detail
-
-
-class PeerUnavailable(RpcError):
-    """Connection refused or reset, or no reply in time: the peer may be down."""
-
-
-class PeerRefused(RpcError):
-    def __init__(self, peer: str, reply: ErrorReply) -> None:
-        super().__init__(peer, f"{reply.code}: {reply.detail}")
-        self.reply = reply
 
 
 class RpcClient:

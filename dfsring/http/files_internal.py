@@ -84,13 +84,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return _error(400, "bad-request", f"malformed {kind.KIND} message: {exc}")
     except (HttpProcessingError, ConnectionError, asyncio.IncompleteReadError) as exc:
         return _error(400, "bad-request", f"request body is malformed or truncated: {exc}")
-    except errors.BadRequest as exc:
-        return _error(400, "bad-request", str(exc))
-    except errors.PayloadTooLarge as exc:
-        return _error(413, "payload-too-large", str(exc))
-    except errors.CorruptValue as exc:
-        request.app[METRICS].count_corrupt()
-        return _error(500, "corrupt-value", str(exc))
+    except (errors.BadRequest, errors.PayloadTooLarge, errors.CorruptValue) as exc:
+        if isinstance(exc, errors.CorruptValue):
+            request.app[METRICS].count_corrupt()
+        return _reply(ErrorReply.of(exc), exc.peer_status)  # by its class (dfsring.errors)
     except (errors.DfsError, OSError) as exc:
         log.error("chunk request failed", extra={"fields": {"kind": kind.KIND,
                                                             "error": str(exc)[:300]}})

@@ -13,7 +13,6 @@ import logging
 from aiohttp import web
 
 from dfsring import antientropy, batching, errors, keys, messages, transition, vclock
-from dfsring.gossip import WrongCluster
 from dfsring.hintstore import local_view
 from dfsring.http.appkeys import (
     CONFIG,
@@ -95,33 +94,22 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
                               cfg.request_timeout)
         msg = messages.decode(raw, kind)
         return _reply(await handler(request, msg))
-    except (messages.MessageError, ValueError) as exc:
-        log.warning("malformed peer message", extra={"fields": {
-            "peer": request.remote, "kind": kind.KIND, "error": str(exc)[:300]}})
-        return _error(400, "bad-request", f"malformed {kind.KIND} message: {exc}")
-    except WrongCluster as exc:
-        return _error(409, "wrong-cluster", str(exc))
-    except errors.StaleRing as exc:
-        return _error(409, "stale-ring", str(exc))
-    except errors.HintsFull as exc:
-        return _error(507, "hints-full", str(exc))
-    except errors.PayloadTooLarge as exc:  # the sender splits its batch (dfsring.batching)
-        return _error(413, "payload-too-large", f"{kind.KIND} body too large: {exc}")
-    except errors.QuorumNotMet as exc:
-        return _error(503, "quorum-not-met", str(exc), exc.needed, exc.acked)
-    except errors.CorruptValue as exc:
-        request.app[METRICS].count_corrupt()
-        return _error(500, "corrupt-value", str(exc))
-    except errors.InvalidKey as exc:
-        return _error(400, "invalid-key", str(exc))
-    except errors.InvalidContext as exc:
-        return _error(400, "invalid-context", str(exc))
-    except errors.TooManySiblings as exc:  # a forwarded write: needed/acked carry the figures
-        return _error(409, "too-many-siblings", str(exc), exc.limit, exc.siblings)
-    except errors.BadRequest as exc:
-        return _error(400, "bad-request", str(exc))
-    except errors.DfsError as exc:
-        return _error(500, "internal", str(exc))
+    except messages.MessageError as exc:
+        return _malformed(request, kind, exc)
+    except errors.DfsError as exc:  # one lookup over the error's class (dfsring.errors)
+        if isinstance(exc, errors.CorruptValue):
+            request.app[METRICS].count_corrupt()
+        detail = f"{kind.KIND} body too large: {exc}" if isinstance(
+            exc, errors.PayloadTooLarge) else None  # the sender splits its batch (batching)
+        return _reply(ErrorReply.of(exc, detail), exc.peer_status)
+    except ValueError as exc:
+        return _malformed(request, kind, exc)
+
+
+def _malformed(request: web.Request, kind: type[Message], exc: ValueError) -> web.Response:
+    log.warning("malformed peer message", extra={"fields": {
+        "peer": request.remote, "kind": kind.KIND, "error": str(exc)[:300]}})
+    return _error(400, "bad-request", f"malformed {kind.KIND} message: {exc}")
 
 
 def _name(bucket: bytes, key: bytes) -> keys.ObjectName:

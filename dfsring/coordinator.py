@@ -124,9 +124,6 @@ class ReplicatedCoordinator:
     def n(self) -> int:
         return self._n
 
-    def preference_list(self, name: ObjectName) -> tuple[str, ...]:
-        return self.topology.ring.preference_list(self.store.partition(name))
-
     def write_targets(self, name: ObjectName) -> tuple[tuple[str, ...], tuple[str, ...]]:
         topo = self.topology
         return transition.write_targets(self.store.partition(name), topo.ring, topo.previous)

@@ -20,7 +20,6 @@ crash between the owner's ack and our delete) is harmless.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -63,12 +62,8 @@ class HandoffService:
         self._failures: dict[str, int] = {}
         self._retry_at: dict[str, float] = {}
         self._scan: dict[str, tuple[int, int | None]] = {}  # target -> (ring epoch, after)
-        self._wake = asyncio.Event()
         self.delivered_keys = 0
         self.last_error: dict[str, str] = {}
-
-    def wake(self) -> None:
-        self._wake.set()
 
     def progress_json(self) -> list[dict[str, object]]:
         """One entry per target with hints queued here, for /v1/cluster/transfers."""
@@ -99,9 +94,7 @@ class HandoffService:
                 raise
             except Exception:
                 log.exception("hint delivery round failed")
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), TICK_S)
+            await asyncio.sleep(TICK_S)
 
     async def run_once(self) -> None:
         for target in self.store.targets():

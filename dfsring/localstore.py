@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import msgpack
 
 from dfsring import actors, antientropy, batching, errors, keys, vclock
-from dfsring.antientropy import MerkleTree
 from dfsring.keys import ObjectName
 from dfsring.storage import Engine, Txn
 from dfsring.vclock import Versions, VersionVector
@@ -385,14 +384,6 @@ class LocalStore:
         return bool(self.engine.scan_keys(KV, start, end, limit=1))
 
     # --- anti-entropy: Merkle leaves kept with the data (dfsring.exchange) -----------------
-
-    def tree(self, partition: int) -> MerkleTree:
-        """This replica's tree of a partition, from the stored leaves."""
-        start = partition.to_bytes(2, "big")
-        leaves = {int.from_bytes(k[2:4], "big"): v
-                  for k, v in self.engine.scan(TREE, start, keys.prefix_end(start))
-                  if len(k) == 4}
-        return antientropy.tree_from_sparse(leaves)
 
     async def tree_roots(self, partitions: Iterable[int]) -> list[bytes]:
         """``tree_root`` of each partition, in order. Building or rehashing the roots of

@@ -175,10 +175,6 @@ class Engine(Protocol):
         """
         ...
 
-    def raw_put_for_test(self, table: str, key: bytes, framed: bytes) -> None:
-        """Store ``framed`` as-is, bypassing framing, to simulate bit rot in tests."""
-        ...
-
 
 Mutation = Callable[[Txn], Any]
 

@@ -341,17 +341,6 @@ class LmdbEngine:
         child.commit()
         return Outcome(value=result)
 
-    def raw_put_for_test(self, table: str, key: bytes, framed: bytes) -> None:
-        """Test hook: store ``framed`` unverified, on the writer thread like every write."""
-        db = self._db(table)
-        check_key(key)
-
-        def write() -> None:
-            with self._env.begin(write=True) as txn:
-                txn.put(key, framed, db=db)
-
-        self._executor.submit(write).result()
-
     # -- shutdown --------------------------------------------------------------------------
 
     async def close(self) -> None:

@@ -1,6 +1,6 @@
 """An in-memory Engine for component tests: same contract as LMDB, no files, no threads.
 
-It stores framed bytes (so ``raw_put_for_test`` can simulate bit rot and reads verify CRCs
+It stores framed bytes (so ``dfsring.testing.bitrot`` can simulate bit rot and reads verify CRCs
 exactly as on disk) and enforces the same key limit as LMDB, so a test that passes here does
 not fail only in production. Each mutation runs against a staging overlay that is merged into
 the tables only if the mutation returns, which gives the per-mutation rollback of the LMDB
@@ -189,6 +189,3 @@ class MemoryEngine:
         """Nothing outlives the process: no stored file to vouch for."""
         return None
 
-    def raw_put_for_test(self, table: str, key: bytes, framed: bytes) -> None:
-        check_key(key)
-        self._open_table(table).put(key, framed)

@@ -26,6 +26,7 @@ from dfsring.storage import (
     frame,
 )
 from dfsring.testing import async_wait_until
+from dfsring.testing.bitrot import store_raw
 
 pytestmark = pytest.mark.component
 
@@ -182,7 +183,7 @@ async def test_key_rules_and_unknown_tables(engine: Engine) -> None:
         lambda: engine.scan("nope"),
         lambda: engine.scan_keys("nope"),
         lambda: engine.count("nope"),
-        lambda: engine.raw_put_for_test("nope", b"k", b"x"),
+        lambda: store_raw(engine, "nope", b"k", b"x"),
     ):
         with pytest.raises(ValueError, match="unknown table"):
             call()
@@ -201,7 +202,7 @@ CORRUPTIONS = {
 
 @pytest.mark.parametrize("kind", sorted(CORRUPTIONS))
 async def test_get_of_a_corrupted_value_raises(engine: Engine, kind: str) -> None:
-    engine.raw_put_for_test("kv", b"rotten", CORRUPTIONS[kind](frame(b"payload")))
+    store_raw(engine, "kv", b"rotten", CORRUPTIONS[kind](frame(b"payload")))
     with pytest.raises(CorruptValue) as caught:
         engine.get("kv", b"rotten")
     assert (caught.value.table, caught.value.key) == ("kv", b"rotten")
@@ -210,13 +211,13 @@ async def test_get_of_a_corrupted_value_raises(engine: Engine, kind: str) -> Non
 
 
 async def test_raw_put_of_a_valid_frame_reads_back(engine: Engine) -> None:
-    engine.raw_put_for_test("kv", b"k", frame(b"fine"))
+    store_raw(engine, "kv", b"k", frame(b"fine"))
     assert engine.get("kv", b"k") == b"fine"
 
 
 async def test_scan_over_a_corrupt_entry_names_its_key_and_can_resume(engine: Engine) -> None:
     await engine.apply(lambda txn: [txn.put("kv", b"k%02d" % i, b"v") for i in range(10)])
-    engine.raw_put_for_test("kv", b"k05", frame(b"v")[:-1] + b"X")
+    store_raw(engine, "kv", b"k05", frame(b"v")[:-1] + b"X")
     with pytest.raises(CorruptValue) as caught:
         engine.scan("kv")
     assert caught.value.key == b"k05"

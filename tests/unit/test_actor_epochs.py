@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from dfsring import keys, vclock
 from dfsring.localstore import KV, TABLES, LocalStore
 from dfsring.storage import MemoryEngine
+from dfsring.testing.bitrot import store_raw
 from dfsring.vclock import Versions, VersionVector
 
 NAME = keys.object_name("b", "k")
@@ -55,7 +56,7 @@ class Model:
         store = self.stores[at]
         skey = store.storage_key(NAME)
         if store.engine.get(KV, skey) is not None:
-            store.engine.raw_put_for_test(KV, skey, b"\x01rot!")  # type: ignore[attr-defined]
+            store_raw(store.engine, KV, skey, b"\x01rot!")
             assert await store.quarantine(skey, 1)
 
     async def drop(self, at: int) -> None:

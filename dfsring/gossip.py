@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from dfsring import clusterfile, membership
 from dfsring.clusterfile import ClusterFile
@@ -322,8 +323,8 @@ class Gossiper:
 
     def handle_syn(self, msg: GossipSyn) -> GossipAck:
         self._check_cluster(msg.cluster)
-        self._learn((), msg.removed, None)
-        theirs = {node: (inc, hb) for node, inc, hb in msg.digest}
+        theirs = membership.digest_from_wire(msg.digest)
+        self._learn((), _view((), msg.removed, None).removed, None)
         ring = self.view.ring
         newer_ring = ring.epoch > msg.ring_epoch or (
             ring.epoch == msg.ring_epoch and ring.epoch and ring.digest() > msg.ring_digest)
@@ -335,8 +336,8 @@ class Gossiper:
 
     def handle_ack2(self, msg: GossipAck2) -> None:
         self._check_cluster(msg.cluster)
-        self._learn(_entries(msg.entries), (),
-                    None if msg.ring is None else RingState.from_wire(msg.ring))
+        view = _view(msg.entries, (), msg.ring)
+        self._learn(view.members.values(), (), None if msg.ring is None else view.ring)
 
     def handle_announce(self, msg: RingAnnounce) -> None:
         self.adopt_ring(RingState.from_wire(msg.ring))
@@ -352,8 +353,8 @@ class Gossiper:
         deadline = self.settings.call_deadline_s
         ack = await self.rpc.call(address, syn, GossipAck, deadline)
         self._check_cluster(ack.cluster)
-        self._learn(_entries(ack.entries), ack.removed,
-                    None if ack.ring is None else RingState.from_wire(ack.ring))
+        view = _view(ack.entries, ack.removed, ack.ring)
+        self._learn(view.members.values(), view.removed, None if ack.ring is None else view.ring)
         ring = self.view.ring
         wanted = set(ack.wanted)
         entries = tuple(m.to_wire() for m in self.view.members.values() if m.node_id in wanted)
@@ -400,9 +401,12 @@ class Gossiper:
                                                                      "error": str(exc)}})
         except PeerRefused as exc:
             log.info("gossip refused", extra={"fields": {"peer": address, "error": exc.detail}})
-        except (RpcError, ValueError) as exc:
+        except RpcError as exc:
             log.debug("gossip round failed", extra={"fields": {"peer": address,
                                                                "error": str(exc)[:200]}})
+        except ValueError as exc:  # the peer's reply decoded but is not a valid view
+            log.warning("malformed gossip from a peer", extra={"fields": {
+                "peer": address, "error": str(exc)[:300]}})
 
     async def run_forever(self) -> None:
         interval = self.settings.interval_s
@@ -430,9 +434,14 @@ class Gossiper:
         self._task = None
 
 
-def _entries(wire: Iterable[tuple[str, str, str, str, int, int, int, str]],
-             ) -> list[MemberState]:
-    return [MemberState.from_wire(w) for w in wire]
+_NO_RING = RingState.empty().to_wire()
+
+
+def _view(entries: Any, removed: Any, ring: Any | None) -> View:
+    """What a peer sent, decoded as a whole view is (membership.View.from_wire: every entry
+    valid, no node named twice, at most MAX_MEMBERS); ValueError otherwise, before any of it
+    is merged. A message without a ring decodes with the empty one, which no merge adopts."""
+    return View.from_wire((entries, removed, _NO_RING if ring is None else ring))
 
 
 def _addresses(view: View) -> dict[str, str]:

@@ -202,3 +202,31 @@ async def test_hostile_hint_messages_are_refused_and_store_nothing(node) -> None
         async with http.get(f"{node.url}/v1/node/stats") as r:
             assert (await r.json())["hints_pending"] == 0
     await _still_serving(node.url)
+
+
+async def test_malformed_gossip_views_are_refused_as_from_wire_refuses_them(node) -> None:
+    """Gossip decodes through membership.View.from_wire: an ack2 naming a node twice, or a
+    syn whose removed ids are malformed, is a 400 with from_wire's reason and a log line,
+    nothing of it is merged, and the node keeps serving."""
+    from dfsring.membership import MemberState, Status
+    from dfsring.messages import ErrorReply, GossipAck2, GossipSyn, decode
+    from dfsring.rpc import SECRET_HEADER
+
+    secret = {SECRET_HEADER: node.spec.env["DFSRING_CLUSTER_SECRET"]}
+    twice = MemberState("ghost", "127.0.0.1:9", "z", Status.UP, 1, 1, 0).to_wire()
+    bad = [
+        ("gossip-ack2", GossipAck2("", (twice, twice), None), "member entries name a node twice"),
+        ("gossip-syn", GossipSyn("", "ghost", (), 0, "", ("",)), "node id"),
+        ("gossip-syn", GossipSyn("", "ghost", (), 0, "", ("x", "x")), "node ids name a node"),
+    ]
+    async with aiohttp.ClientSession() as http:
+        for kind, msg, reason in bad:
+            async with http.post(f"{node.url}/internal/v1/{kind}", data=msg.encode(),
+                                 headers=secret) as r:
+                reply = decode(await r.read(), ErrorReply)
+                assert (r.status, reply.code) == (400, "bad-request"), (kind, reply)
+                assert reason in reply.detail, (kind, reply.detail)
+        async with http.get(f"{node.url}/v1/cluster/members") as r:
+            assert "ghost" not in await r.text()
+    assert "malformed peer message" in node.log_path.read_text()
+    await _still_serving(node.url)

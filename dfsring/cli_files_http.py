@@ -15,16 +15,15 @@ from urllib.parse import quote
 import aiohttp
 
 from dfsring.cli_http import decoded
-from dfsring.client import (
+from dfsring.client_errors import (
     REQUEST_ID,
-    ConnectionFailed,
     DfsClientError,
     OutcomeUnknown,
     UnexpectedResponse,
 )
+from dfsring.failover import first_answer
 
 BLOCK = 1 << 20
-_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 
 class NotFound(DfsClientError):
@@ -51,16 +50,15 @@ class FilesHttp:
 
     async def _request(self, method: str, url_of: Callable[[str], str],
                        **kwargs: Any) -> tuple[aiohttp.ClientResponse, str]:
-        """The first node that takes the request (a failed connection moves on)."""
-        failures: dict[str, str] = {}
-        for base in self.bases:
-            try:
-                resp = await self.session.request(method, url_of(base), **kwargs)
-            except _NOT_SENT as exc:
-                failures[base] = f"cannot connect: {exc}"
-                continue
-            return resp, base
-        raise ConnectionFailed(failures)
+        """The first node that takes the request (a failed connection moves on). A lost
+        answer is left to the caller: an upload words its OutcomeUnknown itself."""
+
+        async def send(base: str) -> aiohttp.ClientResponse:
+            return await self.session.request(method, url_of(base), **kwargs)
+
+        index, resp = await first_answer(self.bases, send, lost=None,
+                                         describe=lambda exc: f"cannot connect: {exc}")
+        return resp, self.bases[index]
 
     async def upload(self, source: Path, bucket: str, path: str, headers: dict[str, str],
                      meter: Meter) -> dict[str, Any]:

@@ -17,27 +17,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
 from yarl import URL
 
-from dfsring.client import (
+from dfsring.client_errors import (
     REQUEST_ID,
     ConnectionFailed,
     DfsClientError,
-    OutcomeUnknown,
-    ProblemError,
     TransportError,
     UnexpectedResponse,
+    problem_error,
 )
+from dfsring.failover import Lost, describe, first_answer
 
 Doc = dict[str, Any]
-
-_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
-
 
 class BadUrl(ValueError):
     """A --url that cannot name a node: a usage error, not a connection failure later."""
@@ -78,24 +74,17 @@ class Http:
         never sent moves on to the next URL, but a POST whose answer was lost does not: it may
         have been applied, and a second node must not be asked to apply it again. ``path`` is
         sent as given, so names in it must be percent-encoded already."""
-        failures: dict[str, str] = {}
-        for base in bases:
-            try:
-                async with self.session.request(
-                    method, URL(base + path, encoded=True), params=params, allow_redirects=False
-                ) as resp:
-                    status, body, rid = resp.status, await resp.read(), resp.headers.get(REQUEST_ID)
-            except _NOT_SENT as exc:
-                failures[base] = self._describe(exc)
-                continue
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                if method != "GET":
-                    why = f"{self._describe(exc)}; it may have been applied"
-                    raise OutcomeUnknown(f"{method} {base}{path}: {why}") from exc
-                failures[base] = self._describe(exc)
-                continue
-            return base, decoded(status, body, rid)
-        raise ConnectionFailed(failures)
+
+        async def send(base: str) -> tuple[int, bytes, str | None]:
+            async with self.session.request(
+                method, URL(base + path, encoded=True), params=params, allow_redirects=False
+            ) as resp:
+                return resp.status, await resp.read(), resp.headers.get(REQUEST_ID)
+
+        lost = Lost(method, path, resend=("GET",), note="; it may have been applied")
+        index, (status, body, rid) = await first_answer(bases, send, lost=lost,
+                                                        describe=self._describe)
+        return bases[index], decoded(status, body, rid)
 
     async def object(self, base: str, path: str) -> Doc:
         return shaped((await self.call([base], "GET", path))[1], dict, path)
@@ -112,14 +101,7 @@ class Http:
             return None, reason(exc)
 
     def _describe(self, exc: BaseException) -> str:
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            errno = exc.os_error.errno
-            return f"cannot connect: {os.strerror(errno) if errno else exc.os_error}"
-        if isinstance(exc, aiohttp.ConnectionTimeoutError):
-            return "cannot connect: timed out"
-        if isinstance(exc, TimeoutError):
-            return f"no answer within {self.timeout:g} s"
-        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return describe(exc, self.timeout)
 
 
 async def gather_all(*calls: Awaitable[Any]) -> list[Any]:
@@ -137,14 +119,12 @@ async def gather_all(*calls: Awaitable[Any]) -> list[Any]:
 
 def decoded(status: int, body: bytes, request_id: str | None) -> Any:
     """The JSON of a 200/202 answer; the problem document of an error as a ProblemError."""
+    if status >= 400:
+        raise problem_error(status, body, request_id)
     try:
         doc = json.loads(body) if body else None
     except ValueError:
         doc = None
-    if status >= 400:
-        if not isinstance(doc, dict):  # not from dfsring (a proxy?): keep what there is
-            doc = {"detail": body[:200].decode("utf-8", "replace").strip()}
-        raise ProblemError(status, doc, request_id)
     if status not in (200, 202) or doc is None:
         raise UnexpectedResponse(f"expected JSON (status {status})", status=status)
     return doc

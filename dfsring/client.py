@@ -10,10 +10,12 @@ get an answer, and only where moving on cannot apply a write twice:
   read; a write raises `OutcomeUnknown`, because a blind retry of a PUT would store a second,
   concurrent version of the value (a sibling) if the first one landed.
 
-Errors raised here are the *client's* view of the wire, so they are separate from the node's
-`dfsring.errors` (which become HTTP statuses at the node's edge and come back as problem
-documents). Every one carries ``status``, ``problem_type``, ``title``, ``detail`` and
-``request_id`` (None where the node never answered):
+The loop itself is dfsring.failover's, which the CLI's transports share.
+
+Errors raised here (defined in dfsring.client_errors) are the *client's* view of the wire, so
+they are separate from the node's `dfsring.errors` (which become HTTP statuses at the node's
+edge and come back as problem documents). Every one carries ``status``, ``problem_type``,
+``title``, ``detail`` and ``request_id`` (None where the node never answered):
 
     DfsClientError                 base of everything raised here on purpose
     ├── TransportError             no HTTP answer
@@ -35,7 +37,6 @@ import asyncio
 import base64
 import binascii
 import json
-import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,25 @@ from urllib.parse import quote
 import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
+
+from dfsring.client_errors import (
+    PROBLEM_BASE,
+    REQUEST_ID,
+    BadRequestError,
+    ConnectionFailed,
+    DfsClientError,
+    NotFoundError,
+    OutcomeUnknown,
+    PayloadTooLargeError,
+    ProblemError,
+    QuorumNotMetError,
+    SiblingsError,
+    TransportError,
+    UnavailableError,
+    UnexpectedResponse,
+    problem_error,
+)
+from dfsring.failover import Lost, first_answer
 
 __all__ = [
     "BadRequestError",
@@ -72,118 +92,8 @@ __all__ = [
 T = TypeVar("T")
 Level = int | str  # an integer 1..N or "one" / "quorum" / "all"
 CONTEXT = "Dfs-Context"
-REQUEST_ID = "Dfs-Request-Id"
-PROBLEM_BASE = "https://dfsring.dev/problems/"
 DEFAULT_URL = "http://127.0.0.1:7070"
 OCTET_STREAM = "application/octet-stream"
-
-
-# --- errors ------------------------------------------------------------------------------------
-
-
-class DfsClientError(Exception):
-    """Base of the client's errors; the fields are None where the node never answered."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        problem_type: str | None = None,
-        title: str | None = None,
-        detail: str | None = None,
-        request_id: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.problem_type = problem_type
-        self.title = title
-        self.detail = detail
-        self.request_id = request_id
-
-
-class TransportError(DfsClientError):
-    """No (complete) HTTP answer arrived."""
-
-
-class ConnectionFailed(TransportError):
-    """Every base URL was tried and none answered; ``failures`` maps each URL to its error."""
-
-    def __init__(self, failures: dict[str, str]) -> None:
-        shown = "; ".join(f"{url}: {why}" for url, why in failures.items())
-        super().__init__(f"no dfsring node answered ({shown})")
-        self.failures = failures
-
-
-class OutcomeUnknown(TransportError):
-    """A write reached a node but its answer was lost (timeout, reset): it may have been
-    applied. Not retried automatically; read the key to find out."""
-
-
-class SiblingsError(DfsClientError):
-    """A single value was asked for, but the key holds concurrent versions (siblings)."""
-
-
-class UnexpectedResponse(DfsClientError):
-    """A success status or body the API does not document: probably not a dfsring node."""
-
-
-class ProblemError(DfsClientError):
-    """The node answered with an error status (and, from dfsring, a problem document)."""
-
-    def __init__(self, status: int, doc: dict[str, Any], request_id: str | None) -> None:
-        title = str(doc.get("title") or f"HTTP {status}")
-        detail = str(doc.get("detail") or "")
-        rid = str(doc.get("request_id") or request_id or "") or None
-        text = f"{title}: {detail}" if detail else title
-        super().__init__(
-            f"{text} (status {status}, request_id {rid or 'none'})",
-            status=status,
-            problem_type=doc.get("type"),
-            title=title,
-            detail=detail,
-            request_id=rid,
-        )
-        self.document = doc
-
-    @property
-    def slug(self) -> str:
-        """The problem type without its URL prefix, e.g. ``"invalid-key"``."""
-        return (self.problem_type or "").removeprefix(PROBLEM_BASE)
-
-
-class BadRequestError(ProblemError):
-    """400: the node refused the request's names, knobs or context."""
-
-
-class NotFoundError(ProblemError):
-    """404 where absence is an error: an unknown route (wrong base URL), not a missing key."""
-
-
-class PayloadTooLargeError(ProblemError):
-    """413: the value exceeds the node's inline limit (the files API is for large data)."""
-
-
-class QuorumNotMetError(ProblemError):
-    """503 quorum-not-met: fewer than ``needed`` replicas acknowledged (``acked`` did)."""
-
-    def __init__(self, status: int, doc: dict[str, Any], request_id: str | None) -> None:
-        super().__init__(status, doc, request_id)
-        self.needed = int(doc.get("needed", 0))
-        self.acked = int(doc.get("acked", 0))
-        self.replicas: dict[str, Any] = dict(doc.get("replicas") or {})
-
-
-class UnavailableError(ProblemError):
-    """503 other than quorum-not-met: the node is stopping; another node may serve."""
-
-
-_BY_STATUS: dict[int, type[ProblemError]] = {
-    400: BadRequestError,
-    404: NotFoundError,
-    413: PayloadTooLargeError,
-    503: UnavailableError,
-}
 
 
 # --- records -----------------------------------------------------------------------------------
@@ -251,16 +161,7 @@ class _Reply:
 
 
 def _problem_error(reply: _Reply) -> ProblemError:
-    try:
-        doc = json.loads(reply.body)
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict):  # not from dfsring (a proxy?): keep what there is
-        doc = {"detail": reply.body[:200].decode("utf-8", "replace").strip()}
-    if reply.status == 503 and str(doc.get("type", "")).endswith("/quorum-not-met"):
-        return QuorumNotMetError(reply.status, doc, reply.headers.get(REQUEST_ID))
-    cls = _BY_STATUS.get(reply.status, ProblemError)
-    return cls(reply.status, doc, reply.headers.get(REQUEST_ID))
+    return problem_error(reply.status, reply.body, reply.headers.get(REQUEST_ID))
 
 
 def _unexpected(reply: _Reply, what: str) -> UnexpectedResponse:
@@ -575,26 +476,13 @@ class DfsClient:
         data: bytes | None = None,
     ) -> _Reply:
         """Send to the current base URL, failing over as the module docstring says."""
-        failures: dict[str, str] = {}
-        count = len(self.base_urls)
-        for step in range(count):
-            index = (self._current + step) % count
-            base = self.base_urls[index]
-            try:
-                reply = await self._send(
-                    method, URL(base + path, encoded=True), params, headers, data
-                )
-            except _NOT_SENT as exc:  # safe to send elsewhere, whatever the method
-                failures[base] = _describe(exc)
-                continue
-            except (aiohttp.ClientError, TimeoutError) as exc:  # sent; the answer was lost
-                if method not in ("GET", "HEAD"):
-                    raise OutcomeUnknown(f"{method} {base}{path}: {_describe(exc)}") from exc
-                failures[base] = _describe(exc)
-                continue
-            self._current = index
-            return reply
-        raise ConnectionFailed(failures)
+
+        async def send(base: str) -> _Reply:
+            return await self._send(method, URL(base + path, encoded=True), params, headers, data)
+
+        self._current, reply = await first_answer(
+            self.base_urls, send, lost=Lost(method, path), start=self._current)
+        return reply
 
     async def _send(
         self,
@@ -617,9 +505,6 @@ class DfsClient:
             return _Reply(resp.status, resp.headers, await resp.read())
 
 
-_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
-
-
 def _is_missing_key(reply: _Reply) -> bool:
     """A 404 about the key (get() returns None), not about the route (a wrong base URL)."""
     try:
@@ -627,18 +512,6 @@ def _is_missing_key(reply: _Reply) -> bool:
     except ValueError:
         return False
     return isinstance(doc, dict) and doc.get("type") == PROBLEM_BASE + "not-found"
-
-
-def _describe(exc: BaseException) -> str:
-    """One short line for ConnectionFailed's list (aiohttp's own texts are long)."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        errno = exc.os_error.errno
-        return f"cannot connect: {os.strerror(errno) if errno else exc.os_error}"
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return "cannot connect: timed out"
-    if isinstance(exc, TimeoutError):
-        return "no answer in time"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _resolved(

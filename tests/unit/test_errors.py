@@ -163,3 +163,32 @@ def test_errors_imports_nothing_from_dfsring() -> None:
     imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)] + [
         a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert not [name for name in imported if name.split(".")[0] == "dfsring"]
+
+
+CLIENT_ANSWERS = [  # (status, problem type slug) -> the client error it becomes
+    (400, "invalid-key", "BadRequestError"),
+    (404, "no-such-route", "NotFoundError"),
+    (413, "payload-too-large", "PayloadTooLargeError"),
+    (503, "quorum-not-met", "QuorumNotMetError"),
+    (503, "unavailable", "UnavailableError"),
+    (503, "not-ready", "UnavailableError"),
+    (409, "too-many-siblings", "ProblemError"),
+    (500, "internal", "ProblemError"),
+]
+
+
+@pytest.mark.parametrize(("status", "slug", "name"), CLIENT_ANSWERS)
+def test_the_client_picks_its_error_by_status_and_problem(status: int, slug: str,
+                                                          name: str) -> None:
+    from dfsring.client_errors import problem_error
+    body = orjson.dumps({"type": PROBLEM_TYPE_BASE + slug, "title": "t", "status": status,
+                         "detail": "d", "needed": 2, "acked": 1})
+    exc = problem_error(status, body, "rid")
+    assert (type(exc).__name__, exc.status, exc.slug, exc.request_id) == (
+        name, status, slug, "rid")
+
+
+def test_the_client_keeps_what_a_non_dfsring_error_body_says() -> None:
+    from dfsring.client_errors import UnavailableError, problem_error
+    exc = problem_error(503, b"<html>busy</html>", None)
+    assert type(exc) is UnavailableError and exc.detail == "<html>busy</html>"

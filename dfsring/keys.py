@@ -76,14 +76,20 @@ def validate_user_bucket(bucket: str) -> bytes:
 
 def validate_key(key: str) -> bytes:
     """Keys are any UTF-8 text of 1..1024 bytes."""
-    if not key:
-        raise InvalidKey("key must not be empty")
+    return utf8_name(key, "key", MAX_KEY_BYTES)
+
+
+def utf8_name(text: str, what: str, limit: int) -> bytes:
+    """``text`` as 1..``limit`` bytes of UTF-8, or InvalidKey naming ``what`` it is (a key,
+    a file path) and why not."""
+    if not text:
+        raise InvalidKey(f"{what} must not be empty")
     try:
-        raw = key.encode("utf-8")
+        raw = text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise InvalidKey("key is not valid UTF-8") from exc
-    if len(raw) > MAX_KEY_BYTES:
-        raise InvalidKey(f"key is {len(raw)} bytes in UTF-8; the limit is {MAX_KEY_BYTES}")
+        raise InvalidKey(f"{what} is not valid UTF-8") from exc
+    if len(raw) > limit:
+        raise InvalidKey(f"{what} is {len(raw)} bytes in UTF-8; the limit is {limit}")
     return raw
 
 

@@ -499,6 +499,11 @@ class LocalStore:
                 return self._forget(txn, skey, b"", now_ms)
             return None  # gone, or rewritten intact meanwhile
 
+        return await self._apply_to(skey, mutation)
+
+    async def _apply_to(self, skey: bytes, mutation: Callable[[Txn], StoreStats | None]) -> bool:
+        """Apply a mutation of ``skey`` that returns the new stats, or None if it changed
+        nothing; keep the stats and mark the key's leaf. True if it changed the key."""
         stats = await self.engine.apply(mutation)
         if stats is None:
             return False
@@ -581,12 +586,7 @@ class LocalStore:
             _fold_tree(txn, skey, raw, None)
             return self._account(txn, -1, -len(raw))
 
-        stats = await self.engine.apply(mutation)
-        if stats is None:
-            return False
-        self.stats = stats
-        self._bump(skey)
-        return True
+        return await self._apply_to(skey, mutation)
 
     def list_live(self, bucket: bytes, prefix: bytes, after: bytes | None,
                   limit: int) -> list[tuple[bytes, bytes]]:

@@ -34,7 +34,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import msgpack
 
@@ -391,15 +391,31 @@ def prune(
         raise ValueError("keep_n must be a non-negative integer or None")
     if keep_days is not None and not (isinstance(keep_days, int | float) and keep_days >= 0):
         raise ValueError("keep_days must be a non-negative number or None")
+    return split_retained(ordered, keep_n, keep_days, now_ms)
+
+
+class _Dated(Protocol):
+    @property
+    def created_ms(self) -> int: ...
+
+
+D = TypeVar("D", bound=_Dated)
+
+
+def split_retained(ordered: Sequence[D], keep_n: int | None, keep_days: float | None,
+                   now_ms: int) -> tuple[list[D], list[D]]:
+    """(kept, pruned) of one file's versions ordered newest first, by the rule of `prune`:
+    the newest ``max(1, keep_n)`` and any created less than ``keep_days`` before ``now_ms``;
+    with both None, all. Shared by manifests and version refs (dfsring.files.versions)."""
     if keep_n is None and keep_days is None:
-        return ordered, []
+        return list(ordered), []
     count = max(1, keep_n or 0)
     horizon = None if keep_days is None else now_ms - keep_days * MS_PER_DAY
-    kept: list[Manifest] = []
-    pruned: list[Manifest] = []
-    for rank, m in enumerate(ordered):
-        recent = horizon is not None and m.created_ms > horizon
-        (kept if rank < count or recent else pruned).append(m)
+    kept: list[D] = []
+    pruned: list[D] = []
+    for rank, version in enumerate(ordered):
+        recent = horizon is not None and version.created_ms > horizon
+        (kept if rank < count or recent else pruned).append(version)
     return kept, pruned
 
 

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 
 from dfsring import hlc
 from dfsring.errors import InvalidKey
-from dfsring.keys import MAX_STORAGE_KEY, validate_bucket
-from dfsring.manifest import MAX_FILE_SIZE, MS_PER_DAY
+from dfsring.keys import MAX_STORAGE_KEY, utf8_name, validate_bucket
+from dfsring.manifest import MAX_FILE_SIZE, split_retained
 
 SYSTEM_BUCKET = "dfs..files"
 MAX_PATH_BYTES = 320
@@ -61,18 +61,9 @@ class Kind(enum.Enum):
 
 def validate_path(path: str) -> bytes:
     """A file path: 1..MAX_PATH_BYTES bytes of UTF-8 without NUL (it may contain '/')."""
-    if not path:
-        raise InvalidKey("file path must not be empty")
     if _SEP in path:
         raise InvalidKey("file path must not contain NUL")
-    try:
-        raw = path.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidKey("file path is not valid UTF-8") from exc
-    if len(raw) > MAX_PATH_BYTES:
-        raise InvalidKey(f"file path is {len(raw)} bytes in UTF-8; the limit is "
-                         f"{MAX_PATH_BYTES}")
-    return raw
+    return utf8_name(path, "file path", MAX_PATH_BYTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,16 +204,7 @@ def retention(refs: Sequence[VersionRef], rule: Retention,
     ordered = newest_first(refs)
     if len({(r.bucket, r.path) for r in ordered}) > 1:
         raise ValueError("versions of more than one file")
-    if rule.keeps_all:
-        return ordered, []
-    count = rule.keep_versions or 1
-    horizon = None if rule.keep_days is None else now_ms - rule.keep_days * MS_PER_DAY
-    kept: list[VersionRef] = []
-    pruned: list[VersionRef] = []
-    for rank, ref in enumerate(ordered):
-        recent = horizon is not None and ref.created_ms > horizon
-        (kept if rank < count or recent else pruned).append(ref)
-    return kept, pruned
+    return split_retained(ordered, rule.keep_versions, rule.keep_days, now_ms)
 
 
 def lone_markers(refs: Sequence[VersionRef]) -> list[VersionRef]:

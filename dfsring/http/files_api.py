@@ -25,7 +25,13 @@ from dfsring.files import versions as fv
 from dfsring.files.versions import VersionRef
 from dfsring.files.wiring import FilesNode
 from dfsring.http.appkeys import MEMBERSHIP
-from dfsring.http.kv_api import decode_cursor, encode_cursor, parse_limit, rfc3339
+from dfsring.http.kv_api import (
+    check_query,
+    decode_cursor,
+    encode_cursor,
+    parse_limit,
+    rfc3339,
+)
 from dfsring.http.problems import json_doc
 from dfsring.manifest import Manifest
 
@@ -57,13 +63,7 @@ def _check(request: web.Request, allowed: frozenset[str]) -> None:
     membership = request.app[MEMBERSHIP]
     if not membership.complete:
         raise errors.NotReady("this node has not joined a cluster yet (no ring)")
-    unknown = sorted(set(request.query) - allowed)
-    if unknown:
-        raise errors.BadRequest(f"unknown query parameter(s) {', '.join(unknown)}; "
-                                f"allowed: {', '.join(sorted(allowed)) or 'none'}")
-    for name in allowed:
-        if len(request.query.getall(name, ())) > 1:
-            raise errors.BadRequest(f"query parameter {name!r} given more than once")
+    check_query(request, allowed)
 
 
 def _name(request: web.Request) -> tuple[str, str]:

@@ -51,13 +51,7 @@ def _check_params(request: web.Request, allowed: frozenset[str]) -> None:
     if not membership.complete:
         raise errors.NotReady("this node has not joined a cluster yet (no ring); seeds: "
                               + (", ".join(membership.seeds) or "none"))
-    unknown = sorted(set(request.query) - allowed)
-    if unknown:
-        raise errors.BadRequest(f"unknown query parameter(s) {', '.join(unknown)}; "
-                                f"allowed: {', '.join(sorted(allowed))}")
-    for name in allowed:
-        if len(request.query.getall(name, ())) > 1:
-            raise errors.BadRequest(f"query parameter {name!r} given more than once")
+    check_query(request, allowed)
     keys.validate_user_bucket(request.match_info["bucket"])  # system buckets are not the API's
 
 
@@ -181,6 +175,18 @@ async def list_keys(request: web.Request) -> web.StreamResponse:
     cursor = encode_cursor(page[-1][0]) if more and page else None
     return web.json_response({"keys": [k.decode("utf-8", "replace") for _, k in page],
                               "cursor": cursor}, dumps=lambda o: orjson.dumps(o).decode())
+
+
+def check_query(request: web.Request, allowed: frozenset[str]) -> None:
+    """Each query parameter one of ``allowed`` and given once, or BadRequest saying which is
+    not (the files API's rule too)."""
+    unknown = sorted(set(request.query) - allowed)
+    if unknown:
+        raise errors.BadRequest(f"unknown query parameter(s) {', '.join(unknown)}; "
+                                f"allowed: {', '.join(sorted(allowed)) or 'none'}")
+    for name in allowed:
+        if len(request.query.getall(name, ())) > 1:
+            raise errors.BadRequest(f"query parameter {name!r} given more than once")
 
 
 def parse_limit(raw: str | None) -> int:

@@ -20,7 +20,6 @@ crash between the owner's ack and our delete) is harmless.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -90,18 +89,6 @@ class HandoffService:
 
     def publish(self) -> None:
         self.metrics.show_hints({t: (s.count, s.bytes) for t, s in self.store.stats.items()})
-
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("hint delivery round failed")
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), TICK_S)
 
     async def run_once(self) -> None:
         for target in self.store.targets():

@@ -169,6 +169,11 @@ class Worker:
         self._stopped()
 
     @property
+    def in_unit(self) -> bool:
+        """True while a unit of work runs (stop then lets it finish, up to its deadline)."""
+        return self._in_unit
+
+    @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
@@ -179,6 +184,7 @@ class Worker:
         if self.running:
             return
         self._stopping.clear()
+        self.status.state = WorkerState.STARTING
         self._task = asyncio.create_task(self.run_forever(), name=f"worker {self.name}")
         if on_exit is not None:
             self._task.add_done_callback(lambda t: on_exit(self, t))

@@ -65,7 +65,7 @@ from dfsring.worker import Supervisor
 log = logging.getLogger("dfsring.node")
 SHUTDOWN_GRACE_S = 2.5
 BACKGROUND_GRACE_S = 1.0
-WORKER_STOP_S = 1.0  # a unit of background work in progress may finish this long, then cancelled
+WORKER_STOP_S = 0.5  # a unit of background work in progress may finish this long, then cancelled
 MAX_HEADER_FIELD = 8190
 MAX_HEADERS = 100
 

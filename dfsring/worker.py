@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 log = logging.getLogger("dfsring.worker")
 
-MAX_BACKOFF_S = 30.0
+MAX_BACKOFF_S = 10.0
 """Longest wait after repeated crashes, unless the worker's own interval is longer."""
 RESTART_BACKOFF_S = 1.0
 """First wait before the supervisor restarts a worker whose loop itself ended by a crash."""

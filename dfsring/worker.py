@@ -100,7 +100,8 @@ class Schedule:
     def failure_wait(self, failures: int) -> float:
         """Doubling from the interval, capped: never sooner than a healthy run would be."""
         cap = max(self.interval_s, MAX_BACKOFF_S)
-        return min(cap, max(self.interval_s, 0.01) * 2 ** min(max(failures - 1, 0), 16))
+        doublings = min(max(failures - 1, 0), 16)
+        return min(cap, max(self.interval_s, 0.01) * float(2 ** doublings))
 
 
 class Worker:

@@ -218,6 +218,7 @@ def render_status(
     refilling = refill_line(stats)
     if refilling:
         lines.append(refilling)
+    lines.extend(worker_lines(stats))
     if any(in_transition(doc) for doc in transfers.values()):
         progress = progress_of(transfers.values())
         lines.append(
@@ -237,6 +238,23 @@ def refill_line(stats: Mapping[str, Doc | None]) -> str:
             parts.append(f"{node} ({_cell(refill, 'exchanges_done')}/"
                          f"{_cell(refill, 'exchanges_total')} exchanges)")
     return f"refilling (rejoined without its data): {', '.join(parts)}" if parts else ""
+
+
+def worker_lines(stats: Mapping[str, Doc | None]) -> list[str]:
+    """One line per node with background workers that are busy or failed (last error shown);
+    idle and finished workers are the normal case and stay out of the way."""
+    lines = []
+    for node, doc in stats.items():
+        workers = doc.get("workers") if doc else None
+        if not isinstance(workers, Mapping):
+            continue
+        notable = [f"{name} {w.get('state')}" + (f" ({w.get('last_error')})"
+                                                if w.get("state") == "failed" else "")
+                   for name, w in sorted(workers.items())
+                   if isinstance(w, Mapping) and w.get("state") in ("busy", "failed")]
+        if notable:
+            lines.append(f"{node} workers: {', '.join(notable)}")
+    return lines
 
 
 def ring_line(ring: Doc) -> str:

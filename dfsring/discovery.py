@@ -34,7 +34,6 @@ class Discovery:
         self.interval_s = interval_s
         self.deadline_s = deadline_s
         self.verdict: Verdict | None = None
-        self._task: asyncio.Task[None] | None = None
 
     def state_json(self) -> dict[str, Any] | None:
         if self.verdict is None:
@@ -77,22 +76,7 @@ class Discovery:
                     extra={"fields": {"action": str(verdict.action)}})
         self.verdict = verdict
 
-    async def run_forever(self) -> None:
-        while not self.gossip.ring_state.epoch:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("asking the seeds failed")
-            await asyncio.sleep(self.interval_s)
-
-    def start(self) -> None:
-        if not self.gossip.ring_state.epoch:
-            self._task = asyncio.create_task(self.run_forever(), name="discovery")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+    @property
+    def done(self) -> bool:
+        """True once a ring is known: the discovery worker then ends (dfsring.worker)."""
+        return bool(self.gossip.ring_state.epoch)

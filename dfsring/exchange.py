@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -91,22 +90,6 @@ class ExchangeService:
         if not owned:
             return 0.0
         return max(now - self.last_exchanged.get(p, self.started) for p in owned)
-
-    async def run_forever(self) -> None:
-        found = 0
-        while True:
-            # sleep first: right after a start the failure detector knows nobody yet
-            await asyncio.sleep(0 if found else self.interval_s * (0.5 + random.random()))
-            found = 0
-            try:
-                found = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except RpcError as exc:
-                log.info("anti-entropy round failed", extra={"fields": {
-                    "peer": exc.peer, "error": exc.detail[:200]}})
-            except Exception:
-                log.exception("anti-entropy round failed")
 
     def _next_peer(self, ring: Ring) -> str | None:
         peers = [n for n in ring.node_ids()

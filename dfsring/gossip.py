@@ -88,7 +88,6 @@ class Gossiper:
         self.detector = PhiAccrualDetector(DetectorSettings(threshold=settings.phi_threshold))
         self._listeners: list[Callable[[], None]] = []
         self._outstanding: dict[str, asyncio.Task[None]] = {}
-        self._task: asyncio.Task[None] | None = None
         saved = clusterfile.load(state_file)
         self.fresh_start = saved is None
         if saved is None:
@@ -408,30 +407,24 @@ class Gossiper:
             log.warning("malformed gossip from a peer", extra={"fields": {
                 "peer": address, "error": str(exc)[:300]}})
 
-    async def run_forever(self) -> None:
-        interval = self.settings.interval_s
-        loop = asyncio.get_running_loop()
-        next_tick = loop.time()
-        while True:
-            self._touch()
-            self._check_settled()
-            for address in self.targets():
-                if address not in self._outstanding and len(self._outstanding) < MAX_OUTSTANDING:
-                    task = asyncio.create_task(self._guarded(address), name=f"gossip {address}")
-                    self._outstanding[address] = task
-                    task.add_done_callback(lambda _t, a=address: self._outstanding.pop(a, None))
-            next_tick += interval * self.rng.uniform(0.9, 1.1)
-            await asyncio.sleep(max(0.0, next_tick - loop.time()))
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.run_forever(), name="gossip")
+    def tick(self) -> None:
+        """One round of the gossip worker (dfsring.worker): heartbeat, then start an exchange
+        with each target that has none in flight. It does not wait for the replies, so one
+        slow peer never delays the heartbeat that the others' failure detectors watch."""
+        self._touch()
+        self._check_settled()
+        for address in self.targets():
+            if address not in self._outstanding and len(self._outstanding) < MAX_OUTSTANDING:
+                task = asyncio.create_task(self._guarded(address), name=f"gossip {address}")
+                self._outstanding[address] = task
+                task.add_done_callback(lambda _t, a=address: self._outstanding.pop(a, None))
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, *self._outstanding.values()) if t is not None]
+        """Cancel the exchanges still in flight (after the worker has stopped)."""
+        tasks = list(self._outstanding.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._task = None
 
 
 _NO_RING = RingState.empty().to_wire()

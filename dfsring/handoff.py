@@ -19,7 +19,6 @@ crash between the owner's ack and our delete) is harmless.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
@@ -85,16 +84,6 @@ class HandoffService:
 
     def publish(self) -> None:
         self.metrics.show_hints({t: (s.count, s.bytes) for t, s in self.store.stats.items()})
-
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("hint delivery round failed")
-            await asyncio.sleep(TICK_S)
 
     async def run_once(self) -> None:
         for target in self.store.targets():

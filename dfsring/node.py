@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import uvloop
 from aiohttp import web
@@ -45,6 +45,7 @@ from dfsring.http.appkeys import (
     STATE,
     STORE,
     TRANSFERS,
+    WORKERS,
     NodeState,
 )
 from dfsring.http.middleware import make_middleware
@@ -52,16 +53,19 @@ from dfsring.http.server import ProblemAppRunner
 from dfsring.localstore import TABLES, LocalStore
 from dfsring.logs import setup_logging
 from dfsring.metrics import NodeMetrics
+from dfsring.node_workers import build_supervisor
 from dfsring.refill import RefillTracker
 from dfsring.ringchange import RingChanger, load_acceptor
 from dfsring.rpc import RpcClient
 from dfsring.scrub import Scrubber
 from dfsring.storage import Engine, LmdbEngine
 from dfsring.transfers import TransferService
+from dfsring.worker import Supervisor
 
 log = logging.getLogger("dfsring.node")
 SHUTDOWN_GRACE_S = 2.5
 BACKGROUND_GRACE_S = 1.0
+WORKER_STOP_S = 0.5  # a unit of background work in progress may finish this long, then cancelled
 MAX_HEADER_FIELD = 8190
 MAX_HEADERS = 100
 
@@ -85,26 +89,14 @@ class Services:
     files: FilesNode
     discovery: Discovery
     refill: RefillTracker
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    workers: Supervisor  # owns the task of every background loop (dfsring.worker)
 
     def start(self) -> None:
-        self.membership.start()
-        self.discovery.start()
-        self.ring_changer.start()
-        self.transfers.start()
-        self._tasks.append(asyncio.create_task(self.handoff.run_forever(), name="handoff"))
-        self._tasks.append(asyncio.create_task(self.exchange.run_forever(), name="exchange"))
-        self._tasks.append(asyncio.create_task(self.scrubber.run_forever(), name="scrub"))
-        self.files.start()
+        self.workers.start()
 
     async def stop(self) -> None:
+        await self.workers.stop(WORKER_STOP_S)
         await self.files.stop()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.transfers.stop()
-        await self.ring_changer.stop()
-        await self.discovery.stop()
         await self.membership.stop()
 
 
@@ -153,8 +145,11 @@ def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine) -> Servic
                         count_corrupt=metrics.count_corrupt, ready=lambda: gossip.complete,
                         registry=metrics.registry)
     state = NodeState(node_id=data_dir.node_id, started_at=time.monotonic())
+    workers = build_supervisor(cfg, gossip=gossip, discovery=discovery, changer=changer,
+                               transfers=transfers, handoff=handoff, exchange=exchange,
+                               scrubber=scrubber, files=files)
     return Services(store, metrics, state, rpc, gossip, changer, transfers, coordinator,
-                    hint_store, handoff, exchange, scrubber, files, discovery, refill)
+                    hint_store, handoff, exchange, scrubber, files, discovery, refill, workers)
 
 
 def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
@@ -175,6 +170,7 @@ def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
     app[EXCHANGE] = svc.exchange
     app[DISCOVERY] = svc.discovery
     app[REFILL] = svc.refill
+    app[WORKERS] = svc.workers
     kv_api.setup(app)
     node_api.setup(app)
     cluster_api.setup(app)

@@ -108,7 +108,6 @@ class RingChanger:
         self._refresh()
         self._proposer = f"{topology.node_id}~{secrets.token_hex(4)}"
         self._round = 0
-        self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         topology.subscribe(self._refresh)
 
@@ -287,21 +286,3 @@ class RingChanger:
         except ValueError as exc:
             log.warning("acceptor sent an unusable ring", extra={"fields": {"error": str(exc)}})
 
-    # --- loop ------------------------------------------------------------------------------
-
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except (RpcError, ValueError) as exc:
-                log.warning("ring change attempt failed", extra={"fields": {"error": str(exc)}})
-            await asyncio.sleep(self.interval_s)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.run_forever(), name="ringchange")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None

@@ -25,7 +25,6 @@ removed in this pass.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
@@ -70,16 +69,6 @@ class Scrubber:
         self.grace_ms = int(tombstone_grace_s * 1000)
         self.deadline_s = deadline_s
         self.now_ms = now_ms
-
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                await self.run_pass()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("scrub pass failed")
-            await asyncio.sleep(self.interval_s)
 
     async def run_pass(self) -> None:
         ring = self.topology.ring

@@ -119,7 +119,6 @@ class TransferService:
         self.active: dict[tuple[int, str], list[int]] = {}
         self.dropped_partitions = 0
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._prev_cache: tuple[str, tuple[Ring, ...]] = ("", ())
         self._swept: tuple[int, float] = (-1, 0.0)
         topology.subscribe(self._wake.set)
@@ -275,29 +274,10 @@ class TransferService:
         if stale:
             await self.store.meta_delete(stale)
 
-    # --- loop ------------------------------------------------------------------------------
-
-    async def run_forever(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("transfer round failed")
-            try:
-                async with asyncio.timeout(IDLE_S):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.run_forever(), name="transfers")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+    @property
+    def wakeup(self) -> asyncio.Event:
+        """Set when the ring changes: the transfers worker's idle wait ends at once."""
+        return self._wake
 
 
 def held_partitions(store: LocalStore, partitions: Iterable[int], limit: int) -> list[int]:

@@ -50,7 +50,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -316,24 +315,6 @@ class ChunkSync:
             "chunk": cid.hex()}})
         return True
 
-    # --- the loops -------------------------------------------------------------------------
-
-    async def run_sync_forever(self) -> None:
-        await _repeat("chunk anti-entropy pass", self.settings.interval_s, self.sync_once)
-
-    async def run_scrub_forever(self) -> None:
-        await _repeat("chunk scrub pass", self.settings.scrub_interval_s, self.scrub_once)
-
-
-async def _repeat(what: str, interval_s: float, once: Callable[[], Awaitable[object]]) -> None:
-    """Run ``once`` every ``interval_s`` (jittered 0.8-1.2, so nodes do not march in step),
-    first one interval from now; a failed run is logged and the next one comes as usual."""
-    while True:
-        await asyncio.sleep(interval_s * random.uniform(0.8, 1.2))
-        try:
-            await once()
-        except Exception:
-            log.exception("%s failed", what)
 
 
 def _take(found: Iterator[ChunkInfo], size: int) -> list[ChunkInfo]:

@@ -1,6 +1,6 @@
 """Garbage collection of chunks, and retention of file versions, in the background.
 
-One round on one node (``run_once``; ``run_forever`` repeats it every ``interval_s``, jittered):
+One round on one node (``run_once``; the files-gc worker repeats it every ``interval_s``, jittered):
 
 1. ``started`` = now; ``cutoff`` = started - grace.
 2. List every version key of every file from *every* member (current and previous rings). Any
@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -249,20 +248,6 @@ class FileGC:
         for sibling in versions.live():  # (normally one: a version key is written once)
             ids.update(c.digest for c in manifest.decode(sibling.value or b"").chunks)
         return ids
-
-    # --- the loop --------------------------------------------------------------------------
-
-    async def run_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.interval_s * random.uniform(0.8, 1.2))
-            try:
-                report = await self.run_once()
-            except Exception:
-                log.exception("file garbage collection round failed")
-                continue
-            if report.skipped:
-                log.info("file garbage collection skipped", extra={"fields": {
-                    "reason": report.skipped}})
 
 
 def _describe(exc: BaseException) -> str:

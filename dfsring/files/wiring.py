@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -29,21 +29,12 @@ class FilesNode:
     chunks: ChunkReplicator
     service: FileService
     gc: FileGC
-    sync: ChunkSync
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
+    sync: ChunkSync  # gc and sync run as workers of the node's supervisor (dfsring.node_workers)
 
     async def open(self) -> None:
         await asyncio.to_thread(self.store.open)
 
-    def start(self) -> None:
-        self._tasks = [asyncio.create_task(self.gc.run_forever(), name="files-gc"),
-                       asyncio.create_task(self.sync.run_sync_forever(), name="chunk-sync"),
-                       asyncio.create_task(self.sync.run_scrub_forever(), name="chunk-scrub")]
-
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.service.close()
 
 

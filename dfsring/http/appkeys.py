@@ -18,6 +18,7 @@ from dfsring.metrics import NodeMetrics
 from dfsring.refill import RefillTracker
 from dfsring.ringchange import RingChanger
 from dfsring.transfers import TransferService
+from dfsring.worker import Supervisor
 
 
 @dataclass
@@ -42,3 +43,4 @@ METRICS = web.AppKey("metrics", NodeMetrics)
 STATE = web.AppKey("state", NodeState)
 DISCOVERY = web.AppKey("discovery", Discovery)
 REFILL = web.AppKey("refill", RefillTracker)
+WORKERS = web.AppKey("workers", Supervisor)

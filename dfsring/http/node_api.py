@@ -21,6 +21,7 @@ from dfsring.http.appkeys import (
     STATE,
     STORE,
     TRANSFERS,
+    WORKERS,
 )
 from dfsring.http.kv_api import decode_cursor, encode_cursor, parse_limit, rfc3339
 from dfsring.http.problems import json_doc
@@ -87,7 +88,8 @@ async def stats(request: web.Request) -> web.Response:
            "antientropy": {**m.ae, "oldest_unexchanged_s": round(
                request.app[EXCHANGE].oldest_unexchanged_s(), 1),
                "last_exchange_nodes_fetched": request.app[EXCHANGE].last_nodes_fetched},
-           "engine": store.engine.info()}
+           "engine": store.engine.info(),
+           "workers": request.app[WORKERS].status_json()}
     return json_doc(doc)
 
 

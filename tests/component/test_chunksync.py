@@ -17,8 +17,10 @@ from dfsring.files import placement
 from dfsring.files.chunkstore import Buffer, ChunkStore
 from dfsring.files.chunksync import ChunkSync, SyncSettings
 from dfsring.files.metrics import FileMetrics
+from dfsring.node_workers import idle
 from dfsring.ring import Ring, RingMember
 from dfsring.rpc import PeerUnavailable
+from dfsring.worker import Schedule, Worker
 
 pytestmark = pytest.mark.component
 NODES = ("n1", "n2", "n3", "n4")
@@ -239,7 +241,8 @@ async def test_a_failing_pass_does_not_stop_the_loop(net: Net) -> None:
 
     sync = sync_of(net, "n1")
     sync.replicas.present_on = broken  # type: ignore[method-assign]
-    task = asyncio.create_task(sync.run_sync_forever())
+    worker = Worker("chunk-sync", idle(sync.sync_once), Schedule(0.01, first_wait=True))
+    task = asyncio.create_task(worker.run_forever())
     try:
         async with asyncio.timeout(5):
             await third.wait()  # three passes failed, and the loop still runs
@@ -247,6 +250,7 @@ async def test_a_failing_pass_does_not_stop_the_loop(net: Net) -> None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert task.cancelled()
+    assert worker.status.last_error == "RuntimeError: a bug"
 
 
 async def test_a_chunk_missing_on_one_owner_is_sent_by_one_holder(net: Net) -> None:

@@ -384,6 +384,26 @@ def test_status_without_transfers_has_no_transfers_line() -> None:
     assert text.splitlines()[-1] == "ring epoch 3 hash ab12cd34 (1 members)"
 
 
+def test_status_lists_busy_and_failed_workers_one_line_per_node() -> None:
+    def worker(state: str, error: str | None = None) -> dict[str, object]:
+        return {"state": state, "iterations": 9, "last_error": error, "last_error_at": None,
+                "last_run_at": 1.0}
+
+    members = [member("n1", "a:1", me=True), member("n2", "b:1"), member("n3", "c:1")]
+    stats = {
+        "n1": {**stats_doc("n1"), "workers": {"gossip": worker("idle"),
+                                              "scrub": worker("failed", "OSError: disk"),
+                                              "exchange": worker("busy")}},
+        "n2": {**stats_doc("n2"), "workers": {"gossip": worker("idle"),
+                                              "discovery": worker("done")}},
+        "n3": None,
+    }
+    lines = render_status(members, ring_doc("n1", "n2", "n3"), stats,
+                          dict.fromkeys(stats)).splitlines()
+    assert lines[-1] == "n1 workers: exchange busy, scrub failed (OSError: disk)"
+    assert not any(line.startswith(("n2 workers", "n3 workers")) for line in lines)
+
+
 def test_ownership_counts_each_node_once_per_partition_and_primaries() -> None:
     owners = {"0": ["a", "b"], "1": ["b", "a"], "2": ["a", "c"], "3": ["a", "a"], "4": []}
     assert ownership(owners) == {"a": (4, 3), "b": (2, 1), "c": (1, 0)}

@@ -16,8 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from dfsring.launcher import LocalCluster, NodeProcess
+
+# No per-example deadline: CI runs these beside the chaos suite on two cores, where a
+# 200 ms example deadline failed on load alone (DeadlineExceeded in test_merkle). Speed
+# targets live in benchmarks/, not in timed unit tests.
+settings.register_profile("dfsring", deadline=None)
+settings.load_profile("dfsring")
 
 TIERS = ("unit", "component", "cluster")
 LOG_TAIL_LINES = 50

@@ -17,6 +17,9 @@ from the owners under each ring still holding data. Which acks count is dfsring.
 rule: owners under the ring current when the write is decided, each ack naming the epoch it
 was applied under; a ring adopted mid-write means a recount and the new owners asked.
 Replicas the failure detector holds down are not waited for: they count as failed at once.
+Each request routes by the one cluster view it read at its start (dfsring.clusterview); only
+a write looking for a newer ring reads a fresh one. Replies are gathered by the shared
+quorum wait loop (dfsring.fanout).
 
 Sloppy quorum (Dynamo §4.6): an owner that is down or silent for half the deadline is
 replaced, for this write, by the next live node in the ring's fallback order, which keeps
@@ -31,13 +34,13 @@ import asyncio
 import dataclasses
 import heapq
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from dfsring import errors, hints, transition, vclock
+from dfsring import errors, fanout, vclock
 from dfsring.background import BackgroundTasks
-from dfsring.hints import FallbackPicker
+from dfsring.clusterview import ClusterView, FallbackPicker, ViewSource, substitutes
 from dfsring.hintstore import HintStore, local_view
 from dfsring.keys import ObjectName
 from dfsring.localstore import LocalStore
@@ -56,7 +59,6 @@ from dfsring.messages import (
 from dfsring.metrics import NodeMetrics
 from dfsring.peers import wall_ms
 from dfsring.quorum import Outcome, QuorumGroups, QuorumTracker
-from dfsring.ring import Ring
 from dfsring.rpc import PeerRefused, PeerUnavailable, RpcClient, RpcError
 from dfsring.vclock import Versions, VersionVector
 from dfsring.writequorum import WriteAck, WriteQuorum
@@ -91,29 +93,15 @@ class Coordinator(Protocol):
                         limit: int) -> list[tuple[bytes, bytes]]: ...
 
 
-class Topology(Protocol):
-    """What the coordinator needs of membership (dfsring.gossip.Gossiper provides it)."""
-
-    @property
-    def ring(self) -> Ring: ...
-
-    @property
-    def previous(self) -> tuple[Ring, ...]: ...
-
-    def address_of(self, node_id: str) -> str: ...
-
-    def is_alive(self, node_id: str) -> bool: ...
-
-
 class ReplicatedCoordinator:
     def __init__(self, *, node_id: str, n: int, store: LocalStore, hint_store: HintStore,
-                 topology: Topology, rpc: RpcClient, metrics: NodeMetrics, deadline_s: float,
+                 views: ViewSource, rpc: RpcClient, metrics: NodeMetrics, deadline_s: float,
                  now_ms: Callable[[], int] = wall_ms) -> None:
         self.node_id = node_id
         self._n = n
         self.store = store
         self.hints = hint_store
-        self.topology = topology
+        self.views = views
         self.rpc = rpc
         self.metrics = metrics
         self.deadline_s = deadline_s
@@ -124,14 +112,6 @@ class ReplicatedCoordinator:
     def n(self) -> int:
         return self._n
 
-    def write_targets(self, name: ObjectName) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        topo = self.topology
-        return transition.write_targets(self.store.partition(name), topo.ring, topo.previous)
-
-    @property
-    def epoch(self) -> int:
-        return self.topology.ring.epoch
-
     # --- writes ----------------------------------------------------------------------------
 
     async def put(self, name: ObjectName, context: VersionVector, value: bytes | None,
@@ -139,31 +119,31 @@ class ReplicatedCoordinator:
                   forward: bool = True) -> WriteResult:
         """forward=False: coordinate here even if the ring says otherwise (a peer forwarded
         the write to us, and rings may briefly differ; never bounce it on)."""
-        pref, extra = self.write_targets(name)
-        epoch = self.epoch  # the ring `pref` is from
+        view = self.views.cluster_view()
+        partition = view.partition(name)
+        pref, extra = view.write_targets(partition)
+        epoch = view.epoch  # the ring `pref` is from
         if forward and self.node_id not in pref:
-            return await self._forward(pref, name, context, value, content_type, w, sloppy)
+            return await self._forward(view, pref, name, context, value, content_type, w,
+                                       sloppy)
         versions = await self.store.coordinate(name, context, value, content_type,
                                                self.now_ms())
         quorum = WriteQuorum(pref, w, epoch)
         quorum.ok(WriteAck(self.node_id, epoch))  # counts only if this node owns the key
         msg = ReplicaWrite(name.bucket_bytes, name.key_bytes, vclock.encode_versions(versions),
                            epoch)
-        picker = None
-        if sloppy:
-            fallbacks = self.topology.ring.fallbacks(self.store.partition(name))
-            picker = FallbackPicker(fallbacks, self.topology.is_alive, (self.node_id, *pref))
-        calls = {owner: self._write_slot(owner, msg, picker)
+        picker = view.fallback_picker(partition, (self.node_id, *pref)) if sloppy else None
+        calls = {owner: self._write_slot(view, owner, msg, picker)
                  for owner in pref if owner != self.node_id}
         for peer in extra:
-            if peer != self.node_id and self.topology.is_alive(peer):
-                self._spawn(self._best_effort(peer, msg))
-        await self._await_write(quorum, calls, self.store.partition(name), msg, picker)
+            if peer != self.node_id and view.is_alive(peer):
+                self._spawn(self._best_effort(view, peer, msg))
+        await self._await_write(quorum, calls, partition, msg, picker)
         if quorum.outcome is not Outcome.OK:
             raise quorum.error()
         return WriteResult(versions, quorum.acked, self.n, quorum.hinted)
 
-    async def _write_slot(self, owner: str, msg: ReplicaWrite,
+    async def _write_slot(self, view: ClusterView, owner: str, msg: ReplicaWrite,
                           picker: FallbackPicker | None) -> WriteAck:
         """One owner's share of a write: the owner's ack, or that of the fallback that took
         it with a hint (sloppy quorum, Dynamo §4.6). An owner the failure detector holds
@@ -171,9 +151,9 @@ class ReplicatedCoordinator:
         fallback in ring order (each used once per write)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.deadline_s
-        if self.topology.is_alive(owner):
+        if view.is_alive(owner):
             try:
-                reply = await self.rpc.call(self.topology.address_of(owner), msg, ReplicaAck,
+                reply = await self.rpc.call(view.address_of(owner), msg, ReplicaAck,
                                             self.deadline_s / 2 if picker else self.deadline_s)
                 return _write_ack(owner, reply)
             except PeerUnavailable:
@@ -185,14 +165,14 @@ class ReplicatedCoordinator:
         failure: RpcError = PeerUnavailable(owner, "down, and no live fallback is left")
         while (fallback := picker.next()) is not None:
             try:
-                reply = await self.rpc.call(self.topology.address_of(fallback), hint,
+                reply = await self.rpc.call(view.address_of(fallback), hint,
                                             ReplicaAck, max(0.1, deadline - loop.time()))
                 return _write_ack(fallback, reply, for_owner=owner)
             except RpcError as exc:
                 failure = exc
         raise failure
 
-    async def _await_write(self, quorum: WriteQuorum, calls: dict[str, Awaitable[WriteAck]],
+    async def _await_write(self, quorum: WriteQuorum, calls: Mapping[str, Awaitable[WriteAck]],
                            partition: int, msg: ReplicaWrite,
                            picker: FallbackPicker | None) -> None:
         """Run a write's calls until it is decided under the ring current at that moment,
@@ -201,54 +181,46 @@ class ReplicatedCoordinator:
         yet asked get the write (each at most once, at most MAX_RETRIED per write); acks
         applied under a ring newer than ours wait, within the deadline, until gossip brings
         it. Calls still running when the write is decided carry on in the background."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.deadline_s
-        tasks = {asyncio.ensure_future(aw): owner for owner, aw in calls.items()}
+        deadline = asyncio.get_running_loop().time() + self.deadline_s
         asked = {self.node_id, *calls}
         retries = MAX_RETRIED
-        while True:
-            ring = self.topology.ring
-            if ring.epoch > quorum.epoch:
-                for owner in quorum.rering(ring.preference_list(partition), ring.epoch):
-                    if owner not in asked and retries > 0:
-                        asked.add(owner)
-                        retries -= 1
-                        retry = dataclasses.replace(msg, epoch=ring.epoch)
-                        tasks[asyncio.ensure_future(
-                            self._write_slot(owner, retry, picker))] = owner
-            pending = [t for t in tasks if not t.done()]
-            remaining = deadline - loop.time()
-            if (quorum.outcome is not Outcome.PENDING or remaining <= 0
-                    or (not pending and quorum.newest_epoch <= quorum.epoch)):
-                break
-            if pending:
-                done, _ = await asyncio.wait(pending, timeout=min(remaining, RING_POLL_S),
-                                             return_when=asyncio.FIRST_COMPLETED)
-            else:  # every reply is in, some under a ring we have not seen yet
-                await asyncio.sleep(min(remaining, RING_POLL_S))
-                done = set()
-            for task in done:
-                _record_write(quorum, tasks.pop(task), task)
-        for task, owner in tasks.items():
-            if task.done():
-                _record_write(quorum, owner, task)
-            elif quorum.outcome is Outcome.PENDING:
-                quorum.fail(owner, "timeout")
-        for task in tasks:
-            if not task.done():
-                self._background.track(task)
 
-    async def _forward(self, pref: tuple[str, ...], name: ObjectName, context: VersionVector,
+        def rering() -> dict[asyncio.Future[WriteAck], str]:
+            nonlocal retries
+            view = self.views.cluster_view()
+            if view.epoch <= quorum.epoch:
+                return {}
+            started: dict[asyncio.Future[WriteAck], str] = {}
+            for owner in quorum.rering(view.owners(partition), view.epoch):
+                if owner not in asked and retries > 0:
+                    asked.add(owner)
+                    retries -= 1
+                    retry = dataclasses.replace(msg, epoch=view.epoch)
+                    started[asyncio.ensure_future(
+                        self._write_slot(view, owner, retry, picker))] = owner
+            return started
+
+        running = await fanout.collect(
+            fanout.start(calls), decided=lambda: quorum.outcome is not Outcome.PENDING,
+            record=lambda owner, task: _record_write(quorum, owner, task), deadline=deadline,
+            poll=rering, poll_s=RING_POLL_S, expecting=lambda: quorum.newest_epoch > quorum.epoch)
+        if quorum.outcome is Outcome.PENDING:
+            fanout.fail_unfinished(running, quorum.fail)
+        for task in running:
+            self._background.track(task)
+
+    async def _forward(self, view: ClusterView, pref: tuple[str, ...], name: ObjectName,
+                       context: VersionVector,
                        value: bytes | None, content_type: str, w: int,
                        sloppy: bool) -> WriteResult:
         """Hand the write to the first reachable replica, which coordinates it."""
         msg = CoordinateWrite(name.bucket_bytes, name.key_bytes, vclock.encode_context(context),
-                              value, content_type, w, sloppy, self.epoch)
+                              value, content_type, w, sloppy, view.epoch)
         outcomes: dict[str, str] = {}
-        alive = [p for p in pref if self.topology.is_alive(p)]
+        alive = [p for p in pref if view.is_alive(p)]
         for peer in alive + [p for p in pref if p not in alive]:
             try:
-                reply = await self.rpc.call(self.topology.address_of(peer), msg, WriteReply,
+                reply = await self.rpc.call(view.address_of(peer), msg, WriteReply,
                                             self.deadline_s + 1.0)
             except PeerUnavailable as exc:
                 outcomes[peer] = exc.detail
@@ -263,23 +235,23 @@ class ReplicatedCoordinator:
 
     async def get(self, name: ObjectName, *, r: int, sloppy: bool = True) -> Versions:
         """sloppy=False: only the owners count, as for writes; down ones are not replaced."""
-        topo = self.topology
-        partition = self.store.partition(name)
-        groups = transition.read_groups(partition, topo.ring, topo.previous)
+        view = self.views.cluster_view()
+        partition = view.partition(name)
+        groups = view.read_groups(partition)
         # A down owner's stand-in: the fallback a sloppy write would have hinted (it answers
         # with its hinted data), so a value acked only by fallbacks is read with R.
-        subs = hints.substitutes(groups[0], topo.ring.fallbacks(partition),
-                                 topo.is_alive) if sloppy else {}
+        subs = substitutes(groups[0], view.fallbacks(partition),
+                           view.is_alive) if sloppy else {}
         groups = (tuple(subs.get(n, n) for n in groups[0]), *groups[1:])
         pref = tuple(dict.fromkeys(n for g in groups for n in g))
         tracker: QuorumTracker | QuorumGroups = (
-            self._tracker(pref, r) if len(groups) == 1 else QuorumGroups(list(groups), r))
+            QuorumTracker.over(pref, r) if len(groups) == 1 else QuorumGroups(list(groups), r))
         msg = ReplicaRead(name.bucket_bytes, name.key_bytes)
-        alive = [p for p in pref if p == self.node_id or topo.is_alive(p)]
+        alive = [p for p in pref if p == self.node_id or view.is_alive(p)]
         for peer in pref:
             if peer not in alive:
                 tracker.fail(peer, "down")
-        calls = {peer: self._read_one(peer, name, msg) for peer in alive}
+        calls = {peer: self._read_one(view, peer, name, msg) for peer in alive}
         pending = await self._await_quorum(tracker, calls)
         if tracker.outcome is not Outcome.OK:
             _cancel(pending.values())
@@ -290,20 +262,21 @@ class ReplicatedCoordinator:
             self._spawn(self._read_repair(name, owners, tracker, pending))
         return merged
 
-    async def _read_one(self, peer: str, name: ObjectName, msg: ReplicaRead) -> Versions:
+    async def _read_one(self, view: ClusterView, peer: str, name: ObjectName,
+                        msg: ReplicaRead) -> Versions:
         if peer == self.node_id:
             try:
                 return local_view(self.store, self.hints, name)
             except errors.CorruptValue:
                 self.metrics.count_corrupt()
                 raise
-        reply = await self._call(peer, msg, ReplicaReadReply)
+        reply = await self._call(view, peer, msg, ReplicaReadReply)
         return vclock.Versions() if reply.versions is None else vclock.decode_versions(
             reply.versions)
 
     async def _read_repair(self, name: ObjectName, pref: tuple[str, ...],
                            tracker: QuorumTracker | QuorumGroups,
-                           pending: dict[str, asyncio.Task[object]]) -> None:
+                           pending: dict[str, asyncio.Future[object]]) -> None:
         """After answering: hear the slower replicas out, then bring every stale one up to
         the join of all replies. Replicas that did not answer are left to handoff and
         anti-entropy; a corrupt local copy is overwritten with the join."""
@@ -312,17 +285,19 @@ class ReplicatedCoordinator:
             for peer, task in pending.items():
                 _record(tracker, peer, task)
         merged = vclock.sync_all(v for v in tracker.values().values() if v is not None)
+        view = self.views.cluster_view()  # the ring now: repairs carry its epoch
         for peer in _stale(pref, tracker, merged):
-            await self._repair(peer, name, merged)
+            await self._repair(view, peer, name, merged)
 
-    async def _repair(self, peer: str, name: ObjectName, merged: Versions) -> None:
+    async def _repair(self, view: ClusterView, peer: str, name: ObjectName,
+                      merged: Versions) -> None:
         try:
             if peer == self.node_id:
                 await self.store.merge(name, merged, overwrite_corrupt=True)
             else:
                 msg = ReplicaWrite(name.bucket_bytes, name.key_bytes,
-                                   vclock.encode_versions(merged), self.epoch)
-                await self._call(peer, msg, ReplicaAck)
+                                   vclock.encode_versions(merged), view.epoch)
+                await self._call(view, peer, msg, ReplicaAck)
         except (RpcError, errors.DfsError) as exc:
             self.metrics.count_repair("failed")
             log.info("read repair failed", extra={"fields": {"peer": peer, "error": str(exc)}})
@@ -335,10 +310,11 @@ class ReplicatedCoordinator:
                         limit: int) -> list[tuple[bytes, bytes]]:
         """Live keys in suffix order: the union of every member's local listing. Each key is
         on N nodes, so up to N-1 unreachable members still leave every key listed."""
-        rings = (self.topology.ring, *self.topology.previous)
+        view = self.views.cluster_view()
+        rings = view.rings
         nodes = dict.fromkeys(n for ring in rings for n in ring.node_ids())
         msg = ListKeys(bucket, prefix, after, limit)
-        calls = {node: self._list_one(node, msg) for node in nodes}
+        calls = {node: self._list_one(view, node, msg) for node in nodes}
         tracker = QuorumTracker(len(calls), max(1, len(calls) - rings[0].replicas + 1))
         pending = await self._await_quorum(tracker, calls)
         if pending:
@@ -357,58 +333,40 @@ class ReplicatedCoordinator:
                 break
         return out
 
-    async def _list_one(self, node: str, msg: ListKeys) -> list[tuple[bytes, bytes]]:
+    async def _list_one(self, view: ClusterView, node: str,
+                        msg: ListKeys) -> list[tuple[bytes, bytes]]:
         if node == self.node_id:
             return self.store.list_live(msg.bucket, msg.prefix, msg.after, msg.limit)
-        reply = await self._call(node, msg, ListKeysReply)
+        reply = await self._call(view, node, msg, ListKeysReply)
         return list(reply.items)
 
     # --- plumbing --------------------------------------------------------------------------
 
-    def _tracker(self, pref: tuple[str, ...], needed: int) -> QuorumTracker:
-        """A tracker over the replicas that exist; missing ones (cluster smaller than N)
-        count as failed so the outcome is decided, never awaited."""
-        tracker = QuorumTracker(max(len(pref), needed), needed)
-        for i in range(needed - len(pref)):
-            tracker.fail(f"(missing replica {i + 1})", "cluster has fewer nodes than N")
-        return tracker
+    def _call(self, view: ClusterView, peer: str, msg: Message, reply: type) -> Awaitable:
+        return self.rpc.call(view.address_of(peer), msg, reply, self.deadline_s)
 
-    def _call(self, peer: str, msg: Message, reply: type) -> Awaitable:
-        return self.rpc.call(self.topology.address_of(peer), msg, reply, self.deadline_s)
-
-    async def _best_effort(self, peer: str, msg: Message) -> None:
+    async def _best_effort(self, view: ClusterView, peer: str, msg: Message) -> None:
         """A copy for an old owner during a transfer: it serves reads until the switch."""
         try:
-            await self._call(peer, msg, ReplicaAck)
+            await self._call(view, peer, msg, ReplicaAck)
         except RpcError as exc:
             log.debug("write to an old owner failed", extra={"fields": {
                 "peer": peer, "error": exc.detail}})
 
     async def _await_quorum(self, tracker: QuorumTracker | QuorumGroups,
-                            calls: dict[str, Awaitable[object]]
-                            ) -> dict[str, asyncio.Task[object]]:
+                            calls: Mapping[str, Awaitable[object]]
+                            ) -> dict[str, asyncio.Future[object]]:
         """Run calls until the tracker decides or the deadline passes; returns the calls
         still running (the caller may keep them for repair, or cancel them)."""
-        tasks = {peer: asyncio.ensure_future(aw) for peer, aw in calls.items()}
-        by_task = {task: peer for peer, task in tasks.items()}
-        pending = set(tasks.values())
         deadline = asyncio.get_running_loop().time() + self.deadline_s
-        while pending and tracker.outcome is Outcome.PENDING:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                break
-            done, pending = await asyncio.wait(pending, timeout=remaining,
-                                               return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                _record(tracker, by_task[task], task)
+        running = await fanout.collect(
+            fanout.start(calls), decided=lambda: tracker.outcome is not Outcome.PENDING,
+            record=lambda peer, task: _record(tracker, peer, task), deadline=deadline)
         if tracker.outcome is Outcome.PENDING:
-            for peer, task in tasks.items():
-                if task in pending:
-                    tracker.fail(peer, "timeout")
-        left = {by_task[t]: t for t in pending}
-        for task in left.values():
+            fanout.fail_unfinished(running, tracker.fail)
+        for task in running:
             self._background.track(task)
-        return left
+        return {peer: task for task, peer in running.items()}
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         if not self._background.spawn(coro):
@@ -424,22 +382,39 @@ class ReplicatedCoordinator:
         await self._background.close(grace_s)
 
 
-def _record(tracker: QuorumTracker | QuorumGroups, peer: str, task: asyncio.Future) -> None:
+def _failure(task: asyncio.Future) -> str | None:
+    """None for a replica call that succeeded, else the outcome recorded for it."""
     if task.cancelled():
-        tracker.fail(peer, "cancelled")
-        return
+        return "cancelled"
     exc = task.exception()
     if exc is None:
+        return None
+    if isinstance(exc, errors.CorruptValue):
+        return "corrupt-value"
+    if isinstance(exc, PeerRefused):
+        return exc.reply.code
+    if isinstance(exc, RpcError | errors.DfsError):
+        return str(exc)
+    log.error("replica call failed unexpectedly", exc_info=exc)
+    return f"internal error: {type(exc).__name__}"
+
+
+def _record(tracker: QuorumTracker | QuorumGroups, peer: str, task: asyncio.Future) -> None:
+    failure = _failure(task)
+    if failure is None:
         tracker.ok(peer, task.result())
-    elif isinstance(exc, errors.CorruptValue):
-        tracker.fail(peer, "corrupt-value")
-    elif isinstance(exc, PeerRefused):
-        tracker.fail(peer, exc.reply.code)
-    elif isinstance(exc, RpcError | errors.DfsError):
-        tracker.fail(peer, str(exc))
     else:
-        log.error("replica call failed unexpectedly", exc_info=exc)
-        tracker.fail(peer, f"internal error: {type(exc).__name__}")
+        tracker.fail(peer, failure)
+
+
+def _record_write(quorum: WriteQuorum, owner: str, task: asyncio.Future) -> None:
+    """Feed one finished write call to the quorum: its ack, or why the owner's share
+    (itself and its fallbacks) failed."""
+    failure = _failure(task)
+    if failure is None:
+        quorum.ok(task.result())
+    else:
+        quorum.fail(owner, failure)
 
 
 def _write_ack(replica: str, reply: ReplicaAck, for_owner: str | None = None) -> WriteAck:
@@ -447,24 +422,6 @@ def _write_ack(replica: str, reply: ReplicaAck, for_owner: str | None = None) ->
     if reply.epoch < 0:
         raise PeerUnavailable(replica, f"ack names ring epoch {reply.epoch}")
     return WriteAck(replica, reply.epoch, for_owner)
-
-
-def _record_write(quorum: WriteQuorum, owner: str, task: asyncio.Future) -> None:
-    """Feed one finished write call to the quorum: its ack, or why the owner's share
-    (itself and its fallbacks) failed."""
-    if task.cancelled():
-        quorum.fail(owner, "cancelled")
-        return
-    exc = task.exception()
-    if exc is None:
-        quorum.ok(task.result())
-    elif isinstance(exc, PeerRefused):
-        quorum.fail(owner, exc.reply.code)
-    elif isinstance(exc, RpcError | errors.DfsError):
-        quorum.fail(owner, str(exc))
-    else:
-        log.error("replica call failed unexpectedly", exc_info=exc)
-        quorum.fail(owner, f"internal error: {type(exc).__name__}")
 
 
 def _cancel(tasks: Iterable[asyncio.Future]) -> None:

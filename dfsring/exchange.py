@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from dfsring import antientropy, batching
+from dfsring.clusterview import ClusterView, ViewSource
 from dfsring.localstore import LocalStore
 from dfsring.messages import (
     Ack,
@@ -52,8 +53,6 @@ from dfsring.messages import (
     TreeRootsReply,
 )
 from dfsring.metrics import NodeMetrics
-from dfsring.peers import Peers
-from dfsring.ring import Ring
 from dfsring.rpc import PeerRefused, RpcClient, RpcError
 from dfsring.transfers import TokenBucket
 
@@ -65,11 +64,11 @@ R = TypeVar("R", bound=Message)
 
 
 class ExchangeService:
-    def __init__(self, *, node_id: str, topology: Peers, store: LocalStore, rpc: RpcClient,
+    def __init__(self, *, node_id: str, views: ViewSource, store: LocalStore, rpc: RpcClient,
                  metrics: NodeMetrics, interval_s: float, rate: int,
                  deadline_s: float) -> None:
         self.node_id = node_id
-        self.topology = topology
+        self.views = views
         self.store = store
         self.rpc = rpc
         self.metrics = metrics
@@ -86,14 +85,14 @@ class ExchangeService:
     def oldest_unexchanged_s(self) -> float:
         """Age of the least recently exchanged partition this node owns."""
         now = time.monotonic()
-        owned = self.topology.ring.partitions_of(self.node_id)
+        owned = self.views.cluster_view().ring.partitions_of(self.node_id)
         if not owned:
             return 0.0
         return max(now - self.last_exchanged.get(p, self.started) for p in owned)
 
-    def _next_peer(self, ring: Ring) -> str | None:
-        peers = [n for n in ring.node_ids()
-                 if n != self.node_id and self.topology.is_alive(n)]
+    def _next_peer(self, view: ClusterView) -> str | None:
+        peers = [n for n in view.ring.node_ids()
+                 if n != self.node_id and view.is_alive(n)]
         if not peers:
             return None
         self._turn += 1
@@ -101,10 +100,11 @@ class ExchangeService:
 
     async def run_once(self) -> int:
         """One round with one peer; returns how many partitions differed."""
-        if not self.topology.settled:
+        view = self.views.cluster_view()
+        if not view.settled:
             return 0  # ownership is moving: transfers are the repair, trees are in flux
-        ring = self.topology.ring
-        peer = self._next_peer(ring)
+        ring = view.ring
+        peer = self._next_peer(view)
         if peer is None:
             return 0
         shared = [p for p in ring.partitions_of(self.node_id)
@@ -186,7 +186,7 @@ class ExchangeService:
             self.metrics.count_ae_repaired("in", changed)
 
     async def _push(self, peer: str, skeys: Sequence[bytes]) -> None:
-        epoch = self.topology.ring.epoch
+        epoch = self.views.cluster_view().epoch
         for i in range(0, len(skeys), BATCH_KEYS):
             records = await batching.off_loop(self.store.records, list(skeys[i:i + BATCH_KEYS]))
             for batch in batching.byte_batches(records, max_bytes=batching.MAX_BATCH_BYTES,
@@ -204,7 +204,8 @@ class ExchangeService:
             self.metrics.count_ae_repaired("out", len(records))
 
     async def _call(self, peer: str, msg: Message, reply: type[R]) -> R:
-        return await self.rpc.call(self.topology.address_of(peer), msg, reply, self.deadline_s)
+        return await self.rpc.call(self.views.cluster_view().address_of(peer), msg, reply,
+                                   self.deadline_s)
 
 
 def _too_large(exc: Exception) -> bool:

@@ -43,13 +43,14 @@ from typing import Any
 
 from dfsring import clusterfile, membership
 from dfsring.clusterfile import ClusterFile
+from dfsring.clusterview import ClusterView
 from dfsring.errors import WrongCluster as WrongCluster  # its home before dfsring.errors
 from dfsring.failure import DetectorSettings, Liveness, PhiAccrualDetector
 from dfsring.membership import MemberState, Status, View
 from dfsring.messages import Ack, GossipAck, GossipAck2, GossipSyn, RingAnnounce
 from dfsring.ring import Ring, RingMember
 from dfsring.ringstate import RingState
-from dfsring.rpc import PeerRefused, PeerUnavailable, RpcClient, RpcError
+from dfsring.rpc import PeerRefused, RpcClient, RpcError
 from dfsring.transition import transition_complete
 
 log = logging.getLogger("dfsring.membership")
@@ -103,6 +104,7 @@ class Gossiper:
         self.view = View({**entries, node_id: me}, saved.removed, saved.ring)
         self.settled_epoch = saved.settled_epoch
         self._rings: tuple[RingState, Ring, tuple[Ring, ...]] | None = None
+        self._snapshot: ClusterView | None = None
         self._save()
         if self.fresh_start and not tuple(seeds) and bootstrap_expect <= 1:
             self.found("no seeds")  # nothing to ask: a single node is its own cluster
@@ -125,7 +127,24 @@ class Gossiper:
                 "seconds": round(self.clock() - self.refill_started, 1)}})
             self._save()
 
-    # --- queries (the Topology the coordinator and services use) ---------------------------
+    # --- queries ------------------------------------------------------------------------
+
+    def cluster_view(self) -> ClusterView:
+        """The snapshot services read at the start of an operation (dfsring.clusterview).
+        A new one whenever the member view (ring, addresses, statuses, heartbeats), the
+        settled state or any member's liveness changed since the last; else the same object.
+        Liveness is judged now: phi grows with silence, not only with gossip events."""
+        now = self.clock()
+        liveness = {n: self.detector.liveness(n, now) for n in self.view.members
+                    if n != self.node_id}
+        snap = self._snapshot
+        if (snap is not None and snap.members is self.view and snap.settled == self.settled
+                and snap.liveness == liveness):
+            return snap
+        _, ring, previous = self._built()
+        snap = ClusterView(self.node_id, self.view, ring, previous, self.settled, liveness)
+        self._snapshot = snap
+        return snap
 
     @property
     def me(self) -> MemberState:
@@ -153,34 +172,26 @@ class Gossiper:
         """Ready to route key/value traffic: this node knows an agreed ring."""
         return self.view.ring.epoch >= 1 and self.me.status is not Status.LEFT
 
+    # The one-off questions below are the current view's answers (dfsring.clusterview).
+
     def address_of(self, node_id: str) -> str:
-        """A member's address; PeerUnavailable for a node the ring names before gossip has
-        brought its member entry (an adopted ring can run ahead of the view), so callers
-        treat it as unreachable for now instead of failing the request with a KeyError."""
-        member = self.view.members.get(node_id)
-        if member is None:
-            raise PeerUnavailable(node_id, "address not yet known (its member entry has not "
-                                           "arrived by gossip)")
-        return member.address
+        """A member's address; PeerUnavailable for one gossip has not brought yet."""
+        return self.cluster_view().address_of(node_id)
 
     def liveness(self, node_id: str) -> Liveness:
-        if node_id == self.node_id:
-            return Liveness.UP
-        if node_id not in self.view.members:
-            return Liveness.DOWN
-        return self.detector.liveness(node_id, self.clock())
+        return self.cluster_view().liveness_of(node_id)
 
     def phi(self, node_id: str) -> float:
         return 0.0 if node_id == self.node_id else self.detector.phi(node_id, self.clock())
 
     def is_alive(self, node_id: str) -> bool:
-        return self.liveness(node_id) is not Liveness.DOWN
+        return self.cluster_view().is_alive(node_id)
 
     def status_of(self, node_id: str) -> Status:
-        return membership.effective_status(self.view, node_id)
+        return self.cluster_view().status_of(node_id)
 
     def synced(self) -> dict[str, int]:
-        return {m.node_id: m.synced_epoch for m in self.view.members.values()}
+        return self.cluster_view().synced()
 
     def subscribe(self, listener: Callable[[], None]) -> None:
         """Called (synchronously) whenever the ring or the settled state changes."""

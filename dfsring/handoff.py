@@ -25,11 +25,12 @@ import time
 from collections.abc import Awaitable, Callable
 
 from dfsring import hints
+from dfsring.clusterview import ViewSource
 from dfsring.hints import Hint
 from dfsring.hintstore import HintStore
 from dfsring.messages import Ack, HandoffBatch
 from dfsring.metrics import NodeMetrics
-from dfsring.peers import Peers, wall_ms
+from dfsring.peers import wall_ms
 from dfsring.rpc import RpcClient, RpcError
 from dfsring.transfers import TokenBucket
 
@@ -42,7 +43,7 @@ _PASS_DONE = -1  # scan position: this ring epoch's pass over a down target's qu
 
 
 class HandoffService:
-    def __init__(self, *, node_id: str, topology: Peers, store: HintStore, rpc: RpcClient,
+    def __init__(self, *, node_id: str, views: ViewSource, store: HintStore, rpc: RpcClient,
                  metrics: NodeMetrics, rate: int, max_age_s: float, deadline_s: float,
                  merge_local: Callable[[list[tuple[bytes, bytes]]], Awaitable[int]],
                  now_ms: Callable[[], int] = wall_ms) -> None:
@@ -50,7 +51,7 @@ class HandoffService:
         node has come to own is delivered here."""
         self.node_id = node_id
         self.merge_local = merge_local
-        self.topology = topology
+        self.views = views
         self.store = store
         self.rpc = rpc
         self.metrics = metrics
@@ -67,6 +68,7 @@ class HandoffService:
     def progress_json(self) -> list[dict[str, object]]:
         """One entry per target with hints queued here, for /v1/cluster/transfers."""
         out = []
+        view = self.views.cluster_view()
         for target in self.store.targets():
             stats = self.store.stats[target]
             oldest = self.store.oldest_created_ms(target)
@@ -76,7 +78,7 @@ class HandoffService:
                 "bytes": stats.bytes,
                 "oldest_age_s": None if oldest is None else
                 round(max(0, self.now_ms() - oldest) / 1000, 1),
-                "target_up": self.topology.is_alive(target),
+                "target_up": view.is_alive(target),
                 "failures": self._failures.get(target, 0),
                 "last_error": self.last_error.get(target),
             })
@@ -104,13 +106,14 @@ class HandoffService:
         return self._retry_at.get(target, 0.0) > time.monotonic()
 
     def _due(self, target: str) -> bool:
-        gone = target not in self.topology.ring.node_ids()  # its hints go to the new owners
-        return gone or self.topology.is_alive(target)
+        view = self.views.cluster_view()
+        gone = target not in view.ring.node_ids()  # its hints go to the new owners
+        return gone or view.is_alive(target)
 
     async def _redirect(self, target: str) -> None:
         """For a target held down: send the next scanned slice of its hints that it no
         longer owns to their current owners. One pass over the queue per ring epoch."""
-        ring = self.topology.ring
+        ring = self.views.cluster_view().ring
         epoch, after = self._scan.get(target, (-1, None))
         if epoch == ring.epoch and after == _PASS_DONE:
             return
@@ -160,7 +163,8 @@ class HandoffService:
 
     async def _send(self, target: str, batch: list[Hint]) -> None:
         """Deliver a batch; raises RpcError unless every destination acknowledged it."""
-        ring = self.topology.ring
+        view = self.views.cluster_view()
+        ring = view.ring
         by_dest: dict[str, list[tuple[bytes, bytes]]] = {}
         for hint in batch:
             partition = int.from_bytes(hint.skey[:2], "big")
@@ -171,5 +175,5 @@ class HandoffService:
             if dest == self.node_id:
                 await self.merge_local(records)
                 continue
-            await self.rpc.call(self.topology.address_of(dest),
+            await self.rpc.call(view.address_of(dest),
                                 HandoffBatch(tuple(records), ring.epoch), Ack, self.deadline_s)

@@ -2,7 +2,7 @@
 
 Pure: no I/O, no clocks (times are passed in). dfsring.hintstore keeps hints in the storage
 engine with these encodings; dfsring.handoff delivers them; the coordinator picks fallbacks
-with `FallbackPicker`.
+with dfsring.clusterview.FallbackPicker.
 
 A hint is "this versions record belongs to `target`": a fallback that took a write for a
 down owner keeps it until the owner is back (Dynamo §4.6). Hints are queued per target in
@@ -25,7 +25,6 @@ hint window likewise bounds how long ago a write was missed, not when the first 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import msgpack
@@ -156,37 +155,3 @@ def destinations(target: str, partition: int, ring: Ring) -> tuple[str, ...]:
     else the partition's current owners (the target left, or ownership moved meanwhile)."""
     owners = ring.preference_list(partition)
     return (target,) if target in owners else owners
-
-
-class FallbackPicker:
-    """Hands out stand-ins for unreachable owners, each at most once per request, in the
-    ring's fallback order, skipping nodes held down, so every coordinator with the same view
-    picks the same ones and a read later finds the hints where the write left them."""
-
-    def __init__(self, candidates: Iterable[str], alive: Callable[[str], bool],
-                 exclude: Iterable[str] = ()) -> None:
-        self._candidates: Iterator[str] = iter(candidates)
-        self._alive = alive
-        self._skip = set(exclude)
-
-    def next(self) -> str | None:
-        for node in self._candidates:
-            if node not in self._skip and self._alive(node):
-                self._skip.add(node)
-                return node
-        return None
-
-
-def substitutes(owners: Iterable[str], fallbacks: Iterable[str],
-                alive: Callable[[str], bool], exclude: Iterable[str] = ()) -> dict[str, str]:
-    """For each owner held down, the fallback a sloppy write would have used in its place
-    (owner -> fallback), in the same order as `FallbackPicker` hands them out."""
-    picker = FallbackPicker(fallbacks, alive, exclude)
-    out: dict[str, str] = {}
-    for owner in owners:
-        if not alive(owner):
-            stand_in = picker.next()
-            if stand_in is None:
-                break
-            out[owner] = stand_in
-    return out

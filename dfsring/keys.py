@@ -108,6 +108,12 @@ def partition_of(bucket: bytes, key: bytes, partition_bits: int = DEFAULT_PARTIT
     return key_hash(bucket, key) >> (128 - partition_bits)
 
 
+def name_partition(name: ObjectName, partition_bits: int = DEFAULT_PARTITION_BITS) -> int:
+    """The partition of a validated name: the one rule the store, the ring view and the
+    replica checks share."""
+    return partition_of(name.bucket_bytes, name.key_bytes, partition_bits)
+
+
 def storage_key(partition: int, bucket: bytes, key: bytes) -> bytes:
     return partition.to_bytes(2, "big") + bucket + _SEP + key_suffix(bucket, key)
 

@@ -139,11 +139,11 @@ class LocalStore:
         return actor
 
     def storage_key(self, name: ObjectName) -> bytes:
-        part = keys.partition_of(name.bucket_bytes, name.key_bytes, self.partition_bits)
-        return keys.storage_key(part, name.bucket_bytes, name.key_bytes)
+        return keys.storage_key(self.partition(name), name.bucket_bytes, name.key_bytes)
 
     def partition(self, name: ObjectName) -> int:
-        return keys.partition_of(name.bucket_bytes, name.key_bytes, self.partition_bits)
+        """The partition this store files the key under (dfsring.keys.name_partition)."""
+        return keys.name_partition(name, self.partition_bits)
 
     def get(self, name: ObjectName) -> Versions:
         """The versions stored here (empty when none); raises CorruptValue, never bad data."""

@@ -113,35 +113,35 @@ def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine) -> Servic
                       seeds=cfg.seeds, settings=settings, rpc=rpc,
                       state_file=data_dir.path / "cluster.json",
                       acceptor_nonce=acceptor.nonce, bootstrap_expect=cfg.bootstrap_expect)
-    changer = RingChanger(topology=gossip, rpc=rpc, state_file=data_dir.path / "acceptor.json",
+    changer = RingChanger(membership=gossip, rpc=rpc, state_file=data_dir.path / "acceptor.json",
                           interval_s=cfg.gossip_interval, deadline_s=settings.call_deadline_s,
                           acceptor=acceptor)
     discovery = Discovery(gossip=gossip, rpc=rpc, seeds=cfg.seeds,
                           bootstrap_expect=cfg.bootstrap_expect, interval_s=cfg.gossip_interval,
                           deadline_s=settings.call_deadline_s)
     refill = RefillTracker(gossip)
-    transfers = TransferService(topology=gossip, store=store, rpc=rpc, replicas=cfg.n,
+    transfers = TransferService(membership=gossip, store=store, rpc=rpc,
                                 partition_bits=cfg.partition_bits, rate=cfg.transfer_rate,
                                 streams=cfg.transfer_streams, deadline_s=cfg.request_timeout)
     hint_store = HintStore(engine, cfg.hint_max_bytes)
     hint_store.open()
     coordinator = ReplicatedCoordinator(node_id=data_dir.node_id, n=cfg.n, store=store,
-                                        hint_store=hint_store, topology=gossip, rpc=rpc,
+                                        hint_store=hint_store, views=gossip, rpc=rpc,
                                         metrics=metrics, deadline_s=cfg.request_timeout)
-    handoff = HandoffService(node_id=data_dir.node_id, topology=gossip, store=hint_store,
+    handoff = HandoffService(node_id=data_dir.node_id, views=gossip, store=hint_store,
                              rpc=rpc, metrics=metrics, rate=cfg.hint_rate,
                              max_age_s=cfg.hint_max_age, deadline_s=cfg.request_timeout,
                              merge_local=store.merge_raw)
-    exchange = ExchangeService(node_id=data_dir.node_id, topology=gossip, store=store, rpc=rpc,
+    exchange = ExchangeService(node_id=data_dir.node_id, views=gossip, store=store, rpc=rpc,
                                metrics=metrics, interval_s=cfg.ae_interval, rate=cfg.ae_rate,
                                deadline_s=cfg.request_timeout)
     exchange.on_exchanged = refill.exchanged
-    scrubber = Scrubber(node_id=data_dir.node_id, topology=gossip, store=store, rpc=rpc,
+    scrubber = Scrubber(node_id=data_dir.node_id, views=gossip, store=store, rpc=rpc,
                         metrics=metrics, interval_s=cfg.scrub_interval, rate=cfg.scrub_rate,
                         tombstone_grace_s=max(cfg.tombstone_grace, cfg.hint_max_age),
                         deadline_s=cfg.request_timeout)
     files = build_files(cfg, data_dir.path, data_dir.node_id, coordinator=coordinator,
-                        topology=gossip, rpc=rpc, local_list=store.list_live,
+                        views=gossip, rpc=rpc, local_list=store.list_live,
                         count_corrupt=metrics.count_corrupt, ready=lambda: gossip.complete,
                         registry=metrics.registry)
     state = NodeState(node_id=data_dir.node_id, started_at=time.monotonic())

@@ -1,25 +1,9 @@
-"""What the background repair services need of membership: the ring, whether it is settled,
-and how to reach a peer that is alive. dfsring.gossip.Gossiper provides it; a protocol keeps
-the services testable without gossip and free of its internals."""
+"""Wall-clock time for the repair services. (What they need of membership is a
+dfsring.clusterview.ClusterView, read from a ViewSource.)"""
 
 from __future__ import annotations
 
 import time
-from typing import Protocol
-
-from dfsring.ring import Ring
-
-
-class Peers(Protocol):
-    @property
-    def ring(self) -> Ring: ...
-
-    @property
-    def settled(self) -> bool: ...
-
-    def address_of(self, node_id: str) -> str: ...
-
-    def is_alive(self, node_id: str) -> bool: ...
 
 
 def wall_ms() -> int:

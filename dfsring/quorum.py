@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Sequence
 
 from dfsring.errors import BadRequest, QuorumNotMet
 
@@ -58,6 +59,15 @@ class QuorumTracker:
         self._reasons: dict[str, str] = {}
         self._failed = 0
         self._outcome = Outcome.PENDING
+
+    @classmethod
+    def over(cls, replicas: Sequence[str], needed: int) -> QuorumTracker:
+        """A tracker over the replicas that exist; the missing ones (a cluster smaller than
+        N) count as failed at once, so the outcome is decided, never awaited."""
+        tracker = cls(max(len(replicas), needed), needed)
+        for i in range(needed - len(replicas)):
+            tracker.fail(f"(missing replica {i + 1})", "cluster has fewer nodes than N")
+        return tracker
 
     @property
     def n(self) -> int:

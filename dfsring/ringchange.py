@@ -28,50 +28,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from dfsring import epochs
 from dfsring.clusterfile import write_atomic
+from dfsring.clusterview import Membership
 from dfsring.epochs import AcceptorState, Ballot, Proposal
 from dfsring.failure import Liveness
-from dfsring.membership import Status, View
+from dfsring.membership import Status
 from dfsring.messages import EpochAccept, EpochAccepted, EpochPrepare, EpochPromise, Message
 from dfsring.ring import RingMember
 from dfsring.ringstate import RingState
 from dfsring.rpc import RpcClient, RpcError
 
 log = logging.getLogger("dfsring.ringchange")
-
-
-class Topology(Protocol):
-    """What ring changes need of membership (dfsring.gossip.Gossiper provides it)."""
-
-    node_id: str
-
-    @property
-    def view(self) -> View: ...
-
-    @property
-    def ring_state(self) -> RingState: ...
-
-    @property
-    def settled(self) -> bool: ...
-
-    def liveness(self, node_id: str) -> Liveness: ...
-
-    def status_of(self, node_id: str) -> Status: ...
-
-    def address_of(self, node_id: str) -> str: ...
-
-    def adopt_ring(self, ring: RingState) -> bool: ...
-
-    def subscribe(self, listener: Callable[[], None]) -> None: ...
-
-    def announce(self, ring: RingState, node_ids: Any) -> Awaitable[None]: ...
 
 
 def load_acceptor(state_file: Path) -> AcceptorState:
@@ -96,34 +70,37 @@ def load_acceptor(state_file: Path) -> AcceptorState:
 
 
 class RingChanger:
-    def __init__(self, *, topology: Topology, rpc: RpcClient, state_file: Path,
+    def __init__(self, *, membership: Membership, rpc: RpcClient, state_file: Path,
                  interval_s: float, deadline_s: float,
                  acceptor: AcceptorState | None = None) -> None:
-        self.topology = topology
+        self.membership = membership
+        self.node_id = membership.cluster_view().node_id
         self.rpc = rpc
         self.state_file = state_file
         self.interval_s = interval_s
         self.deadline_s = deadline_s
         self.acceptor = acceptor if acceptor is not None else load_acceptor(state_file)
         self._refresh()
-        self._proposer = f"{topology.node_id}~{secrets.token_hex(4)}"
+        self._proposer = f"{self.node_id}~{secrets.token_hex(4)}"
         self._round = 0
         self._lock = asyncio.Lock()
-        topology.subscribe(self._refresh)
+        membership.subscribe(self._refresh)
+
+    def _ring(self) -> RingState:
+        return self.membership.cluster_view().ring_state
 
     # --- acceptor ----------------------------------------------------------------------------
 
     @property
     def voting(self) -> bool:
         """Whether this node's acceptor takes part in the next slot's vote."""
-        return self.acceptor.voting_from <= self.topology.ring_state.epoch + 1
+        return self.acceptor.voting_from <= self._ring().epoch + 1
 
     def _refresh(self) -> None:
         """Follow the adopted ring: move to its next slot, and be (re)admitted by it."""
-        ring = self.topology.ring_state
+        ring = self._ring()
         was = self.acceptor.voting_from
-        state = epochs.admit(epochs.advance(self.acceptor, ring.epoch), ring,
-                             self.topology.node_id)
+        state = epochs.admit(epochs.advance(self.acceptor, ring.epoch), ring, self.node_id)
         if state.voting_from != was:
             log.info("acceptor admitted: votes on ring changes", extra={"fields": {
                 "from_epoch": state.voting_from}})
@@ -136,7 +113,7 @@ class RingChanger:
 
     def _catch_up(self, ring: RingState) -> None:
         """A proposer's ring (chosen) newer than ours: adopt it before voting on the next."""
-        self.topology.adopt_ring(ring)
+        self.membership.adopt_ring(ring)
         self._refresh()
 
     def handle_prepare(self, msg: EpochPrepare) -> EpochPromise:
@@ -148,45 +125,45 @@ class RingChanger:
                             None if promise.promised is None else promise.promised.to_wire(),
                             None if accepted is None else accepted[0].to_wire(),
                             None if accepted is None else accepted[1].to_wire(),
-                            self.topology.ring_state.to_wire())
+                            self._ring().to_wire())
 
     def handle_accept(self, msg: EpochAccept) -> EpochAccepted:
         self._refresh()
         state, ok = epochs.on_accept(self.acceptor, msg.slot, Ballot.from_wire(msg.ballot),
                                      RingState.from_wire(msg.value))
         self._persist(state)
-        return EpochAccepted(ok, self.topology.ring_state.to_wire())
+        return EpochAccepted(ok, self._ring().to_wire())
 
     # --- claimant / proposer ---------------------------------------------------------------
 
     def is_claimant(self) -> bool:
-        ring = self.topology.ring_state
-        alive = lambda n: self.topology.liveness(n) is not Liveness.DOWN  # noqa: E731
-        return ring.epoch >= 1 and epochs.claimant(ring, alive) == self.topology.node_id
+        view = self.membership.cluster_view()
+        ring = view.ring_state
+        return ring.epoch >= 1 and epochs.claimant(ring, view.is_alive) == self.node_id
 
     def plan(self) -> RingState | None:
         """The ring the cluster should move to next, by this node's view (pure planning)."""
-        topo = self.topology
-        ring, view = topo.ring_state, topo.view
+        view = self.membership.cluster_view()
+        ring, members = view.ring_state, view.members
         in_ring = ring.member_ids
         joining = [RingMember(m.node_id, m.zone, acceptor=m.acceptor)
-                   for m in view.members.values()
-                   if m.node_id not in in_ring and topo.status_of(m.node_id) is Status.JOINING
-                   and topo.liveness(m.node_id) is Liveness.UP]
-        leaving = [n for n in in_ring if topo.status_of(n) is Status.LEAVING]
-        removed = [n for n in in_ring if n in view.removed]
+                   for m in members.members.values()
+                   if m.node_id not in in_ring and view.status_of(m.node_id) is Status.JOINING
+                   and view.liveness_of(m.node_id) is Liveness.UP]
+        leaving = [n for n in in_ring if view.status_of(n) is Status.LEAVING]
+        removed = [n for n in in_ring if n in members.removed]
         return epochs.plan_next(ring, joining=joining, leaving=leaving, removed=removed,
-                                settled=topo.settled, renewed=self._renewed())
+                                settled=view.settled, renewed=self._renewed())
 
     def _renewed(self) -> dict[str, str]:
         """Members up whose gossiped acceptor nonce is not the ring's: they lost their
         acceptor memory (a wiped data dir) and wait to be re-admitted."""
-        topo = self.topology
+        view = self.membership.cluster_view()
         out = {}
-        for m in topo.ring_state.members:
-            entry = topo.view.members.get(m.node_id)
+        for m in view.ring_state.members:
+            entry = view.members.members.get(m.node_id)
             if (entry is not None and entry.acceptor and entry.acceptor != m.acceptor
-                    and topo.liveness(m.node_id) is Liveness.UP):
+                    and view.liveness_of(m.node_id) is Liveness.UP):
                 out[m.node_id] = entry.acceptor
         return out
 
@@ -203,7 +180,7 @@ class RingChanger:
     async def propose(self, value: RingState) -> RingState | None:
         """One Paxos attempt for `value`'s epoch; the chosen ring if it was ours, else None
         (someone else's value was completed, or no majority answered: try again later)."""
-        current = self.topology.ring_state
+        current = self._ring()
         self._round += 1
         ballot = Ballot(self._round, self._proposer)
         proposal = Proposal(value.epoch, ballot, current.member_ids, value)
@@ -221,12 +198,12 @@ class RingChanger:
                           lambda: proposal.chosen or proposal.failed)
         if not proposal.chosen:
             return None
-        self.topology.adopt_ring(chosen_value)
+        self.membership.adopt_ring(chosen_value)
         log.info("ring epoch chosen", extra={"fields": {
             "epoch": chosen_value.epoch, "members": sorted(chosen_value.member_ids)}})
-        await self.topology.announce(chosen_value,
-                                     chosen_value.member_ids | current.member_ids
-                                     | set(self.topology.view.members))
+        await self.membership.announce(chosen_value,
+                                       chosen_value.member_ids | current.member_ids
+                                       | set(self.membership.cluster_view().members.members))
         return chosen_value if proposal.proposing_own else None
 
     async def _phase(self, proposal: Proposal, acceptors: frozenset[str], msg: Message,
@@ -251,14 +228,15 @@ class RingChanger:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _ask(self, node: str, msg: Message) -> Message | None:
-        if node == self.topology.node_id:
+        if node == self.node_id:
             if isinstance(msg, EpochPrepare):
                 return self.handle_prepare(msg)
             assert isinstance(msg, EpochAccept)
             return self.handle_accept(msg)
         reply_type = EpochPromise if isinstance(msg, EpochPrepare) else EpochAccepted
         try:
-            return await self.rpc.call(self.topology.address_of(node), msg, reply_type,
+            return await self.rpc.call(self.membership.cluster_view().address_of(node), msg,
+                                       reply_type,
                                        self.deadline_s)
         except (RpcError, KeyError) as exc:
             log.debug("acceptor unreachable", extra={"fields": {"node": node,
@@ -282,7 +260,7 @@ class RingChanger:
 
     def _maybe_adopt(self, wire: Any) -> None:
         try:
-            self.topology.adopt_ring(RingState.from_wire(wire))
+            self.membership.adopt_ring(RingState.from_wire(wire))
         except ValueError as exc:
             log.warning("acceptor sent an unusable ring", extra={"fields": {"error": str(exc)}})
 

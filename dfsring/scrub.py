@@ -29,10 +29,11 @@ import logging
 from collections.abc import Callable
 
 from dfsring import antientropy, batching
+from dfsring.clusterview import ViewSource
 from dfsring.localstore import LocalStore, decode_record
 from dfsring.messages import Ack, FetchRecords, PurgeTombstones, RecordsReply
 from dfsring.metrics import NodeMetrics
-from dfsring.peers import Peers, wall_ms
+from dfsring.peers import wall_ms
 from dfsring.rpc import RpcClient, RpcError
 from dfsring.transfers import TokenBucket
 
@@ -56,11 +57,11 @@ def old_tombstones(records: list[tuple[bytes, bytes]], now_ms: int, grace_ms: in
 
 
 class Scrubber:
-    def __init__(self, *, node_id: str, topology: Peers, store: LocalStore, rpc: RpcClient,
+    def __init__(self, *, node_id: str, views: ViewSource, store: LocalStore, rpc: RpcClient,
                  metrics: NodeMetrics, interval_s: float, rate: int, tombstone_grace_s: float,
                  deadline_s: float, now_ms: Callable[[], int] = wall_ms) -> None:
         self.node_id = node_id
-        self.topology = topology
+        self.views = views
         self.store = store
         self.rpc = rpc
         self.metrics = metrics
@@ -71,7 +72,7 @@ class Scrubber:
         self.now_ms = now_ms
 
     async def run_pass(self) -> None:
-        ring = self.topology.ring
+        ring = self.views.cluster_view().ring
         partitions = sorted(set(ring.partitions_of(self.node_id))
                             | set(self.store.dirty_partitions()))
         for partition in partitions:
@@ -108,12 +109,13 @@ class Scrubber:
         self.metrics.count_corrupt()
         log.warning("corrupt value quarantined", extra={"fields": {
             "partition": partition, "key": skey.hex()}})
-        for owner in self.topology.ring.preference_list(partition):
+        view = self.views.cluster_view()
+        for owner in view.owners(partition):
             if owner == self.node_id:
                 continue  # not asking the failure detector: right after a start it knows
                 #           nobody yet, and a failed call costs no more than a skipped one
             try:
-                reply = await self.rpc.call(self.topology.address_of(owner),
+                reply = await self.rpc.call(view.address_of(owner),
                                             FetchRecords((skey,)), RecordsReply,
                                             self.deadline_s)
             except RpcError:
@@ -125,17 +127,17 @@ class Scrubber:
 
     async def _purge(self, partition: int, candidates: list[tuple[bytes, bytes]]) -> None:
         """Remove tombstones every owner holds identically (see the module docstring)."""
-        ring = self.topology.ring
-        owners = ring.preference_list(partition)
-        if (not self.topology.settled or not owners or owners[0] != self.node_id
-                or len(owners) < ring.replicas
-                or not all(self.topology.is_alive(o) for o in owners)):
+        view = self.views.cluster_view()
+        owners = view.owners(partition)
+        if (not view.settled or not owners or owners[0] != self.node_id
+                or len(owners) < view.ring.replicas
+                or not all(view.is_alive(o) for o in owners)):
             return
         for i in range(0, len(candidates), PURGE_BATCH):
             batch = dict(candidates[i:i + PURGE_BATCH])
             try:
                 for owner in owners[1:]:
-                    reply = await self.rpc.call(self.topology.address_of(owner),
+                    reply = await self.rpc.call(view.address_of(owner),
                                                 FetchRecords(tuple(batch)), RecordsReply,
                                                 self.deadline_s)
                     theirs = {k: antientropy.version_digest(raw) for k, raw in reply.records}
@@ -144,7 +146,7 @@ class Scrubber:
                     continue
                 items = tuple(batch.items())
                 for owner in owners[1:]:
-                    await self.rpc.call(self.topology.address_of(owner),
+                    await self.rpc.call(view.address_of(owner),
                                         PurgeTombstones(items), Ack, self.deadline_s)
             except RpcError as exc:
                 log.info("tombstone removal skipped", extra={"fields": {

@@ -23,14 +23,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Protocol
 
 from dfsring import transition
-from dfsring.failure import Liveness
+from dfsring.clusterview import ClusterView, Membership
 from dfsring.localstore import LocalStore
-from dfsring.membership import MemberState, Status, View
+from dfsring.membership import Status
 from dfsring.messages import PartitionBatch, PartitionFetch, PartitionsHeld, PartitionsHeldReply
-from dfsring.ring import Ring
 from dfsring.ringstate import RingState
 from dfsring.rpc import RpcClient, RpcError
 from dfsring.transition import TransferProgress
@@ -42,37 +40,6 @@ CURSOR_PREFIX = b"xfer:"
 DONE = b"d"
 IDLE_S = 1.0
 SWEEP_S = 30.0
-
-
-class Topology(Protocol):
-    node_id: str
-
-    @property
-    def view(self) -> View: ...
-
-    @property
-    def me(self) -> MemberState: ...
-
-    @property
-    def ring_state(self) -> RingState: ...
-
-    @property
-    def ring(self) -> Ring: ...
-
-    @property
-    def settled(self) -> bool: ...
-
-    def liveness(self, node_id: str) -> Liveness: ...
-
-    def status_of(self, node_id: str) -> Status: ...
-
-    def address_of(self, node_id: str) -> str: ...
-
-    def set_synced(self, epoch: int) -> None: ...
-
-    def set_status(self, status: Status) -> None: ...
-
-    def subscribe(self, listener: Callable[[], None]) -> None: ...
 
 
 def cursor_key(epoch: int, partition: int, source: str) -> bytes:
@@ -103,13 +70,11 @@ class TokenBucket:
 
 
 class TransferService:
-    def __init__(self, *, topology: Topology, store: LocalStore, rpc: RpcClient,
-                 replicas: int, partition_bits: int, rate: int, streams: int,
-                 deadline_s: float) -> None:
-        self.topology = topology
+    def __init__(self, *, membership: Membership, store: LocalStore, rpc: RpcClient,
+                 partition_bits: int, rate: int, streams: int, deadline_s: float) -> None:
+        self.membership = membership
         self.store = store
         self.rpc = rpc
-        self.replicas = replicas
         self.partition_bits = partition_bits
         self.bucket = TokenBucket(rate)
         self.streams = streams
@@ -119,21 +84,15 @@ class TransferService:
         self.active: dict[tuple[int, str], list[int]] = {}
         self.dropped_partitions = 0
         self._wake = asyncio.Event()
-        self._prev_cache: tuple[str, tuple[Ring, ...]] = ("", ())
         self._swept: tuple[int, float] = (-1, 0.0)
-        topology.subscribe(self._wake.set)
+        membership.subscribe(self._wake.set)
 
     # --- what to do ------------------------------------------------------------------------
 
-    def previous_rings(self, ring: RingState) -> tuple[Ring, ...]:
-        if self._prev_cache[0] != ring.digest():
-            self._prev_cache = (ring.digest(),
-                                ring.previous_rings(self.replicas, self.partition_bits))
-        return self._prev_cache[1]
-
     def pending(self) -> int:
         """Partitions this node still has to fetch for the current epoch."""
-        if self.topology.settled or self.topology.me.synced_epoch >= self.topology.ring_state.epoch:
+        view = self.membership.cluster_view()
+        if view.settled or view.me.synced_epoch >= view.ring_state.epoch:
             return 0
         return self.progress.partitions_total - self.progress.partitions_done
 
@@ -149,21 +108,21 @@ class TransferService:
                            for (part, src), v in sorted(self.active.items())]}
 
     async def run_once(self) -> None:
-        topo = self.topology
-        ring = topo.ring_state
+        view = self.membership.cluster_view()
+        ring, me = view.ring_state, view.node_id
         if ring.epoch == 0:
             return
-        if (not topo.settled and topo.node_id in ring.member_ids
-                and topo.me.synced_epoch < ring.epoch):
-            if await self._sync(ring):
-                topo.set_synced(ring.epoch)
-        if topo.settled and topo.ring_state.epoch == ring.epoch and self._sweep_due(ring.epoch):
+        if not view.settled and me in ring.member_ids and view.me.synced_epoch < ring.epoch:
+            if await self._sync(view):
+                self.membership.set_synced(ring.epoch)
+        view = self.membership.cluster_view()  # set_synced may have settled it
+        if view.settled and view.ring_state.epoch == ring.epoch and self._sweep_due(ring.epoch):
             await self._drop_unowned()
             await self._forget_cursors(ring.epoch)
-            if (topo.node_id not in ring.member_ids
-                    and topo.status_of(topo.node_id) is Status.LEAVING):
+            if (me not in ring.member_ids
+                    and self.membership.cluster_view().status_of(me) is Status.LEAVING):
                 log.info("handoff complete: this node has left the cluster")
-                topo.set_status(Status.LEFT)
+                self.membership.set_status(Status.LEFT)
 
     def _sweep_due(self, epoch: int) -> bool:
         """Sweep for unowned data once per settled epoch, then every SWEEP_S (a write from a
@@ -174,13 +133,12 @@ class TransferService:
             return True
         return False
 
-    async def _sync(self, ring: RingState) -> bool:
-        """Fetch every partition gained in `ring`; True once all are here."""
-        topo = self.topology
-        previous = self.previous_rings(ring)
-        gained = transition.incoming(topo.node_id, topo.ring, previous)
-        removed = topo.view.removed
-        streams = {p: transition.sources(p, topo.node_id, previous, exclude=removed)
+    async def _sync(self, view: ClusterView) -> bool:
+        """Fetch every partition gained in the view's ring; True once all are here."""
+        ring, previous = view.ring_state, view.previous_rings
+        gained = transition.incoming(view.node_id, view.ring, previous)
+        removed = view.members.removed
+        streams = {p: transition.sources(p, view.node_id, previous, exclude=removed)
                    for p in gained}
         if self.progress_epoch != ring.epoch:
             now = time.monotonic()
@@ -203,7 +161,7 @@ class TransferService:
                           for s in srcs))
         self.progress = self.progress.add(now=time.monotonic(),
                                           partitions=done - self.progress.partitions_done)
-        return done == len(streams) and topo.ring_state.epoch == ring.epoch
+        return done == len(streams) and self.membership.cluster_view().epoch == ring.epoch
 
     async def _skip_empty(self, epoch: int, todo: list[tuple[int, str]]) -> None:
         """Ask each source which of our partitions it holds at all; mark the rest done."""
@@ -214,7 +172,7 @@ class TransferService:
             if not self._reachable(source):
                 continue
             try:
-                reply = await self.rpc.call(self.topology.address_of(source),
+                reply = await self.rpc.call(self.membership.cluster_view().address_of(source),
                                             PartitionsHeld(tuple(parts)), PartitionsHeldReply,
                                             self.deadline_s)
             except RpcError as exc:
@@ -226,8 +184,8 @@ class TransferService:
                                             for p in parts if p not in held])
 
     def _reachable(self, node: str) -> bool:
-        topo = self.topology
-        return node in topo.view.members and topo.liveness(node) is not Liveness.DOWN
+        """A known member not held down (ClusterView.is_alive: unknown nodes are down)."""
+        return self.membership.cluster_view().is_alive(node)
 
     async def _fetch(self, ring: RingState, partition: int, source: str) -> None:
         key = cursor_key(ring.epoch, partition, source)
@@ -237,9 +195,9 @@ class TransferService:
             return
         stats = self.active.setdefault((partition, source), [0, 0])
         try:
-            while self.topology.ring_state.epoch == ring.epoch:
+            while (view := self.membership.cluster_view()).ring_state.epoch == ring.epoch:
                 msg = PartitionFetch(partition, after, BATCH_BYTES, BATCH_KEYS)
-                batch = await self.rpc.call(self.topology.address_of(source), msg,
+                batch = await self.rpc.call(view.address_of(source), msg,
                                             PartitionBatch, self.deadline_s)
                 size = sum(len(k) + len(v) for k, v in batch.records)
                 cursor = DONE if batch.next_after is None else b"c" + batch.next_after
@@ -261,7 +219,8 @@ class TransferService:
     async def _drop_unowned(self) -> None:
         held = held_partitions(self.store, range(1 << self.partition_bits),
                                1 << self.partition_bits)
-        for p in transition.not_owned(self.topology.node_id, self.topology.ring, held):
+        view = self.membership.cluster_view()
+        for p in transition.not_owned(view.node_id, view.ring, held):
             while await self.store.drop_partition(p):
                 pass
             self.dropped_partitions += 1

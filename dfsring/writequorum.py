@@ -167,9 +167,7 @@ class WriteQuorum:
 
     def _tracker(self) -> QuorumTracker:
         """The decision over at most one reply per owner of the deciding ring."""
-        tracker = QuorumTracker(self.n, self._needed)
-        for i in range(self._needed - len(self._owners)):
-            tracker.fail(f"(missing replica {i + 1})", "cluster has fewer nodes than N")
+        tracker = QuorumTracker.over(self._owners, self._needed)
         good = self.counted()
         for owner in self._owners:
             if owner in good:

@@ -5,11 +5,13 @@ of keys: any copy is correct, a write is idempotent and a read needs one good co
 
 Write (``put``): the chunk goes to the N owners of its partition (dfsring.files.placement) in
 parallel and the call returns once W of them hold it (Dynamo §4.5, as for keys; the quorum is
-tracked by dfsring.quorum). Before sending the bytes to a peer, the writer asks it whether it
-already holds the chunk (ChunkHave, which also touches it for the collector): a chunk already
-present is never sent again, which is what makes storing the same content twice cost nothing.
+tracked by dfsring.quorum and the replies gathered by the same wait loop, dfsring.fanout).
+Before sending the bytes to a peer, the writer asks it whether it already holds the chunk
+(ChunkHave, which also touches it for the collector): a chunk already present is never sent
+again, which is what makes storing the same content twice cost nothing.
 An owner that is down or fails is replaced by the next live fallback in the ring's order
-(sloppy quorum, Dynamo §4.6); the fallback keeps the chunk as an ordinary chunk (it is immutable,
+(sloppy quorum, Dynamo §4.6, picked by dfsring.clusterview.FallbackPicker from the view the
+write started with); the fallback keeps the chunk as an ordinary chunk (it is immutable,
 so no hint is needed) and reads find it there. The remaining owners receive the chunk in the
 background, bounded by the request deadline; the caller keeps the chunk's memory until then
 (``PutOutcome.tail``), so a slow replica slows uploads down instead of growing memory.
@@ -29,34 +31,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
-from dfsring import errors
+from dfsring import errors, fanout
 from dfsring.background import BackgroundTasks
+from dfsring.clusterview import ClusterView, FallbackPicker, ViewSource
 from dfsring.files import placement
 from dfsring.files.chunkstore import Buffer, ChunkStore
 from dfsring.messages import Ack, ChunkData, ChunkGet, ChunkHave, ChunkHaveReply, ChunkPut
 from dfsring.quorum import Outcome, QuorumTracker
-from dfsring.ring import Ring
 from dfsring.rpc import RpcClient, RpcError
 
 log = logging.getLogger("dfsring.chunks")
 MAX_BACKGROUND = 256  # chunk repairs in flight; beyond it a repair is left to anti-entropy
 HAVE_BATCH = 10_000  # ids per ChunkHave: 340 KB of message, well under the peer's limit
-
-
-class Topology(Protocol):
-    @property
-    def ring(self) -> Ring: ...
-
-    @property
-    def previous(self) -> tuple[Ring, ...]: ...
-
-    def address_of(self, node_id: str) -> str: ...
-
-    def is_alive(self, node_id: str) -> bool: ...
 
 
 @dataclass
@@ -70,28 +59,12 @@ class PutOutcome:
     tail: asyncio.Future[None]
 
 
-@dataclass
-class _Fallbacks:
-    """Stand-ins for owners that cannot take a chunk, each used once per chunk."""
-
-    order: Iterator[str]
-    is_alive: Callable[[str], bool]
-    used: set[str] = field(default_factory=set)
-
-    def next(self) -> str | None:
-        for node in self.order:
-            if node not in self.used and self.is_alive(node):
-                self.used.add(node)
-                return node
-        return None
-
-
 class ChunkReplicator:
-    def __init__(self, *, node_id: str, store: ChunkStore, topology: Topology, rpc: RpcClient,
+    def __init__(self, *, node_id: str, store: ChunkStore, views: ViewSource, rpc: RpcClient,
                  deadline_s: float, count_corrupt: Callable[[], None]) -> None:
         self.node_id = node_id
         self.store = store
-        self.topology = topology
+        self.views = views
         self.rpc = rpc
         self.deadline_s = deadline_s
         self.count_corrupt = count_corrupt
@@ -101,36 +74,34 @@ class ChunkReplicator:
 
     async def put(self, cid: bytes, data: Buffer, w: int) -> PutOutcome:
         """Store the chunk on its owners; returns once ``w`` hold it, else QuorumNotMet."""
-        ring = self.topology.ring
-        owners = placement.owners(ring, cid)
-        stand_ins = _Fallbacks(iter(placement.fallbacks(ring, cid)), self.topology.is_alive,
-                               set(owners))
-        tracker = QuorumTracker(max(len(owners), w), w)
-        for i in range(w - len(owners)):
-            tracker.fail(f"(missing replica {i + 1})", "cluster has fewer nodes than N")
-        tasks = {asyncio.ensure_future(self._slot(owner, cid, data, stand_ins)): owner
-                 for owner in owners}
-        pending = set(tasks)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.deadline_s
+        view = self.views.cluster_view()
+        owners = placement.owners(view.ring, cid)
+        stand_ins = FallbackPicker(placement.fallbacks(view.ring, cid), view.is_alive, owners)
+        tracker = QuorumTracker.over(owners, w)
+        running = fanout.start({owner: self._slot(view, owner, cid, data, stand_ins)
+                                for owner in owners})
+        every = list(running)
+        deadline = asyncio.get_running_loop().time() + self.deadline_s
         holders: list[str] = []
         new = 0
+
+        def record(owner: str, task: asyncio.Future[tuple[str, bool]]) -> None:
+            nonlocal new
+            new += self._record(tracker, owner, task, holders)
+
         try:
-            while pending and tracker.outcome is Outcome.PENDING and loop.time() < deadline:
-                done, pending = await asyncio.wait(pending, timeout=deadline - loop.time(),
-                                                   return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    new += self._record(tracker, tasks[task], task, holders)
+            pending = await fanout.collect(running, decided=lambda: tracker.done, record=record,
+                                           deadline=deadline)
         except asyncio.CancelledError:  # the upload was abandoned: so are its copies
-            for task in tasks:
+            for task in every:
                 task.cancel()
             raise
         if tracker.outcome is not Outcome.OK:
             for task in pending:
                 task.cancel()
-                tracker.fail(tasks[task], "timeout")
+            fanout.fail_unfinished(pending, tracker.fail)
             raise errors.QuorumNotMet(tracker.needed, tracker.acked, tracker.outcomes())
-        tail = asyncio.ensure_future(self._finish(pending, tasks, holders, deadline))
+        tail = asyncio.ensure_future(self._finish(pending, holders, deadline))
         return PutOutcome(holders, new > 0, tail)
 
     def _record(self, tracker: QuorumTracker, owner: str, task: asyncio.Future[tuple[str, bool]],
@@ -144,9 +115,8 @@ class ChunkReplicator:
         holders.append(holder)
         return int(stored_new)
 
-    async def _finish(self, pending: set[asyncio.Future[tuple[str, bool]]],
-                      tasks: dict[asyncio.Future[tuple[str, bool]], str], holders: list[str],
-                      deadline: float) -> None:
+    async def _finish(self, pending: dict[asyncio.Future[tuple[str, bool]], str],
+                      holders: list[str], deadline: float) -> None:
         """The owners beyond W: waited for until the deadline, then left to anti-entropy."""
         if not pending:
             return
@@ -162,27 +132,27 @@ class ChunkReplicator:
             else:
                 error = None if task.cancelled() else task.exception()
                 log.info("a chunk replica write failed after the quorum", extra={"fields": {
-                    "owner": tasks[task], "error": _describe(error)}})
+                    "owner": pending[task], "error": _describe(error)}})
 
-    async def _slot(self, owner: str, cid: bytes, data: Buffer,
-                    stand_ins: _Fallbacks) -> tuple[str, bool]:
+    async def _slot(self, view: ClusterView, owner: str, cid: bytes, data: Buffer,
+                    stand_ins: FallbackPicker) -> tuple[str, bool]:
         """One owner's copy: (the node that holds it now, whether it stored it anew). An owner
         that is down or fails is replaced by the next live fallback."""
         failure: BaseException | None = None
         node: str | None = owner
         while node is not None:
-            if node == self.node_id or self.topology.is_alive(node):
+            if node == self.node_id or view.is_alive(node):
                 try:
-                    return node, await self._store_on(node, cid, data)
+                    return node, await self._store_on(view, node, cid, data)
                 except (RpcError, errors.DfsError, OSError) as exc:  # OSError: a local disk
                     failure = exc
             node = stand_ins.next()
         raise failure or RpcError(owner, "down, and no live fallback is left")
 
-    async def _store_on(self, node: str, cid: bytes, data: Buffer) -> bool:
+    async def _store_on(self, view: ClusterView, node: str, cid: bytes, data: Buffer) -> bool:
         if node == self.node_id:
             return await asyncio.to_thread(self.store.put, cid, data, verify=False)
-        address = self.topology.address_of(node)
+        address = view.address_of(node)
         reply = await self.rpc.call(address, ChunkHave((cid,), True), ChunkHaveReply,
                                     self.deadline_s)
         if cid in reply.present:
@@ -194,7 +164,7 @@ class ChunkReplicator:
         before storing); True if the peer wrote it, False if it held it already. ``repair``
         replaces the peer's copy (found corrupt). Shared by uploads, read repair and
         dfsring.files.chunksync."""
-        ack = await self.rpc.call_with_payload(self.topology.address_of(node),
+        ack = await self.rpc.call_with_payload(self.views.cluster_view().address_of(node),
                                                ChunkPut(cid, len(data), repair), data, Ack,
                                                self.deadline_s)
         return ack.changed
@@ -231,7 +201,7 @@ class ChunkReplicator:
             return await asyncio.to_thread(self.store.have, ids, touch=touch)
         present: list[bytes] = []
         for start in range(0, len(ids), HAVE_BATCH):
-            reply = await self.rpc.call(self.topology.address_of(node),
+            reply = await self.rpc.call(self.views.cluster_view().address_of(node),
                                         ChunkHave(tuple(ids[start:start + HAVE_BATCH]), touch),
                                         ChunkHaveReply, self.deadline_s)
             present += reply.present
@@ -241,14 +211,14 @@ class ChunkReplicator:
 
     async def get(self, cid: bytes) -> Buffer:
         """The chunk's bytes, verified; QuorumNotMet (needed 1) if no holder has a good copy."""
-        rings = (self.topology.ring, *self.topology.previous)
-        order = placement.read_order(cid, rings, self.node_id, self.store.has(cid),
-                                     self.topology.is_alive)
+        view = self.views.cluster_view()
+        order = placement.read_order(cid, view.rings, self.node_id, self.store.has(cid),
+                                     view.is_alive)
         outcomes: dict[str, str] = {}
         bad: list[str] = []
         for node in order:
             try:
-                data = await self._get_from(node, cid)
+                data = await self._get_from(view, node, cid)
             except errors.CorruptValue:
                 self.count_corrupt()
                 bad.append(node)
@@ -265,10 +235,10 @@ class ChunkReplicator:
             return data
         raise errors.QuorumNotMet(1, 0, outcomes or {"(none)": "no node may hold this chunk"})
 
-    async def _get_from(self, node: str, cid: bytes) -> Buffer | None:
+    async def _get_from(self, view: ClusterView, node: str, cid: bytes) -> Buffer | None:
         if node == self.node_id:
             return await asyncio.to_thread(self.store.get, cid)
-        reply, data = await self.rpc.call_for_payload(self.topology.address_of(node),
+        reply, data = await self.rpc.call_for_payload(view.address_of(node),
                                                       ChunkGet(cid), ChunkData, self.deadline_s)
         if reply.size is None:
             return None

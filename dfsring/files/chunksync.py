@@ -56,8 +56,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dfsring import errors
+from dfsring.clusterview import ViewSource
 from dfsring.files import chunkstore, placement
-from dfsring.files.chunks import HAVE_BATCH, Topology
+from dfsring.files.chunks import HAVE_BATCH
 from dfsring.files.chunkstore import Buffer, ChunkInfo, ChunkStore
 from dfsring.files.metrics import SYNC, FileMetrics
 from dfsring.ring import Ring
@@ -120,13 +121,13 @@ class _Batch:
 
 class ChunkSync:
     def __init__(self, *, node_id: str, store: ChunkStore, replicas: Replicas,
-                 topology: Topology, settings: SyncSettings, metrics: FileMetrics,
+                 views: ViewSource, settings: SyncSettings, metrics: FileMetrics,
                  referenced: Referenced, ready: Callable[[], bool] = lambda: True,
                  now: Callable[[], float] = chunkstore.now) -> None:
         self.node_id = node_id
         self.store = store
         self.replicas = replicas
-        self.topology = topology
+        self.views = views
         self.settings = settings
         self.metrics = metrics
         self.referenced = referenced
@@ -162,7 +163,7 @@ class ChunkSync:
             if not self.ready():
                 report.skipped = "this node has not joined a cluster yet"
                 return report
-            ring = self.topology.ring
+            ring = self.views.cluster_view().ring
             cutoff = self.now() - self.settings.grace_s
             old: dict[bytes, list[str]] = {}  # lacking somewhere, older than the grace
             async for infos in self._batches(HAVE_BATCH):
@@ -203,7 +204,7 @@ class ChunkSync:
         batch = _Batch(placement.sync_plan((i.cid for i in infos), ring, self.node_id),
                        {i.cid: i.mtime for i in infos})
         for node, ids in batch.plan.peers.items():
-            if node in silent or not self.topology.is_alive(node):
+            if node in silent or not self.views.cluster_view().is_alive(node):
                 continue
             try:
                 present = set(await self.replicas.present_on(node, ids, touch=False))
@@ -276,7 +277,8 @@ class ChunkSync:
         return arrived
 
     async def _drop_strays(self, batch: _Batch, ring: Ring, cutoff: float) -> int:
-        if not batch.plan.stray or self.topology.previous or self.topology.ring.hash != ring.hash:
+        now = self.views.cluster_view()
+        if not batch.plan.stray or now.previous or now.ring.hash != ring.hash:
             return 0  # a transition, or the ring changed during the pass: owners may differ
         doomed = placement.droppable(batch.plan.stray, ring, batch.held)
         if not doomed:

@@ -50,9 +50,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from dfsring import errors, keys, manifest
+from dfsring.clusterview import ViewSource
 from dfsring.files import chunkstore
 from dfsring.files import versions as fv
-from dfsring.files.chunks import Topology
 from dfsring.files.chunkstore import ChunkStore
 from dfsring.files.service import FileService, system_name
 from dfsring.files.versions import Kind, Retention, VersionRef
@@ -98,13 +98,13 @@ class IncompleteScan(Exception):
 
 class FileGC:
     def __init__(self, *, node_id: str, store: ChunkStore, files: FileService,
-                 topology: Topology, rpc: RpcClient, local_list: LocalList,
+                 views: ViewSource, rpc: RpcClient, local_list: LocalList,
                  settings: GcSettings, deadline_s: float,
                  ready: Callable[[], bool] = lambda: True) -> None:
         self.node_id = node_id
         self.store = store
         self.files = files
-        self.topology = topology
+        self.views = views
         self.rpc = rpc
         self.local_list = local_list
         self.settings = settings
@@ -154,7 +154,7 @@ class FileGC:
 
     async def _list_all(self, *, strict: bool = True) -> list[VersionRef]:
         """Every version key of every member; ``strict``: IncompleteScan if one is silent."""
-        rings = (self.topology.ring, *self.topology.previous)
+        rings = self.views.cluster_view().rings
         members = dict.fromkeys(n for ring in rings for n in ring.node_ids())
         lists = await asyncio.gather(*(self._list_member(m) for m in members),
                                      return_exceptions=True)
@@ -175,7 +175,7 @@ class FileGC:
             if member == self.node_id:
                 page = self.local_list(_SYSTEM, b"", after, PAGE)
             else:
-                reply = await self.rpc.call(self.topology.address_of(member),
+                reply = await self.rpc.call(self.views.cluster_view().address_of(member),
                                             ListKeys(_SYSTEM, b"", after, PAGE), ListKeysReply,
                                             self.deadline_s)
                 page = list(reply.items)
@@ -188,7 +188,7 @@ class FileGC:
     # --- retention -------------------------------------------------------------------------
 
     async def _retention(self, refs: list[VersionRef]) -> int:
-        ring = self.topology.ring
+        ring = self.views.cluster_view().ring
         removed = 0
         for (bucket, path), group in fv.by_path(refs).items():
             part = keys.partition_of(_SYSTEM, fv.path_prefix(bucket, path).encode(),

@@ -10,9 +10,10 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from dfsring.chunker import ChunkParams
+from dfsring.clusterview import ViewSource
 from dfsring.config import NodeConfig
 from dfsring.coordinator import Coordinator
-from dfsring.files.chunks import ChunkReplicator, Topology
+from dfsring.files.chunks import ChunkReplicator
 from dfsring.files.chunkstore import ChunkStore
 from dfsring.files.chunksync import ChunkSync, SyncSettings
 from dfsring.files.clock import VersionClock
@@ -43,13 +44,13 @@ def retention_of(cfg: NodeConfig) -> Retention:
 
 
 def build_files(cfg: NodeConfig, data_path: Path, node_id: str, *, coordinator: Coordinator,
-                topology: Topology, rpc: RpcClient, local_list: LocalList,
+                views: ViewSource, rpc: RpcClient, local_list: LocalList,
                 count_corrupt: Callable[[], None], ready: Callable[[], bool],
                 registry: CollectorRegistry | None = None) -> FilesNode:
     store = ChunkStore(data_path / "chunks", durable=cfg.durable)
     metrics = FileMetrics(registry)
     metrics.bind_store(lambda: store.stats.count, lambda: store.stats.bytes)
-    chunks = ChunkReplicator(node_id=node_id, store=store, topology=topology, rpc=rpc,
+    chunks = ChunkReplicator(node_id=node_id, store=store, views=views, rpc=rpc,
                              deadline_s=cfg.request_timeout,
                              count_corrupt=count_corrupt)
     retention = retention_of(cfg)
@@ -57,12 +58,12 @@ def build_files(cfg: NodeConfig, data_path: Path, node_id: str, *, coordinator: 
                             retention=retention, grace_s=cfg.gc_grace)
     service = FileService(coordinator=coordinator, chunks=chunks, clock=VersionClock(node_id),
                           settings=settings, metrics=metrics)
-    gc = FileGC(node_id=node_id, store=store, files=service, topology=topology, rpc=rpc,
+    gc = FileGC(node_id=node_id, store=store, files=service, views=views, rpc=rpc,
                 local_list=local_list, deadline_s=cfg.request_timeout,
                 settings=GcSettings(grace_s=cfg.gc_grace, interval_s=cfg.gc_interval,
                                     retention=retention),
                 ready=ready)
-    sync = ChunkSync(node_id=node_id, store=store, replicas=chunks, topology=topology,
+    sync = ChunkSync(node_id=node_id, store=store, replicas=chunks, views=views,
                      settings=SyncSettings(interval_s=cfg.chunk_sync_interval, rate=cfg.ae_rate,
                                            grace_s=cfg.gc_grace,
                                            scrub_interval_s=cfg.scrub_interval,

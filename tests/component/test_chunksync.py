@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dfsring import errors
+from dfsring.clusterview import ClusterView
 from dfsring.files import placement
 from dfsring.files.chunkstore import Buffer, ChunkStore
 from dfsring.files.chunksync import ChunkSync, SyncSettings
@@ -20,6 +21,7 @@ from dfsring.files.metrics import FileMetrics
 from dfsring.node_workers import idle
 from dfsring.ring import Ring, RingMember
 from dfsring.rpc import PeerUnavailable
+from dfsring.testing.views import view_of
 from dfsring.worker import Schedule, Worker
 
 pytestmark = pytest.mark.component
@@ -35,7 +37,7 @@ def chunk(seed: int, size: int = 3000) -> tuple[bytes, bytes]:
 
 @dataclass
 class Net:
-    """Every node's chunk store, which nodes are down, and the topology they share."""
+    """Every node's chunk store, which nodes are down, and the cluster view they share."""
 
     stores: dict[str, ChunkStore]
     ring: Ring = RING
@@ -43,11 +45,8 @@ class Net:
     down: set[str] = field(default_factory=set)
     sent: list[tuple[str, bytes]] = field(default_factory=list)
 
-    def address_of(self, node_id: str) -> str:
-        return node_id
-
-    def is_alive(self, node_id: str) -> bool:
-        return node_id not in self.down
+    def cluster_view(self) -> ClusterView:
+        return view_of(self.ring, "n1", previous=self.previous, down=self.down)
 
     def store(self, node: str) -> ChunkStore:
         if node in self.down:
@@ -98,7 +97,7 @@ def sync_of(net: Net, me: str, referenced: set[bytes] | None = None) -> ChunkSyn
     settings = SyncSettings(interval_s=0.01, rate=1 << 30, grace_s=GRACE, scrub_interval_s=0.01,
                             scrub_rate=1 << 30)
     return ChunkSync(node_id=me, store=net.stores[me], replicas=FakeReplicas(net, me),
-                     topology=net, settings=settings, metrics=FileMetrics(), referenced=refs)
+                     views=net, settings=settings, metrics=FileMetrics(), referenced=refs)
 
 
 def owned_by(node: str, count: int, *, owner: bool = True, start: int = 0) -> list[bytes]:

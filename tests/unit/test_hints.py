@@ -1,4 +1,5 @@
-"""Hinted handoff's pure rules: key layout, counters, bounds, backoff, routing, stand-ins."""
+"""Hinted handoff's pure rules: key layout, counters, bounds, backoff, routing. (Stand-ins:
+tests/unit/test_clusterview.py.)"""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dfsring import hints
-from dfsring.hints import FallbackPicker, Hint, TargetStats
+from dfsring.hints import Hint, TargetStats
 from dfsring.ring import Ring, RingMember
 
 pytestmark = pytest.mark.unit
@@ -109,40 +110,6 @@ def test_destinations_are_the_target_or_the_current_owners() -> None:
         stranger = next(ring.fallbacks(partition))
         assert hints.destinations(stranger, partition, ring) == owners
         assert hints.destinations("gone", partition, ring) == owners
-
-
-def test_picker_hands_out_live_fallbacks_once_each_in_ring_order() -> None:
-    ring = _ring()
-    order = list(ring.fallbacks(3))
-    dead = {order[0]}
-    picker = FallbackPicker(ring.fallbacks(3), lambda n: n not in dead)
-    handed = [picker.next() for _ in order]
-    assert handed == [*order[1:], None]
-
-
-@given(st.sets(st.integers(0, 5), max_size=6), st.integers(0, 63))
-def test_a_read_asks_the_stand_ins_a_write_used(dead_idx: set[int], partition: int) -> None:
-    """With one view of liveness, the stand-in a read consults for each down owner is the
-    fallback a sloppy write handed that owner's share to (owners replaced in list order)."""
-    ring = _ring()
-    dead = {f"n{i}" for i in dead_idx}
-
-    def alive(n: str) -> bool:
-        return n not in dead
-
-    owners = ring.preference_list(partition)
-    picker = FallbackPicker(ring.fallbacks(partition), alive, owners)
-    used = {}
-    for owner in owners:
-        if not alive(owner):
-            stand_in = picker.next()
-            if stand_in is None:
-                break
-            used[owner] = stand_in
-    subs = hints.substitutes(owners, ring.fallbacks(partition), alive)
-    assert subs == used
-    assert all(alive(s) and s not in owners for s in subs.values())
-    assert len(set(subs.values())) == len(subs)
 
 
 @given(st.lists(st.integers(0, 10**12), min_size=1, max_size=30), st.integers(1, 10**9))

@@ -32,12 +32,12 @@ from types import MappingProxyType
 from typing import Protocol
 
 from dfsring import keys, membership, transition
+from dfsring.errors import PeerUnavailable
 from dfsring.failure import Liveness
 from dfsring.keys import ObjectName
 from dfsring.membership import MemberState, Status, View
 from dfsring.ring import Ring
 from dfsring.ringstate import RingState
-from dfsring.rpc import PeerUnavailable
 
 
 @dataclass(frozen=True)

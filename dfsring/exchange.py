@@ -55,8 +55,8 @@ from dfsring.messages import (
 from dfsring.metrics import NodeMetrics
 from dfsring.peers import Peers
 from dfsring.ring import Ring
-from dfsring.rpc import PeerRefused, RpcClient, RpcError
 from dfsring.transfers import TokenBucket
+from dfsring.transport import PeerRefused, RpcError, Transport
 
 log = logging.getLogger("dfsring.exchange")
 MAX_PARTITIONS_PER_ROUND = 64
@@ -66,7 +66,7 @@ R = TypeVar("R", bound=Message)
 
 
 class ExchangeService:
-    def __init__(self, *, node_id: str, topology: Peers, store: LocalStore, rpc: RpcClient,
+    def __init__(self, *, node_id: str, topology: Peers, store: LocalStore, rpc: Transport,
                  metrics: NodeMetrics, interval_s: float, rate: int,
                  deadline_s: float) -> None:
         self.node_id = node_id

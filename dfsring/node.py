@@ -19,18 +19,19 @@ from dataclasses import dataclass, field
 import uvloop
 from aiohttp import web
 
-from dfsring import __version__, allocator
+from dfsring import __version__, allocator, replica
 from dfsring.config import ConfigError, NodeConfig, load_config
 from dfsring.coordinator import ReplicatedCoordinator
 from dfsring.datadir import DataDir, DataDirError, open_data_dir
 from dfsring.discovery import Discovery
 from dfsring.exchange import ExchangeService
+from dfsring.files import replica as files_replica
 from dfsring.files.wiring import FilesNode, build_files
 from dfsring.gossip import Gossiper, GossipSettings
 from dfsring.handoff import HandoffService
 from dfsring.hintstore import TABLES as HINT_TABLES
 from dfsring.hintstore import HintStore
-from dfsring.http import cluster_api, files_api, files_internal, internal_api, kv_api, node_api
+from dfsring.http import cluster_api, files_api, internal_api, kv_api, node_api
 from dfsring.http.appkeys import (
     CONFIG,
     COORDINATOR,
@@ -58,6 +59,7 @@ from dfsring.rpc import RpcClient
 from dfsring.scrub import Scrubber
 from dfsring.storage import Engine, LmdbEngine
 from dfsring.transfers import TransferService
+from dfsring.transport import PeerService, Transport
 
 log = logging.getLogger("dfsring.node")
 SHUTDOWN_GRACE_S = 2.5
@@ -73,7 +75,7 @@ class Services:
     store: LocalStore
     metrics: NodeMetrics
     state: NodeState
-    rpc: RpcClient
+    rpc: Transport
     membership: Gossiper
     ring_changer: RingChanger
     transfers: TransferService
@@ -85,6 +87,7 @@ class Services:
     files: FilesNode
     discovery: Discovery
     refill: RefillTracker
+    peer: PeerService
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
@@ -108,11 +111,14 @@ class Services:
         await self.membership.stop()
 
 
-def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine) -> Services:
+def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine,
+                   transport: Transport | None = None) -> Services:
+    """Every service of one node, wired. `transport` carries its peer calls: HTTP (an
+    RpcClient) unless given; dfsring.testing.localcluster passes a LocalTransport."""
     store = LocalStore(engine, data_dir.node_id, cfg.partition_bits, cfg.max_siblings)
     metrics = NodeMetrics()
     metrics.bind_store(lambda: store.stats.keys, lambda: store.stats.bytes)
-    rpc = RpcClient(cfg.cluster_secret, dial=dict(cfg.dial))
+    rpc = transport or RpcClient(cfg.cluster_secret, dial=dict(cfg.dial))
     settings = GossipSettings(interval_s=cfg.gossip_interval, fanout=cfg.gossip_fanout,
                               phi_threshold=cfg.phi_threshold, replicas=cfg.n,
                               partition_bits=cfg.partition_bits)
@@ -153,8 +159,13 @@ def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine) -> Servic
                         count_corrupt=metrics.count_corrupt, ready=lambda: gossip.complete,
                         registry=metrics.registry)
     state = NodeState(node_id=data_dir.node_id, started_at=time.monotonic())
+    deps = replica.ReplicaDeps(store=store, hints=hint_store, membership=gossip,
+                               acceptor=changer, coordinator=coordinator, metrics=metrics,
+                               hint_max_bytes=cfg.hint_max_bytes)
+    peer = PeerService({**replica.handlers(deps), **files_replica.handlers(files.store)},
+                       on_corrupt=metrics.count_corrupt)
     return Services(store, metrics, state, rpc, gossip, changer, transfers, coordinator,
-                    hint_store, handoff, exchange, scrubber, files, discovery, refill)
+                    hint_store, handoff, exchange, scrubber, files, discovery, refill, peer)
 
 
 def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
@@ -178,9 +189,8 @@ def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
     kv_api.setup(app)
     node_api.setup(app)
     cluster_api.setup(app)
-    internal_api.setup(app)
+    internal_api.setup(app, svc.peer)
     files_api.setup(app, svc.files)
-    files_internal.setup(app, svc.files.store)
     return app
 
 

@@ -42,7 +42,7 @@ from dfsring.membership import Status, View
 from dfsring.messages import EpochAccept, EpochAccepted, EpochPrepare, EpochPromise, Message
 from dfsring.ring import RingMember
 from dfsring.ringstate import RingState
-from dfsring.rpc import RpcClient, RpcError
+from dfsring.transport import RpcError, Transport
 
 log = logging.getLogger("dfsring.ringchange")
 
@@ -96,7 +96,7 @@ def load_acceptor(state_file: Path) -> AcceptorState:
 
 
 class RingChanger:
-    def __init__(self, *, topology: Topology, rpc: RpcClient, state_file: Path,
+    def __init__(self, *, topology: Topology, rpc: Transport, state_file: Path,
                  interval_s: float, deadline_s: float,
                  acceptor: AcceptorState | None = None) -> None:
         self.topology = topology

@@ -1,12 +1,10 @@
-"""Node-to-node calls: msgpack messages over pooled keep-alive HTTP connections.
+"""The aiohttp transport, client half: msgpack messages over pooled keep-alive HTTP.
 
 One aiohttp session per node, reused for every peer, so a call costs a request on a warm
 connection, not a TCP handshake. Every call has a deadline. Every request carries the shared
-cluster secret; the receiving side refuses calls without it (401).
-
-    RpcError
-    ├── PeerUnavailable   could not reach the peer, or no answer before the deadline
-    └── PeerRefused       the peer answered with an ErrorReply (code, detail, needed, acked)
+cluster secret; the receiving side (dfsring.http.internal_api, the server half) refuses calls
+without it (401). `RpcClient` implements dfsring.transport.Transport; the errors it raises
+(RpcError, PeerUnavailable, PeerRefused) are defined there and re-exported here.
 """
 
 from __future__ import annotations
@@ -16,31 +14,17 @@ from typing import TypeVar
 
 import aiohttp
 
-from dfsring.messages import ErrorReply, Message, MessageError, decode
+from dfsring.messages import Message, MessageError
+from dfsring.transport import PeerRefused, PeerUnavailable, RpcError, read_reply
 
+__all__ = ["FRAMED", "MSGPACK", "RPC_PATH", "SECRET_HEADER", "PeerRefused", "PeerUnavailable",
+           "RpcClient", "RpcError", "frame", "unframe"]
 SECRET_HEADER = "Dfs-Cluster-Secret"
 RPC_PATH = "/internal/v1/"
 MSGPACK = "application/msgpack"
 FRAMED = "application/x-dfsring-framed"  # a message, then raw payload bytes (frame, unframe)
 _LENGTH = 4
 R = TypeVar("R", bound=Message)
-
-
-class RpcError(Exception):
-    def __init__(self, peer: str, detail: str) -> None:
-        super().__init__(f"{peer}: {detail}")
-        self.peer = peer
-        self.detail = detail
-
-
-class PeerUnavailable(RpcError):
-    """Connection refused or reset, or no reply in time: the peer may be down."""
-
-
-class PeerRefused(RpcError):
-    def __init__(self, peer: str, reply: ErrorReply) -> None:
-        super().__init__(peer, f"{reply.code}: {reply.detail}")
-        self.reply = reply
 
 
 class RpcClient:
@@ -68,7 +52,7 @@ class RpcClient:
         """Send `message` to the node at `address`; its reply, or an RpcError."""
         status, _, body = await self._post(address, message.KIND, message.encode(),
                                            {"Content-Type": MSGPACK}, deadline_s)
-        return _reply(address, status, body, reply_type)
+        return read_reply(address, status, body, reply_type)
 
     async def call_with_payload(self, address: str, message: Message,
                                 payload: bytes | memoryview, reply_type: type[R],
@@ -83,7 +67,7 @@ class RpcClient:
 
         headers = {"Content-Type": FRAMED, "Content-Length": str(len(head) + len(payload))}
         status, _, raw = await self._post(address, message.KIND, body(), headers, deadline_s)
-        return _reply(address, status, raw, reply_type)
+        return read_reply(address, status, raw, reply_type)
 
     async def call_for_payload(self, address: str, message: Message, reply_type: type[R],
                                deadline_s: float) -> tuple[R, memoryview]:
@@ -91,12 +75,12 @@ class RpcClient:
         status, kind, raw = await self._post(address, message.KIND, message.encode(),
                                              {"Content-Type": MSGPACK}, deadline_s)
         if kind != FRAMED:
-            return _reply(address, status, raw, reply_type), memoryview(b"")
+            return read_reply(address, status, raw, reply_type), memoryview(b"")
         try:
             head, payload = unframe(raw)
         except MessageError as exc:
             raise PeerUnavailable(address, f"unreadable reply (HTTP {status}): {exc}") from exc
-        return _reply(address, status, head, reply_type), payload
+        return read_reply(address, status, head, reply_type), payload
 
     async def _post(self, address: str, kind: str, data: object, headers: dict[str, str],
                     deadline_s: float) -> tuple[int, str, bytes]:
@@ -131,15 +115,3 @@ def unframe(body: bytes | bytearray | memoryview) -> tuple[bytes, memoryview]:
     if end > len(view):
         raise MessageError("a framed body is shorter than its message")
     return bytes(view[_LENGTH:end]), view[end:]
-
-
-def _reply(address: str, status: int, body: bytes, reply_type: type[R]) -> R:
-    try:
-        reply = decode(body, reply_type)
-    except MessageError as exc:
-        raise PeerUnavailable(address, f"unreadable reply (HTTP {status}): {exc}") from exc
-    if isinstance(reply, ErrorReply):
-        raise PeerRefused(address, reply)
-    if status != 200:
-        raise PeerUnavailable(address, f"HTTP {status} with a {reply.KIND} reply")
-    return reply

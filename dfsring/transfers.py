@@ -32,8 +32,8 @@ from dfsring.membership import MemberState, Status, View
 from dfsring.messages import PartitionBatch, PartitionFetch, PartitionsHeld, PartitionsHeldReply
 from dfsring.ring import Ring
 from dfsring.ringstate import RingState
-from dfsring.rpc import RpcClient, RpcError
 from dfsring.transition import TransferProgress
+from dfsring.transport import RpcError, Transport
 
 log = logging.getLogger("dfsring.transfers")
 BATCH_BYTES = 512 * 1024
@@ -103,7 +103,7 @@ class TokenBucket:
 
 
 class TransferService:
-    def __init__(self, *, topology: Topology, store: LocalStore, rpc: RpcClient,
+    def __init__(self, *, topology: Topology, store: LocalStore, rpc: Transport,
                  replicas: int, partition_bits: int, rate: int, streams: int,
                  deadline_s: float) -> None:
         self.topology = topology

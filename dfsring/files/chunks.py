@@ -40,7 +40,7 @@ from dfsring.files.chunkstore import Buffer, ChunkStore
 from dfsring.messages import Ack, ChunkData, ChunkGet, ChunkHave, ChunkHaveReply, ChunkPut
 from dfsring.quorum import Outcome, QuorumTracker
 from dfsring.ring import Ring
-from dfsring.rpc import RpcClient, RpcError
+from dfsring.transport import RpcError, Transport
 
 log = logging.getLogger("dfsring.chunks")
 MAX_BACKGROUND = 256  # chunk repairs in flight; beyond it a repair is left to anti-entropy
@@ -87,7 +87,7 @@ class _Fallbacks:
 
 
 class ChunkReplicator:
-    def __init__(self, *, node_id: str, store: ChunkStore, topology: Topology, rpc: RpcClient,
+    def __init__(self, *, node_id: str, store: ChunkStore, topology: Topology, rpc: Transport,
                  deadline_s: float, count_corrupt: Callable[[], None]) -> None:
         self.node_id = node_id
         self.store = store

@@ -20,7 +20,7 @@ from dfsring.files.gc import FileGC, GcSettings, LocalList
 from dfsring.files.metrics import FileMetrics
 from dfsring.files.service import FileService, FileSettings
 from dfsring.files.versions import Retention
-from dfsring.rpc import RpcClient
+from dfsring.transport import Transport
 
 
 @dataclass
@@ -52,7 +52,7 @@ def retention_of(cfg: NodeConfig) -> Retention:
 
 
 def build_files(cfg: NodeConfig, data_path: Path, node_id: str, *, coordinator: Coordinator,
-                topology: Topology, rpc: RpcClient, local_list: LocalList,
+                topology: Topology, rpc: Transport, local_list: LocalList,
                 count_corrupt: Callable[[], None], ready: Callable[[], bool],
                 registry: CollectorRegistry | None = None) -> FilesNode:
     store = ChunkStore(data_path / "chunks", durable=cfg.durable)

@@ -142,7 +142,8 @@ class LocalNetwork:
             raise PeerUnavailable(target, f"HTTP 500: {type(exc).__name__}") from exc
         if faults.delay_s:
             await asyncio.sleep(faults.delay_s)
-        self._service(target, source)  # a partition raised meanwhile loses the reply
+        if target not in self._nodes or not self.reachable(target, source):
+            raise PeerUnavailable(target, "connection reset: the reply was lost")
         return answer
 
     def _service(self, source: str, target: str) -> PeerService:

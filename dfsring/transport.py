@@ -114,6 +114,8 @@ _PEER_REPLIES: dict[type[BaseException], tuple[int, str]] = {
     errors.InvalidKey: (400, "invalid-key"),
     errors.InvalidContext: (400, "invalid-context"),
     errors.PayloadTooLarge: (413, "payload-too-large"),
+    errors.Unauthorized: (401, "unauthorized"),
+    errors.RequestTimeout: (408, "request-timeout"),
     errors.StaleRing: (409, "stale-ring"),
     errors.TooManySiblings: (409, "too-many-siblings"),
     errors.HintsFull: (507, "hints-full"),

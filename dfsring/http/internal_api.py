@@ -26,6 +26,7 @@ from dfsring import errors
 from dfsring.files.replica import MAX_BODY, MAX_MESSAGE
 from dfsring.http.appkeys import CONFIG
 from dfsring.http.body import read_body
+from dfsring.http.middleware import REQUEST_ID
 from dfsring.messages import ErrorReply, Message
 from dfsring.rpc import FRAMED, MSGPACK, RPC_PATH, SECRET_HEADER, frame
 from dfsring.transport import Answer, PeerService, Pieces, peer_error, status_of
@@ -49,9 +50,9 @@ def _error(status: int, code: str, detail: str) -> web.Response:
     return _reply(ErrorReply(code, detail[:500], 0, 0), status)
 
 
-def _refused(exc: Exception) -> web.Response:
+def _refused(exc: errors.DfsError) -> web.Response:
     reply = peer_error(exc)
-    assert reply is not None  # every error _read raises has a peer reply
+    assert reply is not None  # every DfsError has a peer reply
     return _reply(reply, status_of(reply))
 
 
@@ -76,8 +77,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     given = request.headers.get(SECRET_HEADER, "")
     if not hmac.compare_digest(given.encode(), cfg.cluster_secret.encode()):
         log.warning("internal call without the cluster secret", extra={"fields": {
-            "peer": request.remote, "request_id": request.get("request_id")}})
-        return _error(401, "unauthorized", "missing or wrong cluster secret")
+            "peer": request.remote, "request_id": request[REQUEST_ID]}})
+        return _refused(errors.Unauthorized("missing or wrong cluster secret"))
     service = request.app[PEER_SERVICE]
     name = request.match_info["kind"]
     kind = service.knows(name)
@@ -86,11 +87,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     try:
         raw, payload = await _read(request, kind, cfg.max_value_size, cfg.request_timeout)
     except TimeoutError:
-        return _error(408, "request-timeout", "the request body did not arrive in time")
-    except errors.PayloadTooLarge as exc:  # the sender splits its batch (dfsring.batching)
-        return _error(413, "payload-too-large", f"{kind.KIND} body too large: {exc}")
-    except errors.BadRequest as exc:
-        return _refused(exc)
+        return _refused(errors.RequestTimeout("the request body did not arrive in time"))
+    except (errors.PayloadTooLarge, errors.BadRequest) as exc:
+        return _refused(exc)  # too large: the sender splits its batch (dfsring.batching)
     except (HttpProcessingError, ConnectionError, asyncio.IncompleteReadError) as exc:
         return _refused(errors.BadRequest(f"request body is malformed or truncated: {exc}"))
     answer = await service.answer(kind, raw, payload, peer=request.remote or "")

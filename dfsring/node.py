@@ -118,7 +118,8 @@ def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine,
     store = LocalStore(engine, data_dir.node_id, cfg.partition_bits, cfg.max_siblings)
     metrics = NodeMetrics()
     metrics.bind_store(lambda: store.stats.keys, lambda: store.stats.bytes)
-    rpc = transport or RpcClient(cfg.cluster_secret, dial=dict(cfg.dial))
+    rpc = transport if transport is not None else RpcClient(cfg.cluster_secret,
+                                                            dial=dict(cfg.dial))
     settings = GossipSettings(interval_s=cfg.gossip_interval, fanout=cfg.gossip_fanout,
                               phi_threshold=cfg.phi_threshold, replicas=cfg.n,
                               partition_bits=cfg.partition_bits)

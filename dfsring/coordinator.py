@@ -59,7 +59,7 @@ from dfsring.messages import (
 from dfsring.metrics import NodeMetrics
 from dfsring.peers import wall_ms
 from dfsring.quorum import Outcome, QuorumGroups, QuorumTracker
-from dfsring.rpc import PeerRefused, PeerUnavailable, RpcClient, RpcError
+from dfsring.transport import PeerRefused, PeerUnavailable, RpcError, Transport
 from dfsring.vclock import Versions, VersionVector
 from dfsring.writequorum import WriteAck, WriteQuorum
 
@@ -95,7 +95,7 @@ class Coordinator(Protocol):
 
 class ReplicatedCoordinator:
     def __init__(self, *, node_id: str, n: int, store: LocalStore, hint_store: HintStore,
-                 views: ViewSource, rpc: RpcClient, metrics: NodeMetrics, deadline_s: float,
+                 views: ViewSource, rpc: Transport, metrics: NodeMetrics, deadline_s: float,
                  now_ms: Callable[[], int] = wall_ms) -> None:
         self.node_id = node_id
         self._n = n

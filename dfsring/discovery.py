@@ -19,13 +19,13 @@ from dfsring.founding import Action, Verdict
 from dfsring.gossip import Gossiper
 from dfsring.messages import GossipAck, GossipSyn
 from dfsring.ringstate import RingState
-from dfsring.rpc import RpcClient, RpcError
+from dfsring.transport import RpcError, Transport
 
 log = logging.getLogger("dfsring.membership")
 
 
 class Discovery:
-    def __init__(self, *, gossip: Gossiper, rpc: RpcClient, seeds: tuple[str, ...],
+    def __init__(self, *, gossip: Gossiper, rpc: Transport, seeds: tuple[str, ...],
                  bootstrap_expect: int, interval_s: float, deadline_s: float) -> None:
         self.gossip = gossip
         self.rpc = rpc

@@ -53,8 +53,8 @@ from dfsring.messages import (
     TreeRootsReply,
 )
 from dfsring.metrics import NodeMetrics
-from dfsring.rpc import PeerRefused, RpcClient, RpcError
 from dfsring.transfers import TokenBucket
+from dfsring.transport import PeerRefused, RpcError, Transport
 
 log = logging.getLogger("dfsring.exchange")
 MAX_PARTITIONS_PER_ROUND = 64
@@ -64,7 +64,7 @@ R = TypeVar("R", bound=Message)
 
 
 class ExchangeService:
-    def __init__(self, *, node_id: str, views: ViewSource, store: LocalStore, rpc: RpcClient,
+    def __init__(self, *, node_id: str, views: ViewSource, store: LocalStore, rpc: Transport,
                  metrics: NodeMetrics, interval_s: float, rate: int,
                  deadline_s: float) -> None:
         self.node_id = node_id

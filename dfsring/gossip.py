@@ -50,8 +50,8 @@ from dfsring.membership import MemberState, Status, View
 from dfsring.messages import Ack, GossipAck, GossipAck2, GossipSyn, RingAnnounce
 from dfsring.ring import Ring, RingMember
 from dfsring.ringstate import RingState
-from dfsring.rpc import PeerRefused, RpcClient, RpcError
 from dfsring.transition import transition_complete
+from dfsring.transport import PeerRefused, RpcError, Transport
 
 log = logging.getLogger("dfsring.membership")
 SEED_PROBABILITY = 0.1
@@ -73,7 +73,7 @@ class GossipSettings:
 
 class Gossiper:
     def __init__(self, *, node_id: str, address: str, zone: str, seeds: Iterable[str],
-                 settings: GossipSettings, rpc: RpcClient, state_file: Path,
+                 settings: GossipSettings, rpc: Transport, state_file: Path,
                  clock: Callable[[], float] = time.monotonic,
                  rng: random.Random | None = None, acceptor_nonce: str = "",
                  bootstrap_expect: int = 0) -> None:

@@ -31,8 +31,8 @@ from dfsring.hintstore import HintStore
 from dfsring.messages import Ack, HandoffBatch
 from dfsring.metrics import NodeMetrics
 from dfsring.peers import wall_ms
-from dfsring.rpc import RpcClient, RpcError
 from dfsring.transfers import TokenBucket
+from dfsring.transport import RpcError, Transport
 
 log = logging.getLogger("dfsring.handoff")
 TICK_S = 0.25
@@ -43,7 +43,7 @@ _PASS_DONE = -1  # scan position: this ring epoch's pass over a down target's qu
 
 
 class HandoffService:
-    def __init__(self, *, node_id: str, views: ViewSource, store: HintStore, rpc: RpcClient,
+    def __init__(self, *, node_id: str, views: ViewSource, store: HintStore, rpc: Transport,
                  metrics: NodeMetrics, rate: int, max_age_s: float, deadline_s: float,
                  merge_local: Callable[[list[tuple[bytes, bytes]]], Awaitable[int]],
                  now_ms: Callable[[], int] = wall_ms) -> None:

@@ -445,7 +445,7 @@ class PurgeTombstones(Message):
 
 
 # --- files: chunks (dfsring.files) ------------------------------------------------------------
-# Served on POST /internal/v1/files/{kind} (dfsring.http.files_internal), whose body limit is
+# Served on POST /internal/v1/files/{kind} (dfsring.files.replica), whose body limit is
 # sized for one chunk rather than for a key's siblings.
 
 

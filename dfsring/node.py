@@ -19,18 +19,19 @@ from dataclasses import dataclass
 import uvloop
 from aiohttp import web
 
-from dfsring import __version__, allocator
+from dfsring import __version__, allocator, replica
 from dfsring.config import ConfigError, NodeConfig, load_config
 from dfsring.coordinator import ReplicatedCoordinator
 from dfsring.datadir import DataDir, DataDirError, open_data_dir
 from dfsring.discovery import Discovery
 from dfsring.exchange import ExchangeService
+from dfsring.files import replica as files_replica
 from dfsring.files.wiring import FilesNode, build_files
 from dfsring.gossip import Gossiper, GossipSettings
 from dfsring.handoff import HandoffService
 from dfsring.hintstore import TABLES as HINT_TABLES
 from dfsring.hintstore import HintStore
-from dfsring.http import cluster_api, files_api, files_internal, internal_api, kv_api, node_api
+from dfsring.http import cluster_api, files_api, internal_api, kv_api, node_api
 from dfsring.http.appkeys import (
     CONFIG,
     COORDINATOR,
@@ -60,6 +61,7 @@ from dfsring.rpc import RpcClient
 from dfsring.scrub import Scrubber
 from dfsring.storage import Engine, LmdbEngine
 from dfsring.transfers import TransferService
+from dfsring.transport import PeerService, Transport
 from dfsring.worker import Supervisor
 
 log = logging.getLogger("dfsring.node")
@@ -77,7 +79,7 @@ class Services:
     store: LocalStore
     metrics: NodeMetrics
     state: NodeState
-    rpc: RpcClient
+    rpc: Transport
     membership: Gossiper
     ring_changer: RingChanger
     transfers: TransferService
@@ -90,6 +92,7 @@ class Services:
     discovery: Discovery
     refill: RefillTracker
     workers: Supervisor  # owns the task of every background loop (dfsring.worker)
+    peer: PeerService
 
     def start(self) -> None:
         self.workers.start()
@@ -100,11 +103,15 @@ class Services:
         await self.membership.stop()
 
 
-def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine) -> Services:
+def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine,
+                   transport: Transport | None = None) -> Services:
+    """Every service of one node, wired. `transport` carries its peer calls: HTTP (an
+    RpcClient) unless given; dfsring.testing.localcluster passes a LocalTransport."""
     store = LocalStore(engine, data_dir.node_id, cfg.partition_bits, cfg.max_siblings)
     metrics = NodeMetrics()
     metrics.bind_store(lambda: store.stats.keys, lambda: store.stats.bytes)
-    rpc = RpcClient(cfg.cluster_secret, dial=dict(cfg.dial))
+    rpc = transport if transport is not None else RpcClient(cfg.cluster_secret,
+                                                            dial=dict(cfg.dial))
     settings = GossipSettings(interval_s=cfg.gossip_interval, fanout=cfg.gossip_fanout,
                               phi_threshold=cfg.phi_threshold, replicas=cfg.n,
                               partition_bits=cfg.partition_bits)
@@ -148,8 +155,14 @@ def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine) -> Servic
     workers = build_supervisor(cfg, gossip=gossip, discovery=discovery, changer=changer,
                                transfers=transfers, handoff=handoff, exchange=exchange,
                                scrubber=scrubber, files=files)
+    deps = replica.ReplicaDeps(store=store, hints=hint_store, membership=gossip,
+                               acceptor=changer, coordinator=coordinator, metrics=metrics,
+                               hint_max_bytes=cfg.hint_max_bytes)
+    peer = PeerService({**replica.handlers(deps), **files_replica.handlers(files.store)},
+                       on_corrupt=metrics.count_corrupt)
     return Services(store, metrics, state, rpc, gossip, changer, transfers, coordinator,
-                    hint_store, handoff, exchange, scrubber, files, discovery, refill, workers)
+                    hint_store, handoff, exchange, scrubber, files, discovery, refill, workers,
+                    peer)
 
 
 def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
@@ -174,9 +187,8 @@ def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
     kv_api.setup(app)
     node_api.setup(app)
     cluster_api.setup(app)
-    internal_api.setup(app)
+    internal_api.setup(app, svc.peer)
     files_api.setup(app, svc.files)
-    files_internal.setup(app, svc.files.store)
     return app
 
 

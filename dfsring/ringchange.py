@@ -43,7 +43,7 @@ from dfsring.membership import Status
 from dfsring.messages import EpochAccept, EpochAccepted, EpochPrepare, EpochPromise, Message
 from dfsring.ring import RingMember
 from dfsring.ringstate import RingState
-from dfsring.rpc import RpcClient, RpcError
+from dfsring.transport import RpcError, Transport
 
 log = logging.getLogger("dfsring.ringchange")
 
@@ -70,7 +70,7 @@ def load_acceptor(state_file: Path) -> AcceptorState:
 
 
 class RingChanger:
-    def __init__(self, *, membership: Membership, rpc: RpcClient, state_file: Path,
+    def __init__(self, *, membership: Membership, rpc: Transport, state_file: Path,
                  interval_s: float, deadline_s: float,
                  acceptor: AcceptorState | None = None) -> None:
         self.membership = membership

@@ -1,12 +1,11 @@
-"""Node-to-node calls: msgpack messages over pooled keep-alive HTTP connections.
+"""The aiohttp transport, client half: msgpack messages over pooled keep-alive HTTP.
 
 One aiohttp session per node, reused for every peer, so a call costs a request on a warm
 connection, not a TCP handshake. Every call has a deadline. Every request carries the shared
-cluster secret; the receiving side refuses calls without it (401).
-
-A failed call raises an RpcError (dfsring.errors): PeerUnavailable when the peer could not be
-reached or did not answer in time, PeerRefused when it answered with an ErrorReply, whose
-``error()`` is the domain error the peer raised. They are re-exported here, their first home.
+cluster secret; the receiving side (dfsring.http.internal_api, the server half) refuses calls
+without it (401). `RpcClient` implements dfsring.transport.Transport; the errors it raises
+(RpcError, PeerUnavailable, PeerRefused) belong to the error tree (dfsring.errors) and are
+re-exported here.
 """
 
 from __future__ import annotations
@@ -16,11 +15,11 @@ from typing import TypeVar
 
 import aiohttp
 
-from dfsring.errors import PeerRefused as PeerRefused
-from dfsring.errors import PeerUnavailable as PeerUnavailable
-from dfsring.errors import RpcError as RpcError
-from dfsring.messages import ErrorReply, Message, MessageError, decode
+from dfsring.messages import Message, MessageError
+from dfsring.transport import PeerRefused, PeerUnavailable, RpcError, read_reply
 
+__all__ = ["FRAMED", "MSGPACK", "RPC_PATH", "SECRET_HEADER", "PeerRefused", "PeerUnavailable",
+           "RpcClient", "RpcError", "frame", "unframe"]
 SECRET_HEADER = "Dfs-Cluster-Secret"
 RPC_PATH = "/internal/v1/"
 MSGPACK = "application/msgpack"
@@ -54,7 +53,7 @@ class RpcClient:
         """Send `message` to the node at `address`; its reply, or an RpcError."""
         status, _, body = await self._post(address, message.KIND, message.encode(),
                                            {"Content-Type": MSGPACK}, deadline_s)
-        return _reply(address, status, body, reply_type)
+        return read_reply(address, status, body, reply_type)
 
     async def call_with_payload(self, address: str, message: Message,
                                 payload: bytes | memoryview, reply_type: type[R],
@@ -69,7 +68,7 @@ class RpcClient:
 
         headers = {"Content-Type": FRAMED, "Content-Length": str(len(head) + len(payload))}
         status, _, raw = await self._post(address, message.KIND, body(), headers, deadline_s)
-        return _reply(address, status, raw, reply_type)
+        return read_reply(address, status, raw, reply_type)
 
     async def call_for_payload(self, address: str, message: Message, reply_type: type[R],
                                deadline_s: float) -> tuple[R, memoryview]:
@@ -77,12 +76,12 @@ class RpcClient:
         status, kind, raw = await self._post(address, message.KIND, message.encode(),
                                              {"Content-Type": MSGPACK}, deadline_s)
         if kind != FRAMED:
-            return _reply(address, status, raw, reply_type), memoryview(b"")
+            return read_reply(address, status, raw, reply_type), memoryview(b"")
         try:
             head, payload = unframe(raw)
         except MessageError as exc:
             raise PeerUnavailable(address, f"unreadable reply (HTTP {status}): {exc}") from exc
-        return _reply(address, status, head, reply_type), payload
+        return read_reply(address, status, head, reply_type), payload
 
     async def _post(self, address: str, kind: str, data: object, headers: dict[str, str],
                     deadline_s: float) -> tuple[int, str, bytes]:
@@ -117,15 +116,3 @@ def unframe(body: bytes | bytearray | memoryview) -> tuple[bytes, memoryview]:
     if end > len(view):
         raise MessageError("a framed body is shorter than its message")
     return bytes(view[_LENGTH:end]), view[end:]
-
-
-def _reply(address: str, status: int, body: bytes, reply_type: type[R]) -> R:
-    try:
-        reply = decode(body, reply_type)
-    except MessageError as exc:
-        raise PeerUnavailable(address, f"unreadable reply (HTTP {status}): {exc}") from exc
-    if isinstance(reply, ErrorReply):
-        raise PeerRefused(address, reply)
-    if status != 200:
-        raise PeerUnavailable(address, f"HTTP {status} with a {reply.KIND} reply")
-    return reply

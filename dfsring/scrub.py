@@ -34,8 +34,8 @@ from dfsring.localstore import LocalStore, decode_record
 from dfsring.messages import Ack, FetchRecords, PurgeTombstones, RecordsReply
 from dfsring.metrics import NodeMetrics
 from dfsring.peers import wall_ms
-from dfsring.rpc import RpcClient, RpcError
 from dfsring.transfers import TokenBucket
+from dfsring.transport import RpcError, Transport
 
 log = logging.getLogger("dfsring.scrub")
 PURGE_BATCH = 256
@@ -57,7 +57,7 @@ def old_tombstones(records: list[tuple[bytes, bytes]], now_ms: int, grace_ms: in
 
 
 class Scrubber:
-    def __init__(self, *, node_id: str, views: ViewSource, store: LocalStore, rpc: RpcClient,
+    def __init__(self, *, node_id: str, views: ViewSource, store: LocalStore, rpc: Transport,
                  metrics: NodeMetrics, interval_s: float, rate: int, tombstone_grace_s: float,
                  deadline_s: float, now_ms: Callable[[], int] = wall_ms) -> None:
         self.node_id = node_id

@@ -30,8 +30,8 @@ from dfsring.localstore import LocalStore
 from dfsring.membership import Status
 from dfsring.messages import PartitionBatch, PartitionFetch, PartitionsHeld, PartitionsHeldReply
 from dfsring.ringstate import RingState
-from dfsring.rpc import RpcClient, RpcError
 from dfsring.transition import TransferProgress
+from dfsring.transport import RpcError, Transport
 
 log = logging.getLogger("dfsring.transfers")
 BATCH_BYTES = 512 * 1024
@@ -70,7 +70,7 @@ class TokenBucket:
 
 
 class TransferService:
-    def __init__(self, *, membership: Membership, store: LocalStore, rpc: RpcClient,
+    def __init__(self, *, membership: Membership, store: LocalStore, rpc: Transport,
                  partition_bits: int, rate: int, streams: int, deadline_s: float) -> None:
         self.membership = membership
         self.store = store

@@ -41,7 +41,7 @@ from dfsring.files import placement
 from dfsring.files.chunkstore import Buffer, ChunkStore
 from dfsring.messages import Ack, ChunkData, ChunkGet, ChunkHave, ChunkHaveReply, ChunkPut
 from dfsring.quorum import Outcome, QuorumTracker
-from dfsring.rpc import RpcClient, RpcError
+from dfsring.transport import RpcError, Transport
 
 log = logging.getLogger("dfsring.chunks")
 MAX_BACKGROUND = 256  # chunk repairs in flight; beyond it a repair is left to anti-entropy
@@ -60,7 +60,7 @@ class PutOutcome:
 
 
 class ChunkReplicator:
-    def __init__(self, *, node_id: str, store: ChunkStore, views: ViewSource, rpc: RpcClient,
+    def __init__(self, *, node_id: str, store: ChunkStore, views: ViewSource, rpc: Transport,
                  deadline_s: float, count_corrupt: Callable[[], None]) -> None:
         self.node_id = node_id
         self.store = store

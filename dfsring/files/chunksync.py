@@ -62,8 +62,8 @@ from dfsring.files.chunks import HAVE_BATCH
 from dfsring.files.chunkstore import Buffer, ChunkInfo, ChunkStore
 from dfsring.files.metrics import SYNC, FileMetrics
 from dfsring.ring import Ring
-from dfsring.rpc import RpcError
 from dfsring.transfers import TokenBucket
+from dfsring.transport import RpcError
 
 log = logging.getLogger("dfsring.files.chunksync")
 PUSHES_IN_FLIGHT = 4  # chunks read and being sent at once: memory is this many chunks

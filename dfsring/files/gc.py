@@ -57,7 +57,7 @@ from dfsring.files.chunkstore import ChunkStore
 from dfsring.files.service import FileService, system_name
 from dfsring.files.versions import Kind, Retention, VersionRef
 from dfsring.messages import ListKeys, ListKeysReply
-from dfsring.rpc import RpcClient, RpcError
+from dfsring.transport import RpcError, Transport
 
 log = logging.getLogger("dfsring.files.gc")
 PAGE = 10_000
@@ -98,7 +98,7 @@ class IncompleteScan(Exception):
 
 class FileGC:
     def __init__(self, *, node_id: str, store: ChunkStore, files: FileService,
-                 views: ViewSource, rpc: RpcClient, local_list: LocalList,
+                 views: ViewSource, rpc: Transport, local_list: LocalList,
                  settings: GcSettings, deadline_s: float,
                  ready: Callable[[], bool] = lambda: True) -> None:
         self.node_id = node_id

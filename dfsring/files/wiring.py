@@ -21,7 +21,7 @@ from dfsring.files.gc import FileGC, GcSettings, LocalList
 from dfsring.files.metrics import FileMetrics
 from dfsring.files.service import FileService, FileSettings
 from dfsring.files.versions import Retention
-from dfsring.rpc import RpcClient
+from dfsring.transport import Transport
 
 
 @dataclass
@@ -44,7 +44,7 @@ def retention_of(cfg: NodeConfig) -> Retention:
 
 
 def build_files(cfg: NodeConfig, data_path: Path, node_id: str, *, coordinator: Coordinator,
-                views: ViewSource, rpc: RpcClient, local_list: LocalList,
+                views: ViewSource, rpc: Transport, local_list: LocalList,
                 count_corrupt: Callable[[], None], ready: Callable[[], bool],
                 registry: CollectorRegistry | None = None) -> FilesNode:
     store = ChunkStore(data_path / "chunks", durable=cfg.durable)

@@ -8,11 +8,11 @@ the way a failing disk would, instead of the engines carrying a test-only write 
 
 from __future__ import annotations
 
-from dfsring.storage import LmdbEngine, MemoryEngine
+from dfsring.storage import Engine, LmdbEngine, MemoryEngine
 from dfsring.storage.engine import check_key
 
 
-def store_raw(engine: object, table: str, key: bytes, framed: bytes) -> None:
+def store_raw(engine: Engine, table: str, key: bytes, framed: bytes) -> None:
     """Store ``framed`` under ``key`` as-is (ValueError for an unknown table or a bad key)."""
     check_key(key)
     if isinstance(engine, MemoryEngine):

@@ -190,7 +190,6 @@ class RequestTimeout(DfsError):
     """The client sent nothing more of its request body for too long."""
 
     status = 408
-    peer_code = "request-timeout"
     problem = "request-timeout"
     title = "Request body timed out"
 
@@ -262,7 +261,6 @@ class Unauthorized(DfsError):
     """An internal endpoint was called without the right cluster secret."""
 
     status = 401
-    peer_code = "unauthorized"
     problem = "unauthorized"
     title = "Unauthorized"
 

@@ -47,6 +47,9 @@ def _reply(message: Message, status: int = 200) -> web.Response:
 
 
 def _error(status: int, code: str, detail: str) -> web.Response:
+    """A refusal of the transport itself (no secret, no such kind, a stalled body). Its code
+    names no error class on purpose: the caller sees a failed peer (dfsring.errors
+    PeerRefused.error), never the 401 or 408 as its own client's answer."""
     return _reply(ErrorReply(code, detail[:500], 0, 0), status)
 
 
@@ -78,7 +81,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if not hmac.compare_digest(given.encode(), cfg.cluster_secret.encode()):
         log.warning("internal call without the cluster secret", extra={"fields": {
             "peer": request.remote, "request_id": request[REQUEST_ID]}})
-        return _refused(errors.Unauthorized("missing or wrong cluster secret"))
+        return _error(401, "unauthorized", "missing or wrong cluster secret")
     service = request.app[PEER_SERVICE]
     name = request.match_info["kind"]
     kind = service.knows(name)
@@ -87,7 +90,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     try:
         raw, payload = await _read(request, kind, cfg.max_value_size, cfg.request_timeout)
     except TimeoutError:
-        return _refused(errors.RequestTimeout("the request body did not arrive in time"))
+        return _error(408, "request-timeout", "the request body did not arrive in time")
     except (errors.PayloadTooLarge, errors.BadRequest) as exc:
         return _refused(exc)  # too large: the sender splits its batch (dfsring.batching)
     except (HttpProcessingError, ConnectionError, asyncio.IncompleteReadError) as exc:

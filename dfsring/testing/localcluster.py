@@ -116,6 +116,6 @@ async def start_cluster(root: Path, size: int = 5, *, lmdb: bool = False, seed: 
         cluster.nodes.append(LocalNode(data_dir.node_id, cfg.advertise, cfg, data_dir, engine,
                                        svc))
     if gossip:
-        for node in cluster.nodes:
-            node.svc.membership.start()
+        for node in cluster.nodes:  # the one worker these tests leave running
+            node.svc.workers["gossip"].start()
     return cluster

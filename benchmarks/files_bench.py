@@ -22,7 +22,7 @@ from pathlib import Path
 
 import aiohttp
 
-from dfsring.launcher import LocalCluster
+from dfsring.cli.launcher import LocalCluster
 from dfsring.testing.files import cpu_seconds, peak_rss_mib, random_blocks
 
 MIB = 1 << 20

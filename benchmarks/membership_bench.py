@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from dfsring.launcher import LocalCluster
+from dfsring.cli.launcher import LocalCluster
 
 
 def convergence(size: int, base: Path) -> float:

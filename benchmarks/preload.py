@@ -20,11 +20,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dfsring import keys, vclock
-from dfsring.hintstore import TABLES as HINT_TABLES
-from dfsring.localstore import TABLES, LocalStore, encode_record
+from dfsring.core import keys, vclock
+from dfsring.core.vclock import Versions, VersionVector
 from dfsring.storage import LmdbEngine
-from dfsring.vclock import Versions, VersionVector
+from dfsring.storage.hintstore import TABLES as HINT_TABLES
+from dfsring.storage.localstore import TABLES, LocalStore, encode_record
 
 PRELOAD_ACTOR = "bench-preload.000000"
 _BATCH = 10_000

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.preload import key_names, preload, records_by_owner
-from dfsring.launcher import LocalCluster, NodeProcess
+from dfsring.cli.launcher import LocalCluster, NodeProcess
 
 
 def _health(node: NodeProcess) -> dict[str, Any]:

@@ -48,7 +48,7 @@ import dfsring
 from benchmarks import loadgen, preload, report
 from benchmarks.loadgen import Endpoint, FinitePlan, KvPlan
 from benchmarks.procstat import RssSampler, cpu_seconds, rss_mib
-from dfsring.launcher import LauncherError, LocalCluster, NodeProcess, free_port, spawn
+from dfsring.cli.launcher import LauncherError, LocalCluster, NodeProcess, free_port, spawn
 from dfsring.testing.liveness import LivenessWatch
 
 PHASES = ("baseline", "single", "kv", "files", "repair")

@@ -4,7 +4,7 @@ Every `interval` this node bumps its heartbeat (its own entry's version) and sta
 push-pull round with `fanout` random peers (Cassandra's Syn/Ack/Ack2, van Renesse's
 "scuttlebutt" reconciliation): the initiator sends only a digest of versions; the peer answers
 with the entries the initiator lacks and the ids it wants; the initiator sends those. The
-views merge by the pure, commutative, associative and idempotent `dfsring.membership.merge`,
+views merge by the pure, commutative, associative and idempotent `dfsring.core.membership.merge`,
 so rounds can be lost, repeated or reordered and every node still converges.
 
 Rounds run on a fixed cadence, independent of how long an exchange takes, so a slow link
@@ -18,15 +18,16 @@ restarted node comes back with a higher incarnation, which resets its detector h
 
 Seeds are for bootstrapping only: a node gossips with a seed while it knows no live member,
 and now and then afterwards so that two halves started apart find each other. A node without
-a ring founds one only as dfsring.founding decides (dfsring.discovery asks the seeds first);
+a ring founds one only as dfsring.core.founding decides (dfsring.replication.discovery asks the
+seeds first);
 a node without seeds founds at once.
 
 A node that lost its data dir and learns a ring listing its own id rejoined as itself: it
 keeps its ownership, records that it is `refilling` (persisted) until its peers refilled it
-(dfsring.refill), and reports so on /health.
+(dfsring.core.refill), and reports so on /health.
 
 Ring epochs travel here too: the highest epoch wins (only chosen rings exist, see
-dfsring.ringchange), and this module is the one place a node adopts one.
+dfsring.replication.ringchange), and this module is the one place a node adopts one.
 """
 
 from __future__ import annotations
@@ -41,19 +42,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from dfsring import clusterfile, membership
-from dfsring.clusterfile import ClusterFile
-from dfsring.clusterview import ClusterView
-from dfsring.errors import WrongCluster as WrongCluster  # its home before dfsring.errors
-from dfsring.failure import DetectorSettings, Liveness, PhiAccrualDetector
-from dfsring.membership import MemberState, Status, View
-from dfsring.messages import Ack, GossipAck, GossipAck2, GossipSyn, RingAnnounce
+from dfsring.core import membership
+from dfsring.core.clusterview import ClusterView
+from dfsring.core.failure import DetectorSettings, Liveness, PhiAccrualDetector
+from dfsring.core.membership import MemberState, Status, View
+from dfsring.core.ringstate import RingState
+from dfsring.core.transition import transition_complete
+from dfsring.foundation.errors import (
+    WrongCluster as WrongCluster,  # its home before dfsring.foundation.errors
+)
 from dfsring.ring import Ring, RingMember
-from dfsring.ringstate import RingState
-from dfsring.transition import transition_complete
+from dfsring.storage import clusterfile
+from dfsring.storage.clusterfile import ClusterFile
 from dfsring.transport import PeerRefused, RpcError, Transport
+from dfsring.transport.messages import Ack, GossipAck, GossipAck2, GossipSyn, RingAnnounce
 
-log = logging.getLogger("dfsring.membership")
+log = logging.getLogger("dfsring.core.membership")
 SEED_PROBABILITY = 0.1
 MAX_OUTSTANDING = 16
 
@@ -111,7 +115,7 @@ class Gossiper:
 
     def found(self, reason: str) -> bool:
         """Found a new cluster (epoch 1, this node its only member) unless a ring is known;
-        only dfsring.founding decides when (it asked the seeds first)."""
+        only dfsring.core.founding decides when (it asked the seeds first)."""
         if self.view.ring.epoch:
             return False
         ring = RingState.found(secrets.token_hex(8),
@@ -130,7 +134,7 @@ class Gossiper:
     # --- queries ------------------------------------------------------------------------
 
     def cluster_view(self) -> ClusterView:
-        """The snapshot services read at the start of an operation (dfsring.clusterview).
+        """The snapshot services read at the start of an operation (dfsring.core.clusterview).
         A new one whenever the member view (ring, addresses, statuses, heartbeats), the
         settled state or any member's liveness changed since the last; else the same object.
         Liveness is judged now: phi grows with silence, not only with gossip events."""
@@ -172,7 +176,7 @@ class Gossiper:
         """Ready to route key/value traffic: this node knows an agreed ring."""
         return self.view.ring.epoch >= 1 and self.me.status is not Status.LEFT
 
-    # The one-off questions below are the current view's answers (dfsring.clusterview).
+    # The one-off questions below are the current view's answers (dfsring.core.clusterview).
 
     def address_of(self, node_id: str) -> str:
         """A member's address; PeerUnavailable for one gossip has not brought yet."""
@@ -419,7 +423,8 @@ class Gossiper:
                 "peer": address, "error": str(exc)[:300]}})
 
     def tick(self) -> None:
-        """One round of the gossip worker (dfsring.worker): heartbeat, then start an exchange
+        """One round of the gossip worker (dfsring.foundation.worker): heartbeat, then start an
+        exchange
         with each target that has none in flight. It does not wait for the replies, so one
         slow peer never delays the heartbeat that the others' failure detectors watch."""
         self._touch()

@@ -19,18 +19,18 @@ from dataclasses import dataclass
 import uvloop
 from aiohttp import web
 
-from dfsring import __version__, allocator, replica
-from dfsring.config import ConfigError, NodeConfig, load_config
-from dfsring.coordinator import ReplicatedCoordinator
-from dfsring.datadir import DataDir, DataDirError, open_data_dir
-from dfsring.discovery import Discovery
-from dfsring.exchange import ExchangeService
+from dfsring import __version__
+from dfsring.antientropy import ExchangeService
+from dfsring.core.refill import RefillTracker
 from dfsring.files import replica as files_replica
 from dfsring.files.wiring import FilesNode, build_files
+from dfsring.files.workers import files_workers
+from dfsring.foundation import allocator
+from dfsring.foundation.config import ConfigError, NodeConfig, load_config
+from dfsring.foundation.logs import setup_logging
+from dfsring.foundation.metrics import NodeMetrics
+from dfsring.foundation.worker import Supervisor
 from dfsring.gossip import Gossiper, GossipSettings
-from dfsring.handoff import HandoffService
-from dfsring.hintstore import TABLES as HINT_TABLES
-from dfsring.hintstore import HintStore
 from dfsring.http import cluster_api, files_api, internal_api, kv_api, node_api
 from dfsring.http.appkeys import (
     CONFIG,
@@ -51,18 +51,29 @@ from dfsring.http.appkeys import (
 )
 from dfsring.http.middleware import make_middleware
 from dfsring.http.server import ProblemAppRunner
-from dfsring.localstore import TABLES, LocalStore
-from dfsring.logs import setup_logging
-from dfsring.metrics import NodeMetrics
-from dfsring.node_workers import build_supervisor
-from dfsring.refill import RefillTracker
-from dfsring.ringchange import RingChanger, load_acceptor
-from dfsring.rpc import RpcClient
-from dfsring.scrub import Scrubber
+from dfsring.replication import replica
+from dfsring.replication.coordinator import ReplicatedCoordinator
+from dfsring.replication.discovery import Discovery
+from dfsring.replication.handoff import HandoffService
+from dfsring.replication.ringchange import RingChanger, load_acceptor
+from dfsring.replication.scrub import Scrubber
+from dfsring.replication.transfers import TransferService
+from dfsring.replication.workers import (
+    discovery_worker,
+    exchange_worker,
+    gossip_worker,
+    handoff_worker,
+    ringchange_worker,
+    scrub_worker,
+    transfers_worker,
+)
 from dfsring.storage import Engine, LmdbEngine
-from dfsring.transfers import TransferService
+from dfsring.storage.datadir import DataDir, DataDirError, open_data_dir
+from dfsring.storage.hintstore import TABLES as HINT_TABLES
+from dfsring.storage.hintstore import HintStore
+from dfsring.storage.localstore import TABLES, LocalStore
 from dfsring.transport import PeerService, Transport
-from dfsring.worker import Supervisor
+from dfsring.transport.rpc import RpcClient
 
 log = logging.getLogger("dfsring.node")
 SHUTDOWN_GRACE_S = 2.5
@@ -91,7 +102,7 @@ class Services:
     files: FilesNode
     discovery: Discovery
     refill: RefillTracker
-    workers: Supervisor  # owns the task of every background loop (dfsring.worker)
+    workers: Supervisor  # owns the task of every background loop (dfsring.foundation.worker)
     peer: PeerService
 
     def start(self) -> None:
@@ -101,6 +112,25 @@ class Services:
         await self.workers.stop(WORKER_STOP_S)
         await self.files.stop()
         await self.membership.stop()
+
+
+def build_supervisor(cfg: NodeConfig, *, gossip: Gossiper, discovery: Discovery,
+                     changer: RingChanger, transfers: TransferService,
+                     handoff: HandoffService, exchange: ExchangeService, scrubber: Scrubber,
+                     files: FilesNode) -> Supervisor:
+    """The node's one supervisor, holding every background worker (not yet started)."""
+    supervisor = Supervisor()
+    workers = [gossip_worker(gossip, cfg.gossip_interval),
+               discovery_worker(discovery, cfg.gossip_interval),
+               ringchange_worker(changer, cfg.gossip_interval),
+               transfers_worker(transfers),
+               handoff_worker(handoff),
+               exchange_worker(exchange, cfg.ae_interval),
+               scrub_worker(scrubber, cfg.scrub_interval),
+               *files_workers(files, cfg)]
+    for worker in workers:
+        supervisor.add(worker)
+    return supervisor
 
 
 def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine,
@@ -245,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dfsring: {exc}", file=sys.stderr)
         return 2
     setup_logging(json_lines=cfg.log_json, level=cfg.log_level)
-    allocator.tune()  # file chunks: megabyte buffers (dfsring.allocator says why)
+    allocator.tune()  # file chunks: megabyte buffers (dfsring.foundation.allocator says why)
     try:
         data_dir = open_data_dir(cfg.data_dir, cfg.node_id)
     except DataDirError as exc:

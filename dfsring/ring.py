@@ -1,6 +1,6 @@
 """The ring: which nodes hold each partition, as an immutable value computed from membership.
 
-Pure. A key's partition is fixed by the top bits of its hash (`dfsring.keys.partition_of`);
+Pure. A key's partition is fixed by the top bits of its hash (`dfsring.core.keys.partition_of`);
 the ring only maps partitions to nodes, so a membership change moves partitions, never keys
 between partitions (Swift's ring, `swift/common/ring/ring.py`; Dynamo §6.2, strategy 3: fixed,
 equal-sized partitions decouple partitioning from placement).
@@ -55,7 +55,7 @@ from typing import Any
 
 import mmh3
 
-from dfsring.keys import DEFAULT_PARTITION_BITS, MAX_PARTITION_BITS
+from dfsring.core.keys import DEFAULT_PARTITION_BITS, MAX_PARTITION_BITS
 
 DEFAULT_REPLICAS = 3
 DEFAULT_VNODES = 256
@@ -77,7 +77,7 @@ class RingMember:
     zone: str = ""
     weight: int = 1
     acceptor: str = ""
-    """The nonce of this member's Paxos acceptor memory (dfsring.epochs); placement ignores
+    """The nonce of this member's Paxos acceptor memory (dfsring.core.epochs); placement ignores
     it. Empty in rings written before nonces existed."""
 
 

@@ -3,7 +3,7 @@
 A test's tier is where it lives (tests/unit, tests/component, tests/cluster), so ``-m unit``
 selects by the same rule a reader sees in the tree and no test can forget its marker.
 
-Cluster fixtures start real ``python -m dfsring.node`` processes through dfsring.launcher,
+Cluster fixtures start real ``python -m dfsring.node`` processes through dfsring.cli.launcher,
 with data and logs under the test's tmp_path. Every cluster a test made is stopped in teardown
 whether the test passed or not; when a test fails, the tail of every node log is attached to
 its report, so CI output shows what the nodes were doing.
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from dfsring.launcher import LocalCluster, NodeProcess
+from dfsring.cli.launcher import LocalCluster, NodeProcess
 
 # No per-example deadline: CI runs these beside the chaos suite on two cores, where a
 # 200 ms example deadline failed on load alone (DeadlineExceeded in test_merkle). Speed

@@ -1,7 +1,7 @@
 """Files: large values as immutable manifests over content-addressed, replicated chunks.
 
 An edge of the system (STYLE.md): the replicated key/value layer knows nothing of files. A file
-version is a manifest (dfsring.manifest) stored as an ordinary key through the coordinator,
+version is a manifest (dfsring.core.manifest) stored as an ordinary key through the coordinator,
 and its bytes are chunks stored by their SHA-256 on the nodes the ring assigns them to
 (Garage's object model over its table and block layers).
 

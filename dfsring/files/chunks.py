@@ -5,12 +5,13 @@ of keys: any copy is correct, a write is idempotent and a read needs one good co
 
 Write (``put``): the chunk goes to the N owners of its partition (dfsring.files.placement) in
 parallel and the call returns once W of them hold it (Dynamo §4.5, as for keys; the quorum is
-tracked by dfsring.quorum and the replies gathered by the same wait loop, dfsring.fanout).
+tracked by dfsring.core.quorum and the replies gathered by the same wait loop,
+dfsring.replication.fanout).
 Before sending the bytes to a peer, the writer asks it whether it already holds the chunk
 (ChunkHave, which also touches it for the collector): a chunk already present is never sent
 again, which is what makes storing the same content twice cost nothing.
 An owner that is down or fails is replaced by the next live fallback in the ring's order
-(sloppy quorum, Dynamo §4.6, picked by dfsring.clusterview.FallbackPicker from the view the
+(sloppy quorum, Dynamo §4.6, picked by dfsring.core.clusterview.FallbackPicker from the view the
 write started with); the fallback keeps the chunk as an ordinary chunk (it is immutable,
 so no hint is needed) and reads find it there. The remaining owners receive the chunk in the
 background, bounded by the request deadline; the caller keeps the chunk's memory until then
@@ -21,7 +22,7 @@ Read (``get``): the holders are tried one at a time in dfsring.files.placement.r
 fails is skipped, counted, and replaced in the background with the good copy found next
 (read repair for chunks); peers serve their bytes unverified to save a hash pass.
 
-Chunk bytes travel as raw payload after a typed message (framed calls, dfsring.rpc), never
+Chunk bytes travel as raw payload after a typed message (framed calls, dfsring.transport.rpc), never
 inside msgpack: on a 3-node upload that saved six copies of every byte on the coordinator and
 two on each replica, and lets a replica write the chunk in the pieces it arrived in.
 """
@@ -34,14 +35,15 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from dfsring import errors, fanout
-from dfsring.background import BackgroundTasks
-from dfsring.clusterview import ClusterView, FallbackPicker, ViewSource
+from dfsring.core.clusterview import ClusterView, FallbackPicker, ViewSource
+from dfsring.core.quorum import Outcome, QuorumTracker
 from dfsring.files import placement
 from dfsring.files.chunkstore import Buffer, ChunkStore
-from dfsring.messages import Ack, ChunkData, ChunkGet, ChunkHave, ChunkHaveReply, ChunkPut
-from dfsring.quorum import Outcome, QuorumTracker
+from dfsring.foundation import errors
+from dfsring.replication import fanout
+from dfsring.replication.background import BackgroundTasks
 from dfsring.transport import RpcError, Transport
+from dfsring.transport.messages import Ack, ChunkData, ChunkGet, ChunkHave, ChunkHaveReply, ChunkPut
 
 log = logging.getLogger("dfsring.chunks")
 MAX_BACKGROUND = 256  # chunk repairs in flight; beyond it a repair is left to anti-entropy

@@ -1,7 +1,7 @@
 """This node's chunks: content-addressed files on disk, verified on read.
 
 Layout: ``<data-dir>/chunks/<aa>/<bb>/<64 hex digits>``, the hex being the chunk's SHA-256
-(dfsring.contenthash); two levels of 256 directories keep directories small (Swift's
+(dfsring.core.contenthash); two levels of 256 directories keep directories small (Swift's
 ``objects/<partition>/<suffix>/<hash>``, MinIO's ``xl.meta`` tree).
 
 Why files and not LMDB. Chunks are megabytes; LMDB has one writer thread, and a file stream
@@ -44,8 +44,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dfsring import errors
-from dfsring.contenthash import CHUNK_ID_BYTES
+from dfsring.core.contenthash import CHUNK_ID_BYTES
+from dfsring.foundation import errors
 
 log = logging.getLogger("dfsring.chunks")
 Buffer = bytes | bytearray | memoryview

@@ -1,6 +1,6 @@
 """Anti-entropy and scrubbing for chunks: keep every chunk on its owners, and sound.
 
-File manifests are keys and the key/value anti-entropy (dfsring.exchange) repairs them; chunks
+File manifests are keys and the key/value anti-entropy (dfsring.antientropy) repairs them; chunks
 are files under ``<data-dir>/chunks`` that it never sees. An upload leaves a chunk on W owners
 at least; an owner that was down, lost its disk or holds a rotten copy must get it back with no
 client read, and a fallback that stood in for a down owner (sloppy quorum) or an old owner after
@@ -55,14 +55,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from dfsring import errors
-from dfsring.clusterview import ViewSource
+from dfsring.core.clusterview import ViewSource
 from dfsring.files import chunkstore, placement
 from dfsring.files.chunks import HAVE_BATCH
 from dfsring.files.chunkstore import Buffer, ChunkInfo, ChunkStore
 from dfsring.files.metrics import SYNC, FileMetrics
+from dfsring.foundation import errors
+from dfsring.replication.transfers import TokenBucket
 from dfsring.ring import Ring
-from dfsring.transfers import TokenBucket
 from dfsring.transport import RpcError
 
 log = logging.getLogger("dfsring.files.chunksync")

@@ -1,4 +1,4 @@
-"""The hybrid logical clock that names this node's file versions (the shell of dfsring.hlc).
+"""The hybrid logical clock that names this node's file versions (the shell of dfsring.core.hlc).
 
 A version id only has to be greater than every other version of the same file, and unique
 among them. The service gets that by observing the newest version it finds under the path
@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from dfsring import hlc
+from dfsring.core import hlc
 
 log = logging.getLogger("dfsring.files")
 

@@ -49,15 +49,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from dfsring import errors, keys, manifest
-from dfsring.clusterview import ViewSource
+from dfsring.core import keys, manifest
+from dfsring.core.clusterview import ViewSource
 from dfsring.files import chunkstore
 from dfsring.files import versions as fv
 from dfsring.files.chunkstore import ChunkStore
 from dfsring.files.service import FileService, system_name
 from dfsring.files.versions import Kind, Retention, VersionRef
-from dfsring.messages import ListKeys, ListKeysReply
+from dfsring.foundation import errors
 from dfsring.transport import RpcError, Transport
+from dfsring.transport.messages import ListKeys, ListKeysReply
 
 log = logging.getLogger("dfsring.files.gc")
 PAGE = 10_000
@@ -93,7 +94,7 @@ class GcReport:
 
 class IncompleteScan(Exception):
     """A member or a manifest did not answer: this round deletes nothing. Internal control
-    flow (run_once turns it into the report's ``skipped``), so not in dfsring.errors."""
+    flow (run_once turns it into the report's ``skipped``), so not in dfsring.foundation.errors."""
 
 
 class FileGC:

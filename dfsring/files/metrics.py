@@ -1,4 +1,5 @@
-"""Prometheus metrics of the files services, on the node's own registry (dfsring.metrics)."""
+"""Prometheus metrics of the files services, on the node's own registry
+(dfsring.foundation.metrics)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Where chunks live and in which order to look for them. Pure.
 
-A chunk is named by its SHA-256 digest (dfsring.contenthash), which is already uniformly
+A chunk is named by its SHA-256 digest (dfsring.core.contenthash), which is already uniformly
 distributed, so its partition is simply the digest's top bits: no second hash, and any node
 (or an operator with ``sha256sum``) can tell where a chunk belongs. The partition's preference
 list on the ring holds the chunk, as it would hold a key of that partition (Dynamo §4.2-4.3);
@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from dfsring.contenthash import CHUNK_ID_BYTES
+from dfsring.core.contenthash import CHUNK_ID_BYTES
 from dfsring.ring import Ring
 
 

@@ -1,6 +1,6 @@
 """The replica side of the chunk protocol (message kinds "files/..."): have, put, get.
 
-Plain async handlers over the local ChunkStore, as dfsring.replica is for key/value; the
+Plain async handlers over the local ChunkStore, as dfsring.replication.replica is for key/value; the
 transport decodes the message and hands over the raw payload in the pieces it arrived in.
 A chunk travels as raw bytes after its message, never copied into msgpack, and is given to
 the chunk store in those pieces, never joined here. A peer's chunk is verified against its
@@ -18,11 +18,12 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from dfsring import errors
-from dfsring.contenthash import CHUNK_ID_BYTES
+from dfsring.core.contenthash import CHUNK_ID_BYTES
+from dfsring.core.manifest import MAX_CHUNK_SIZE
 from dfsring.files.chunkstore import ChunkStore
-from dfsring.manifest import MAX_CHUNK_SIZE
-from dfsring.messages import (
+from dfsring.foundation import errors
+from dfsring.transport import Handler, Pieces, Reply, WithPayload
+from dfsring.transport.messages import (
     Ack,
     ChunkData,
     ChunkGet,
@@ -31,7 +32,6 @@ from dfsring.messages import (
     ChunkPut,
     Message,
 )
-from dfsring.transport import Handler, Pieces, Reply, WithPayload
 
 MAX_BODY = MAX_CHUNK_SIZE + (1 << 16)
 MAX_MESSAGE = 4 << 20  # a ChunkHave of 100 000 ids is 3.4 MB

@@ -22,10 +22,10 @@ from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dfsring import errors, keys, manifest
-from dfsring.background import BackgroundTasks, log_errors
-from dfsring.chunker import ChunkParams
-from dfsring.coordinator import Coordinator
+from dfsring.core import keys, manifest
+from dfsring.core.chunker import ChunkParams
+from dfsring.core.manifest import Manifest
+from dfsring.core.vclock import VersionVector
 from dfsring.files import versions as fv
 from dfsring.files.chunks import ChunkReplicator
 from dfsring.files.chunkstore import Buffer
@@ -33,8 +33,9 @@ from dfsring.files.clock import VersionClock
 from dfsring.files.metrics import FileMetrics
 from dfsring.files.upload import BLOCK, ChunkPipeline, Cutter, batches
 from dfsring.files.versions import Kind, Retention, VersionRef
-from dfsring.manifest import Manifest
-from dfsring.vclock import VersionVector
+from dfsring.foundation import errors
+from dfsring.replication.background import BackgroundTasks, log_errors
+from dfsring.replication.coordinator import Coordinator
 
 log = logging.getLogger("dfsring.files")
 LIST_PAGE = 1_000

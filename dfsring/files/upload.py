@@ -2,7 +2,7 @@
 on their way to their replicas.
 
 Memory is bounded by construction: the body is read in batches of ``BLOCK`` (4 MiB), the
-chunker holds less than two maximal chunks (dfsring.chunker), and at most ``window`` chunks are
+chunker holds less than two maximal chunks (dfsring.core.chunker), and at most ``window`` chunks are
 in flight, each released only when every replica has it or the deadline passed. With the
 default chunk sizes (2 MiB average, 8 MiB at most) and the service's window of 4 that is
 ~30 MiB typical and ~60 MiB at worst per upload, whatever the file's size (a 1 GiB upload
@@ -22,9 +22,9 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 
-from dfsring import errors
-from dfsring.chunker import Chunker, ChunkParams
+from dfsring.core.chunker import Chunker, ChunkParams
 from dfsring.files.chunks import ChunkReplicator
+from dfsring.foundation import errors
 
 BLOCK = 4 << 20
 Cut = list[tuple[bytes, bytes]]  # (chunk id, chunk bytes), in file order

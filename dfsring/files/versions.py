@@ -1,12 +1,13 @@
 """File versions as keys of the replicated key/value layer: names, selection, retention. Pure.
 
 Layout. Every version of every file is its own immutable key of the reserved bucket
-``SYSTEM_BUCKET`` (a name with "..", which the key/value API refuses: dfsring.keys.is_reserved),
+``SYSTEM_BUCKET`` (a name with "..", which the key/value API refuses:
+dfsring.core.keys.is_reserved),
 written once through the ordinary coordinator and never changed:
 
     {bucket}/{path} NUL {version} NUL {kind}{size}
 
-* ``version`` is an encoded hybrid-logical-clock timestamp (dfsring.hlc): unique across nodes
+* ``version`` is an encoded hybrid-logical-clock timestamp (dfsring.core.hlc): unique across nodes
   (the node id breaks ties) and sorting like the timestamps, so the newest version is the
   greatest key of the path and concurrent writers make two keys, never siblings of one.
 * ``kind`` says what the version is: ``c`` a manifest with chunks, ``i`` a manifest with the
@@ -22,7 +23,7 @@ which would break prefix scans; the longest version id is 84 characters, the lon
 digits, so paths are limited to ``MAX_PATH_BYTES`` (320) bytes to keep every key exact.
 
 Retention (``retention``) is S3 lifecycle's NewerNoncurrentVersions + NoncurrentDays, as in
-dfsring.manifest.prune: a version is kept if it is the newest, among the ``keep_versions``
+dfsring.core.manifest.prune: a version is kept if it is the newest, among the ``keep_versions``
 newest, or younger than ``keep_days``; with neither rule every version is kept. A path whose
 listing shows only delete markers has nothing left to hide, and its markers go too
 (``lone_markers``, S3's "expired object delete markers").
@@ -35,10 +36,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from dfsring import hlc
-from dfsring.errors import InvalidKey
-from dfsring.keys import MAX_STORAGE_KEY, utf8_name, validate_bucket
-from dfsring.manifest import MAX_FILE_SIZE, split_retained
+from dfsring.core import hlc
+from dfsring.core.keys import MAX_STORAGE_KEY, utf8_name, validate_bucket
+from dfsring.core.manifest import MAX_FILE_SIZE, split_retained
+from dfsring.foundation.errors import InvalidKey
 
 SYSTEM_BUCKET = "dfs..files"
 MAX_PATH_BYTES = 320

@@ -9,10 +9,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from dfsring.chunker import ChunkParams
-from dfsring.clusterview import ViewSource
-from dfsring.config import NodeConfig
-from dfsring.coordinator import Coordinator
+from dfsring.core.chunker import ChunkParams
+from dfsring.core.clusterview import ViewSource
 from dfsring.files.chunks import ChunkReplicator
 from dfsring.files.chunkstore import ChunkStore
 from dfsring.files.chunksync import ChunkSync, SyncSettings
@@ -21,6 +19,8 @@ from dfsring.files.gc import FileGC, GcSettings, LocalList
 from dfsring.files.metrics import FileMetrics
 from dfsring.files.service import FileService, FileSettings
 from dfsring.files.versions import Retention
+from dfsring.foundation.config import NodeConfig
+from dfsring.replication.coordinator import Coordinator
 from dfsring.transport import Transport
 
 
@@ -30,7 +30,8 @@ class FilesNode:
     chunks: ChunkReplicator
     service: FileService
     gc: FileGC
-    sync: ChunkSync  # gc and sync run as workers of the node's supervisor (dfsring.node_workers)
+    # gc and sync run as workers of the node's supervisor (dfsring.replication.workers)
+    sync: ChunkSync
 
     async def open(self) -> None:
         await asyncio.to_thread(self.store.open)

@@ -6,19 +6,19 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from dfsring.config import NodeConfig
-from dfsring.coordinator import Coordinator
-from dfsring.discovery import Discovery
-from dfsring.exchange import ExchangeService
+from dfsring.antientropy import ExchangeService
+from dfsring.core.refill import RefillTracker
+from dfsring.foundation.config import NodeConfig
+from dfsring.foundation.metrics import NodeMetrics
+from dfsring.foundation.worker import Supervisor
 from dfsring.gossip import Gossiper
-from dfsring.handoff import HandoffService
-from dfsring.hintstore import HintStore
-from dfsring.localstore import LocalStore
-from dfsring.metrics import NodeMetrics
-from dfsring.refill import RefillTracker
-from dfsring.ringchange import RingChanger
-from dfsring.transfers import TransferService
-from dfsring.worker import Supervisor
+from dfsring.replication.coordinator import Coordinator
+from dfsring.replication.discovery import Discovery
+from dfsring.replication.handoff import HandoffService
+from dfsring.replication.ringchange import RingChanger
+from dfsring.replication.transfers import TransferService
+from dfsring.storage.hintstore import HintStore
+from dfsring.storage.localstore import LocalStore
 
 
 @dataclass

@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from dfsring import errors
+from dfsring.foundation import errors
 
 
 async def read_body(request: web.Request, limit: int, wait_s: float) -> bytes:

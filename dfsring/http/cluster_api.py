@@ -11,11 +11,11 @@ import re
 
 from aiohttp import web
 
-from dfsring import errors
-from dfsring.failure import Liveness
+from dfsring.core.failure import Liveness
+from dfsring.core.membership import Status
+from dfsring.foundation import errors
 from dfsring.http.appkeys import HANDOFF, HINTS, MEMBERSHIP, STATE, STORE, TRANSFERS
 from dfsring.http.problems import json_doc
-from dfsring.membership import Status
 
 _ADDRESS = re.compile(r"[A-Za-z0-9.\-\[\]:]{1,255}:[0-9]{1,5}")
 

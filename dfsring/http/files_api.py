@@ -20,10 +20,12 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from dfsring import byterange, errors, keys, manifest
+from dfsring.core import byterange, keys, manifest
+from dfsring.core.manifest import Manifest
 from dfsring.files import versions as fv
 from dfsring.files.versions import VersionRef
 from dfsring.files.wiring import FilesNode
+from dfsring.foundation import errors
 from dfsring.http.appkeys import MEMBERSHIP
 from dfsring.http.kv_api import (
     check_query,
@@ -33,7 +35,6 @@ from dfsring.http.kv_api import (
     rfc3339,
 )
 from dfsring.http.problems import json_doc
-from dfsring.manifest import Manifest
 
 log = logging.getLogger("dfsring.http")
 FILES = web.AppKey("files", FilesNode)

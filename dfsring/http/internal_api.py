@@ -3,13 +3,15 @@
 This module is only the wire: it checks the cluster secret (401 otherwise; the one place it
 is checked), reads a size-bounded body, and hands the raw message and payload to
 dfsring.transport.PeerService.answer, which decodes it against the typed catalogue, runs the
-handler (dfsring.replica, dfsring.files.replica) and turns a domain error into an ErrorReply
+handler (dfsring.replication.replica, dfsring.files.replica) and turns a domain error into an
+ErrorReply
 the caller re-raises. A malformed message is a 400 ErrorReply and a log line, and the node
-keeps serving. The client half is dfsring.rpc.RpcClient.
+keeps serving. The client half is dfsring.transport.rpc.RpcClient.
 
 Two body limits. A key/value message may carry many siblings of a value: MAX_SIBLINGS_CARRIED
 x --max-value-size. A chunk call ("files/..." kinds) carries at most one chunk, whatever
---max-value-size says, as raw payload after its message (a framed body, dfsring.rpc.frame),
+--max-value-size says, as raw payload after its message (a framed body,
+dfsring.transport.rpc.frame),
 and is handed on in the pieces it arrived in, never joined or copied into msgpack.
 """
 
@@ -22,14 +24,14 @@ import logging
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from dfsring import errors
 from dfsring.files.replica import MAX_BODY, MAX_MESSAGE
+from dfsring.foundation import errors
 from dfsring.http.appkeys import CONFIG
 from dfsring.http.body import read_body
 from dfsring.http.middleware import REQUEST_ID
-from dfsring.messages import ErrorReply, Message
-from dfsring.rpc import FRAMED, MSGPACK, RPC_PATH, SECRET_HEADER, frame
 from dfsring.transport import Answer, PeerService, Pieces, peer_error, status_of
+from dfsring.transport.messages import ErrorReply, Message
+from dfsring.transport.rpc import FRAMED, MSGPACK, RPC_PATH, SECRET_HEADER, frame
 
 log = logging.getLogger("dfsring.internal")
 MAX_SIBLINGS_CARRIED = 64
@@ -48,7 +50,7 @@ def _reply(message: Message, status: int = 200) -> web.Response:
 
 def _error(status: int, code: str, detail: str) -> web.Response:
     """A refusal of the transport itself (no secret, no such kind, a stalled body). Its code
-    names no error class on purpose: the caller sees a failed peer (dfsring.errors
+    names no error class on purpose: the caller sees a failed peer (dfsring.foundation.errors
     PeerRefused.error), never the 401 or 408 as its own client's answer."""
     return _reply(ErrorReply(code, detail[:500], 0, 0), status)
 
@@ -92,7 +94,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     except TimeoutError:
         return _error(408, "request-timeout", "the request body did not arrive in time")
     except (errors.PayloadTooLarge, errors.BadRequest) as exc:
-        return _refused(exc)  # too large: the sender splits its batch (dfsring.batching)
+        return _refused(exc)  # too large: the sender splits its batch (dfsring.foundation.batching)
     except (HttpProcessingError, ConnectionError, asyncio.IncompleteReadError) as exc:
         return _refused(errors.BadRequest(f"request body is malformed or truncated: {exc}"))
     answer = await service.answer(kind, raw, payload, peer=request.remote or "")
@@ -109,7 +111,8 @@ async def _read(request: web.Request, kind: type[Message], max_value_size: int,
 
 
 async def _read_framed(request: web.Request) -> tuple[bytes, Pieces]:
-    """The message, and the raw payload after it if the body is framed (dfsring.rpc.frame),
+    """The message, and the raw payload after it if the body is framed
+    (dfsring.transport.rpc.frame),
     in the pieces it arrived in: a chunk is never joined into one buffer here."""
     declared = request.content_length
     if declared is not None and declared > MAX_BODY:

@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 import orjson
 from aiohttp import web
 
-from dfsring import actors, errors, keys, quorum, vclock
+from dfsring.core import actors, keys, quorum, vclock
+from dfsring.core.vclock import Sibling, Versions, VersionVector
+from dfsring.foundation import errors
 from dfsring.http.appkeys import CONFIG, COORDINATOR, MEMBERSHIP
 from dfsring.http.body import read_body
 from dfsring.http.middleware import REQUEST_ID
 from dfsring.http.problems import problem
-from dfsring.peers import wall_ms
-from dfsring.vclock import Sibling, Versions, VersionVector
+from dfsring.replication.peers import wall_ms
 
 CONTEXT_HEADER = "Dfs-Context"
 CONSISTENCY_HEADER = "Dfs-Consistency"
@@ -69,7 +70,7 @@ def _sloppy(request: web.Request) -> bool:
 
 def _context(request: web.Request) -> VersionVector:
     """The client's context: a token this cluster could have issued, or 400 invalid-context
-    (a forged actor or counter would let a write cover dots never minted, dfsring.actors)."""
+    (a forged actor or counter would let a write cover dots never minted, dfsring.core.actors)."""
     token = request.headers.get(CONTEXT_HEADER, "")
     context = vclock.decode_context(token.strip())
     problem_ = actors.context_problem(context, wall_ms())

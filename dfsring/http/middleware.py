@@ -1,6 +1,7 @@
 """The middleware every request passes: a request id, error translation, metrics and logs.
 
-Handlers raise domain errors (dfsring.errors) or aiohttp's HTTP exceptions; nothing below this
+Handlers raise domain errors (dfsring.foundation.errors) or aiohttp's HTTP exceptions; nothing
+below this
 layer knows about status codes. An unexpected exception is logged with its traceback and
 answered with a 500 problem, and the node keeps serving.
 """
@@ -14,9 +15,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from dfsring import errors
+from dfsring.foundation import errors
+from dfsring.foundation.metrics import NodeMetrics
 from dfsring.http.problems import REQUEST_ID_HEADER, from_error, problem
-from dfsring.metrics import NodeMetrics
 
 log = logging.getLogger("dfsring.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

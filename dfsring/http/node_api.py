@@ -9,7 +9,11 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from dfsring import __version__, errors, keys
+from dfsring import __version__
+from dfsring.core import keys
+from dfsring.core.membership import Status
+from dfsring.core.vclock import Sibling
+from dfsring.foundation import errors
 from dfsring.http.appkeys import (
     CONFIG,
     DISCOVERY,
@@ -25,8 +29,6 @@ from dfsring.http.appkeys import (
 )
 from dfsring.http.kv_api import decode_cursor, encode_cursor, parse_limit, rfc3339
 from dfsring.http.problems import json_doc
-from dfsring.membership import Status
-from dfsring.vclock import Sibling
 
 
 def setup(app: web.Application) -> None:
@@ -41,8 +43,8 @@ async def health(request: web.Request) -> web.Response:
     """"ok" only when the node can serve correctly: not stopping, and it knows its ring.
 
     ``refilling``: it rejoined as itself without its data and its peers have not refilled it
-    yet (dfsring.refill); it serves (reads go to quorum) but its own replicas are incomplete.
-    ``founding``: why a node without a ring founds, joins or waits (dfsring.founding)."""
+    yet (dfsring.core.refill); it serves (reads go to quorum) but its own replicas are incomplete.
+    ``founding``: why a node without a ring founds, joins or waits (dfsring.core.founding)."""
     state, cfg, gossip = request.app[STATE], request.app[CONFIG], request.app[MEMBERSHIP]
     if state.stopping:
         status = "stopping"

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from dfsring import errors
+from dfsring.foundation import errors
 
 PROBLEM_TYPE_BASE = "https://dfsring.dev/problems/"
 REQUEST_ID_HEADER = "Dfs-Request-Id"
@@ -23,7 +23,7 @@ def problem(status: int, slug: str, title: str, detail: str, request_id: str,
 
 
 def from_error(exc: errors.DfsError, request_id: str) -> web.Response:
-    """Translate a domain error by the attributes its class carries (dfsring.errors)."""
+    """Translate a domain error by the attributes its class carries (dfsring.foundation.errors)."""
     shown = errors.public_class(exc)  # a peer-only error shows as 500 internal
     return problem(shown.status, shown.problem, shown.title, exc.public_detail(), request_id,
                    headers=exc.headers(), **exc.extra_fields())

@@ -7,7 +7,8 @@ component tests swap in :class:`~dfsring.storage.memory.MemoryEngine`.
 Framing. Every value is stored as ``0x01 | crc32(payload) (4 bytes, big endian) | payload``.
 Disk, controller or memory corruption must never be served as data (Dynamo assumes replicas are
 fail-stop, not byzantine; a silently flipped bit breaks that), so every read verifies the CRC
-and reports a mismatch as :class:`~dfsring.errors.CorruptValue` naming the key, which lets a
+and reports a mismatch as :class:`~dfsring.foundation.errors.CorruptValue` naming the key, which
+lets a
 scrubber or read repair fetch a good copy from another replica. The leading format byte leaves
 room for a stronger checksum later without a migration.
 
@@ -30,7 +31,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from dfsring.errors import CorruptValue, StorageClosed, StorageError
+from dfsring.foundation.errors import CorruptValue, StorageClosed, StorageError
 
 T = TypeVar("T")
 

@@ -35,7 +35,7 @@ from typing import TypeVar
 
 import lmdb
 
-from dfsring.errors import StorageClosed, StorageError
+from dfsring.foundation.errors import StorageClosed, StorageError
 from dfsring.storage.engine import (
     DEFAULT_MAX_PENDING,
     MAX_KEY_SIZE,

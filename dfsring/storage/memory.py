@@ -14,7 +14,7 @@ import bisect
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from dfsring.errors import StorageClosed
+from dfsring.foundation.errors import StorageClosed
 from dfsring.storage.engine import (
     Txn,
     check_key,

@@ -3,7 +3,7 @@ and how long /health takes to answer (the event loop's lag, seen from outside).
 
 Why: a node whose event loop is held by a long synchronous piece of work (a partition scan,
 a batch hashed in one go) sends no heartbeat and answers no heartbeat request, so its peers'
-phi accrual detectors (dfsring.failure) climb and, past the threshold, mark it down although
+phi accrual detectors (dfsring.core.failure) climb and, past the threshold, mark it down although
 it never crashed. Issue 15 part 7 pins that repair work never does this; the cluster test
 and the repair benchmark watch it with this sampler.
 

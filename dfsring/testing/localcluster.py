@@ -20,21 +20,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dfsring.clusterfile import ClusterFile
-from dfsring.clusterfile import save as save_cluster_file
-from dfsring.config import NodeConfig, load_config
-from dfsring.datadir import DataDir, open_data_dir
-from dfsring.hintstore import TABLES as HINT_TABLES
-from dfsring.keys import ObjectName
-from dfsring.localstore import TABLES
-from dfsring.localtransport import LocalNetwork
-from dfsring.membership import MemberState, Status
+from dfsring.core.keys import ObjectName
+from dfsring.core.membership import MemberState, Status
+from dfsring.core.ringstate import RingState
+from dfsring.foundation.config import NodeConfig, load_config
 from dfsring.node import Services, build_services
+from dfsring.replication.ringchange import load_acceptor
 from dfsring.ring import RingMember
-from dfsring.ringchange import load_acceptor
-from dfsring.ringstate import RingState
 from dfsring.storage import Engine, LmdbEngine
+from dfsring.storage.clusterfile import ClusterFile
+from dfsring.storage.clusterfile import save as save_cluster_file
+from dfsring.storage.datadir import DataDir, open_data_dir
+from dfsring.storage.hintstore import TABLES as HINT_TABLES
+from dfsring.storage.localstore import TABLES
 from dfsring.storage.memory import MemoryEngine
+from dfsring.transport.local import LocalNetwork
 
 CLUSTER = "localcluster"
 STOP_GRACE_S = 0.2

@@ -1,6 +1,6 @@
 """Cluster views for tests: hand a service a fixed ring and liveness without gossip.
 
-A service reads its cluster through a dfsring.clusterview.ViewSource; these build the
+A service reads its cluster through a dfsring.core.clusterview.ViewSource; these build the
 ClusterView a test wants (every ring member known, at a made-up address unless given, and
 the named nodes held down by the failure detector).
 """
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from dfsring.clusterview import ClusterView
-from dfsring.failure import Liveness
-from dfsring.membership import MemberState, Status, View
+from dfsring.core.clusterview import ClusterView
+from dfsring.core.failure import Liveness
+from dfsring.core.membership import MemberState, Status, View
+from dfsring.core.ringstate import RingState
 from dfsring.ring import Ring
-from dfsring.ringstate import RingState
 
 TEST_CLUSTER = "test"
 

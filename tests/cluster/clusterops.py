@@ -14,8 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from dfsring import keys
-from dfsring.launcher import LocalCluster, NodeProcess
+from dfsring.cli.launcher import LocalCluster, NodeProcess
+from dfsring.core import keys
 
 BUCKET = "moves"
 

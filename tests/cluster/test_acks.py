@@ -17,11 +17,18 @@ from typing import Any
 import aiohttp
 import pytest
 
-from dfsring import messages, vclock
-from dfsring.launcher import LocalCluster, NodeProcess
-from dfsring.messages import CoordinateWrite, ErrorReply, Message, ReplicaWrite, WriteReply
-from dfsring.rpc import SECRET_HEADER
+from dfsring.cli.launcher import LocalCluster, NodeProcess
+from dfsring.core import vclock
 from dfsring.testing.wait import wait_until
+from dfsring.transport import messages
+from dfsring.transport.messages import (
+    CoordinateWrite,
+    ErrorReply,
+    Message,
+    ReplicaWrite,
+    WriteReply,
+)
+from dfsring.transport.rpc import SECRET_HEADER
 from tests.cluster.clusterops import BUCKET, members_seen_by, owners
 from tests.conftest import ClusterFactory
 

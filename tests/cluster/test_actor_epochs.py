@@ -24,11 +24,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from dfsring import antientropy, keys
-from dfsring.hintstore import TABLES as HINT_TABLES
-from dfsring.launcher import LocalCluster, NodeProcess
-from dfsring.localstore import KV, TABLES, LocalStore
+from dfsring.cli.launcher import LocalCluster, NodeProcess
+from dfsring.core import keys
+from dfsring.core import merkle as antientropy
 from dfsring.storage import LmdbEngine
+from dfsring.storage.hintstore import TABLES as HINT_TABLES
+from dfsring.storage.localstore import KV, TABLES, LocalStore
 from dfsring.testing.chaos.rot import flip_values
 from tests.conftest import ClusterFactory
 

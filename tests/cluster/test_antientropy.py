@@ -17,12 +17,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from dfsring import keys, vclock
-from dfsring.hintstore import TABLES as HINT_TABLES
-from dfsring.launcher import LocalCluster, NodeProcess
-from dfsring.localstore import TABLES, LocalStore, encode_record
+from dfsring.cli.launcher import LocalCluster, NodeProcess
+from dfsring.core import keys, vclock
+from dfsring.core.vclock import Versions, VersionVector
 from dfsring.storage import LmdbEngine
-from dfsring.vclock import Versions, VersionVector
+from dfsring.storage.hintstore import TABLES as HINT_TABLES
+from dfsring.storage.localstore import TABLES, LocalStore, encode_record
 from tests.cluster import clusterops
 from tests.cluster.clusterops import BUCKET, local_keys
 from tests.conftest import ClusterFactory

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from dfsring.launcher import LocalCluster
+from dfsring.cli.launcher import LocalCluster
 from tests.cluster import rawhttp
 from tests.cluster.rawhttp import request as req
 
@@ -161,8 +161,8 @@ async def test_rejections_are_counted_in_metrics(node) -> None:
 
 async def test_internal_endpoints_refuse_outsiders_and_malformed_messages(node) -> None:
     """Without the cluster secret: 401. With it but a garbage message: 400. Still serving."""
-    from dfsring.messages import ReplicaRead
-    from dfsring.rpc import SECRET_HEADER
+    from dfsring.transport.messages import ReplicaRead
+    from dfsring.transport.rpc import SECRET_HEADER
 
     url = f"{node.url}/internal/v1/replica-read"
     good = ReplicaRead(b"b", b"k").encode()
@@ -182,8 +182,8 @@ async def test_internal_endpoints_refuse_outsiders_and_malformed_messages(node) 
 async def test_hostile_hint_messages_are_refused_and_store_nothing(node) -> None:
     """A peer's hinted write with an impossible target, or a handoff batch with records that
     do not decode or lie outside every partition: 400 each, no hint kept, still serving."""
-    from dfsring.messages import HandoffBatch, HintedWrite
-    from dfsring.rpc import SECRET_HEADER
+    from dfsring.transport.messages import HandoffBatch, HintedWrite
+    from dfsring.transport.rpc import SECRET_HEADER
 
     secret = {SECRET_HEADER: node.spec.env["DFSRING_CLUSTER_SECRET"]}
     bad = [
@@ -208,9 +208,9 @@ async def test_malformed_gossip_views_are_refused_as_from_wire_refuses_them(node
     """Gossip decodes through membership.View.from_wire: an ack2 naming a node twice, or a
     syn whose removed ids are malformed, is a 400 with from_wire's reason and a log line,
     nothing of it is merged, and the node keeps serving."""
-    from dfsring.membership import MemberState, Status
-    from dfsring.messages import ErrorReply, GossipAck2, GossipSyn, decode
-    from dfsring.rpc import SECRET_HEADER
+    from dfsring.core.membership import MemberState, Status
+    from dfsring.transport.messages import ErrorReply, GossipAck2, GossipSyn, decode
+    from dfsring.transport.rpc import SECRET_HEADER
 
     secret = {SECRET_HEADER: node.spec.env["DFSRING_CLUSTER_SECRET"]}
     twice = MemberState("ghost", "127.0.0.1:9", "z", Status.UP, 1, 1, 0).to_wire()

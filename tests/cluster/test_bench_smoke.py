@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import dfsring
-from dfsring import cli
+from dfsring.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 LATENCY_FIELDS = {"p50", "p90", "p99", "p99.9", "mean", "max"}

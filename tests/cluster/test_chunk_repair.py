@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from dfsring.cli.launcher import NodeProcess
 from dfsring.files import placement
-from dfsring.launcher import NodeProcess
 from dfsring.testing.files import MIB, random_blocks
 from dfsring.testing.wait import async_wait_until
 from tests.conftest import ClusterFactory

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import aiohttp
 
-from dfsring.launcher import LocalCluster, NodeProcess
+from dfsring.cli.launcher import LocalCluster, NodeProcess
 
 WRITERS = 8
 KILL_AFTER_ACKS = 400

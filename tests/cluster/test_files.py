@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from dfsring.launcher import LocalCluster, NodeProcess
+from dfsring.cli.launcher import LocalCluster, NodeProcess
 from dfsring.testing.files import MIB, peak_rss_mib, random_blocks
 from dfsring.testing.wait import async_wait_until
 

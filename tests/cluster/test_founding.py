@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from dfsring.launcher import LocalCluster, NodeProcess
+from dfsring.cli.launcher import LocalCluster, NodeProcess
 from tests.cluster import clusterops
 from tests.cluster.clusterops import BUCKET, local_keys
 from tests.conftest import ClusterFactory

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from dfsring.launcher import LocalCluster, NodeProcess
+from dfsring.cli.launcher import LocalCluster, NodeProcess
 from dfsring.testing.wait import async_wait_until, wait_until
 from tests.cluster import clusterops
 from tests.cluster.clusterops import BUCKET, local_keys, members_seen_by, owners, ring_of

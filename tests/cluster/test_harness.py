@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from dfsring.cli import main
-from dfsring.launcher import (
+from dfsring.cli.launcher import (
     LOG_MARKER,
     LocalCluster,
     NodeNotReady,
@@ -33,6 +32,7 @@ from dfsring.launcher import (
     port_in_use,
     spawn,
 )
+from dfsring.cli.main import main
 from dfsring.testing import wait_until
 
 GRACEFUL_STOP_S = 5.0  # CONTRACT.md: SIGTERM stops a node within 5 s
@@ -175,7 +175,7 @@ def cli_cluster(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path,
     (its nodes then die with it, by their parent-death signal)."""
     base = free_port_block(2)
     out = tmp_path / "cli.out"
-    argv = [sys.executable, "-m", "dfsring.cli", "cluster", "--nodes", "2"]
+    argv = [sys.executable, "-m", "dfsring.cli.main", "cluster", "--nodes", "2"]
     argv += ["--base-port", str(base), "--data-dir", str(tmp_path / "data")]
     with out.open("wb") as fh:
         proc = spawn(argv, output=fh)
@@ -271,7 +271,7 @@ def test_cli_cluster_grows_with_seeds_and_status_shows_the_joined_ring(
     _wait_cli_ready(proc, out)
     more_port = free_port()
     more_out = tmp_path / "more.out"
-    argv = [sys.executable, "-m", "dfsring.cli", "cluster", "--nodes", "1",
+    argv = [sys.executable, "-m", "dfsring.cli.main", "cluster", "--nodes", "1",
             "--base-port", str(more_port), "--data-dir", str(tmp_path / "more"),
             "--seeds", f"127.0.0.1:{base}"]
     secret = (tmp_path / "data" / "cluster.secret").read_text().strip()
@@ -279,7 +279,7 @@ def test_cli_cluster_grows_with_seeds_and_status_shows_the_joined_ring(
         more = spawn(argv, output=fh, env={**os.environ, "DFSRING_CLUSTER_SECRET": secret})
     try:
         _wait_cli_ready(more, more_out)
-        status = [sys.executable, "-m", "dfsring.cli", "status", "--url",
+        status = [sys.executable, "-m", "dfsring.cli.main", "status", "--url",
                   f"http://127.0.0.1:{base}", "--json"]
 
         def three_up() -> bool:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from dfsring.launcher import LocalCluster, NodeProcess
+from dfsring.cli.launcher import LocalCluster, NodeProcess
 from tests.cluster import clusterops
 from tests.cluster.clusterops import Writer, members_seen_by, ring_of
 from tests.conftest import ClusterFactory

@@ -17,19 +17,19 @@ from typing import Any
 
 import pytest
 
-from dfsring import keys, vclock
-from dfsring.hintstore import TABLES as HINT_TABLES
-from dfsring.launcher import LocalCluster, NodeProcess
-from dfsring.localstore import TABLES, LocalStore, encode_record
+from dfsring.cli.launcher import LocalCluster, NodeProcess
+from dfsring.core import keys, vclock
+from dfsring.core.vclock import Versions, VersionVector
 from dfsring.storage import LmdbEngine
+from dfsring.storage.hintstore import TABLES as HINT_TABLES
+from dfsring.storage.localstore import TABLES, LocalStore, encode_record
 from dfsring.testing.liveness import LivenessReport, LivenessWatch
 from dfsring.testing.wait import wait_until
-from dfsring.vclock import Versions, VersionVector
 from tests.cluster.clusterops import BUCKET
 from tests.conftest import ClusterFactory
 
 # /health answered within this all through the refill: below the ~2 s of silence that takes
-# phi to `down` (dfsring.failure), with room for a CI machine shared by other test runs
+# phi to `down` (dfsring.core.failure), with room for a CI machine shared by other test runs
 HEALTH_BOUND_S = 2.0
 
 

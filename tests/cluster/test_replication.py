@@ -12,8 +12,8 @@ import aiohttp
 import orjson
 import pytest
 
-from dfsring import keys
-from dfsring.launcher import LocalCluster
+from dfsring.cli.launcher import LocalCluster
+from dfsring.core import keys
 from dfsring.testing.wait import async_wait_until
 
 TIMEOUT = 5.0  # --request-timeout: how long a quorum may take before 503 (CI runs tests two

@@ -12,7 +12,7 @@ import aiohttp
 import msgpack
 import pytest
 
-from dfsring import keys
+from dfsring.core import keys
 from dfsring.testing.chaos.rot import flip_values
 from tests.cluster import clusterops
 from tests.conftest import ClusterFactory

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from toxiproxy import Toxiproxy
 
-from dfsring.launcher import LocalCluster, free_port_block
+from dfsring.cli.launcher import LocalCluster, free_port_block
 from dfsring.testing.faultproxy import ThreadedFaultProxy
 from tests.cluster.clusterops import members_seen_by
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dfsring.launcher import LocalCluster
+from dfsring.cli.launcher import LocalCluster
 from dfsring.testing import wait_until
 from tests.conftest import ClusterFactory
 

@@ -1,4 +1,4 @@
-"""Actor epochs on a real LMDB store (dfsring.actors): what a reopen costs a key's clock.
+"""Actor epochs on a real LMDB store (dfsring.core.actors): what a reopen costs a key's clock.
 
 A clean or crashed reopen of the same durable file keeps every claim (no clock growth); a
 copy of the data dir put back (a restored backup: a new file) voids them all, so the next
@@ -10,10 +10,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from dfsring import keys
-from dfsring.localstore import TABLES, LocalStore
+from dfsring.core import keys
+from dfsring.core.vclock import Versions, VersionVector
 from dfsring.storage import LmdbEngine
-from dfsring.vclock import Versions, VersionVector
+from dfsring.storage.localstore import TABLES, LocalStore
 
 NAME = keys.object_name("b", "k")
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from dfsring import errors
-from dfsring.chunker import ChunkParams, split
+from dfsring.core.chunker import ChunkParams, split
 from dfsring.files.chunks import PutOutcome
 from dfsring.files.chunkstore import ChunkStore
 from dfsring.files.upload import ChunkPipeline, Cutter, batches
+from dfsring.foundation import errors
 
 pytestmark = pytest.mark.component
 

@@ -12,17 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from dfsring import errors
-from dfsring.clusterview import ClusterView
+from dfsring.core.clusterview import ClusterView
 from dfsring.files import placement
 from dfsring.files.chunkstore import Buffer, ChunkStore
 from dfsring.files.chunksync import ChunkSync, SyncSettings
 from dfsring.files.metrics import FileMetrics
-from dfsring.node_workers import idle
+from dfsring.foundation import errors
+from dfsring.foundation.worker import Schedule, Worker, idle
 from dfsring.ring import Ring, RingMember
-from dfsring.rpc import PeerUnavailable
 from dfsring.testing.views import view_of
-from dfsring.worker import Schedule, Worker
+from dfsring.transport.rpc import PeerUnavailable
 
 pytestmark = pytest.mark.component
 NODES = ("n1", "n2", "n3", "n4")

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from dfsring.launcher import LocalCluster, free_port
+from dfsring.cli.launcher import LocalCluster, free_port
 
 pytestmark = pytest.mark.component
 
-MAIN = "import sys; from dfsring.cli import main; sys.exit(main())"
+MAIN = "import sys; from dfsring.cli.main import main; sys.exit(main())"
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from dfsring import cli_admin
-from dfsring.cli import main
-from dfsring.cli_render import (
+from dfsring.cli import admin as cli_admin
+from dfsring.cli.launcher import free_port
+from dfsring.cli.main import main
+from dfsring.cli.render import (
     Progress,
     ProgressLine,
     human_bytes,
@@ -39,7 +40,6 @@ from dfsring.cli_render import (
     render_table,
     transfers_cell,
 )
-from dfsring.launcher import free_port
 
 pytestmark = pytest.mark.component
 

@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from dfsring.cli.launcher import LocalCluster, free_port
 from dfsring.client import (
     BadRequestError,
     ConnectionFailed,
@@ -23,7 +24,6 @@ from dfsring.client import (
     SiblingsError,
     SyncDfsClient,
 )
-from dfsring.launcher import LocalCluster, free_port
 
 pytestmark = pytest.mark.component
 

@@ -1,4 +1,4 @@
-"""A coordinator handed a fixed cluster view (dfsring.clusterview.FixedView) on an in-memory
+"""A coordinator handed a fixed cluster view (dfsring.core.clusterview.FixedView) on an in-memory
 store: the view alone decides who is asked. Owners the view holds down are not called at
 all, they count as failed at once, so these requests never touch the network."""
 
@@ -8,18 +8,19 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from dfsring import errors, keys
-from dfsring.clusterview import FixedView
-from dfsring.coordinator import ReplicatedCoordinator
-from dfsring.hintstore import TABLES as HINT_TABLES
-from dfsring.hintstore import HintStore
-from dfsring.localstore import TABLES, LocalStore
-from dfsring.metrics import NodeMetrics
+from dfsring.core import keys
+from dfsring.core.clusterview import FixedView
+from dfsring.core.vclock import VersionVector
+from dfsring.foundation import errors
+from dfsring.foundation.metrics import NodeMetrics
+from dfsring.replication.coordinator import ReplicatedCoordinator
 from dfsring.ring import Ring, RingMember
-from dfsring.rpc import RpcClient
 from dfsring.storage import MemoryEngine
+from dfsring.storage.hintstore import TABLES as HINT_TABLES
+from dfsring.storage.hintstore import HintStore
+from dfsring.storage.localstore import TABLES, LocalStore
 from dfsring.testing.views import view_of
-from dfsring.vclock import VersionVector
+from dfsring.transport.rpc import RpcClient
 
 pytestmark = pytest.mark.component
 BITS = 6

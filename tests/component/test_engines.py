@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dfsring.errors import CorruptValue, StorageClosed, StorageError
+from dfsring.foundation.errors import CorruptValue, StorageClosed, StorageError
 from dfsring.storage import (
     MAX_KEY_SIZE,
     Engine,

@@ -1,4 +1,4 @@
-"""dfsring.failover, the one loop the client and both CLI transports fail over with, against
+"""dfsring.client.failover, the one loop the client and both CLI transports fail over with, against
 real sockets: a port nobody listens on (never sent), a server that drops the connection
 without answering (answer lost), and servers that answer."""
 
@@ -11,9 +11,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from dfsring.client_errors import ConnectionFailed, OutcomeUnknown
-from dfsring.failover import Lost, describe, first_answer
-from dfsring.launcher import free_port
+from dfsring.cli.launcher import free_port
+from dfsring.client.errors import ConnectionFailed, OutcomeUnknown
+from dfsring.client.failover import Lost, describe, first_answer
 
 pytestmark = pytest.mark.component
 

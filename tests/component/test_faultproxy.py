@@ -35,7 +35,7 @@ from toxiproxy.api import APIConsumer
 from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
 from toxiproxy.proxy import Proxy
 
-from dfsring.launcher import free_port
+from dfsring.cli.launcher import free_port
 from dfsring.testing import async_wait_until, wait_until
 from dfsring.testing.faultproxy import FaultProxyServer, ThreadedFaultProxy
 

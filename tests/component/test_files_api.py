@@ -17,12 +17,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from dfsring.cli.launcher import LocalCluster
 from dfsring.files.versions import MAX_PATH_BYTES
-from dfsring.launcher import LocalCluster
 from dfsring.testing.wait import async_wait_until
 
 pytestmark = pytest.mark.component
-MAIN = "import sys; from dfsring.cli import main; sys.exit(main())"
+MAIN = "import sys; from dfsring.cli.main import main; sys.exit(main())"
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 
 from dfsring.gossip import Gossiper, GossipSettings
 from dfsring.ring import RingMember
-from dfsring.rpc import PeerUnavailable, RpcClient
+from dfsring.transport.rpc import PeerUnavailable, RpcClient
 
 
 async def test_ring_member_unknown_to_gossip_is_unavailable_not_a_keyerror_500(

@@ -16,11 +16,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from dfsring import membership
+from dfsring.core import membership
+from dfsring.core.membership import MemberState, Status, View
 from dfsring.gossip import Gossiper, GossipSettings
-from dfsring.membership import MemberState, Status, View
-from dfsring.messages import Ack, GossipAck, GossipAck2, GossipSyn
-from dfsring.rpc import MSGPACK, RPC_PATH, RpcClient
+from dfsring.transport.messages import Ack, GossipAck, GossipAck2, GossipSyn
+from dfsring.transport.rpc import MSGPACK, RPC_PATH, RpcClient
 
 PEER = MemberState("node2", "127.0.0.1:2", "z", Status.UP, 1, 5, 0)
 BAD_ADDRESS = ("node3", "no-port", "z", "up", 1, 1, 0, "")
@@ -98,7 +98,7 @@ async def test_a_malformed_ack_is_logged_and_gossip_goes_on(
     good = GossipAck(gossip.ring_state.cluster, (PEER.to_wire(),), (), 0, None, ())
     before = gossip.view
     async with TestServer(_peer_answering(bad)) as server:
-        with caplog.at_level(logging.WARNING, logger="dfsring.membership"):
+        with caplog.at_level(logging.WARNING, logger="dfsring.core.membership"):
             await gossip._guarded(f"{server.host}:{server.port}")  # one round, as run_once
     warned = [r for r in caplog.records if r.getMessage() == "malformed gossip from a peer"]
     assert len(warned) == 1

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from dfsring.failure import Liveness
+from dfsring.core.failure import Liveness
+from dfsring.core.membership import MemberState, Status
 from dfsring.gossip import Gossiper, GossipSettings
-from dfsring.membership import MemberState, Status
-from dfsring.messages import GossipAck2
 from dfsring.ring import RingMember
-from dfsring.rpc import RpcClient
+from dfsring.transport.messages import GossipAck2
+from dfsring.transport.rpc import RpcClient
 
 pytestmark = pytest.mark.component
 

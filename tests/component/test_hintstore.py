@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from dfsring import keys, vclock
-from dfsring.hintstore import TABLES as HINT_TABLES
-from dfsring.hintstore import HintStore, local_view
-from dfsring.localstore import TABLES, LocalStore
+from dfsring.core import keys, vclock
+from dfsring.core.vclock import Versions, VersionVector
 from dfsring.storage import LmdbEngine
-from dfsring.vclock import Versions, VersionVector
+from dfsring.storage.hintstore import TABLES as HINT_TABLES
+from dfsring.storage.hintstore import HintStore, local_view
+from dfsring.storage.localstore import TABLES, LocalStore
 
 pytestmark = pytest.mark.component
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import dfsring
-from dfsring.errors import CorruptValue
+from dfsring.foundation.errors import CorruptValue
 from dfsring.storage import LmdbEngine
 
 pytestmark = pytest.mark.component

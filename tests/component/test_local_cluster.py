@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from dfsring.keys import ObjectName, object_name
+from dfsring.core.keys import ObjectName, object_name
+from dfsring.core.vclock import VersionVector
 from dfsring.testing.localcluster import InProcessCluster, LocalNode, start_cluster
 from dfsring.testing.wait import async_wait_until
-from dfsring.vclock import VersionVector
 
 pytestmark = pytest.mark.component
 BUDGET_S = 1.0

@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from dfsring import antientropy, keys, vclock
-from dfsring.localstore import TABLES, TREE, LocalStore, encode_record
+from dfsring.core import keys, vclock
+from dfsring.core import merkle as antientropy
+from dfsring.core.vclock import Versions, VersionVector
 from dfsring.storage import MemoryEngine, frame
+from dfsring.storage.localstore import TABLES, TREE, LocalStore, encode_record
 from dfsring.testing.bitrot import store_raw
-from dfsring.vclock import Versions, VersionVector
 
 pytestmark = pytest.mark.component
 

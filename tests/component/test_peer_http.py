@@ -12,17 +12,17 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from dfsring.config import load_config
-from dfsring.contenthash import chunk_id
+from dfsring.core.contenthash import chunk_id
 from dfsring.files import replica as files_replica
 from dfsring.files.chunkstore import ChunkStore
+from dfsring.foundation.config import load_config
+from dfsring.foundation.metrics import NodeMetrics
 from dfsring.http import internal_api
 from dfsring.http.appkeys import CONFIG
 from dfsring.http.middleware import make_middleware
-from dfsring.messages import Ack, ChunkData, ChunkGet, ChunkHave, ChunkHaveReply, ChunkPut
-from dfsring.metrics import NodeMetrics
-from dfsring.rpc import RPC_PATH, SECRET_HEADER, RpcClient
 from dfsring.transport import PeerRefused, PeerService
+from dfsring.transport.messages import Ack, ChunkData, ChunkGet, ChunkHave, ChunkHaveReply, ChunkPut
+from dfsring.transport.rpc import RPC_PATH, SECRET_HEADER, RpcClient
 
 pytestmark = pytest.mark.component
 SECRET = "s3cret"

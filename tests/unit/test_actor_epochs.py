@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dfsring import keys, vclock
-from dfsring.localstore import KV, TABLES, LocalStore
+from dfsring.core import keys, vclock
+from dfsring.core.vclock import Versions, VersionVector
 from dfsring.storage import MemoryEngine
+from dfsring.storage.localstore import KV, TABLES, LocalStore
 from dfsring.testing.bitrot import store_raw
-from dfsring.vclock import Versions, VersionVector
 
 NAME = keys.object_name("b", "k")
 REPLICAS = 3

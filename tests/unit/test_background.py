@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from dfsring.background import BackgroundTasks
+from dfsring.replication.background import BackgroundTasks
 
 
 async def test_past_the_limit_a_task_is_refused_and_its_coroutine_closed() -> None:

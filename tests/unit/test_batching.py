@@ -1,4 +1,4 @@
-"""Repair batches bounded by bytes (dfsring.batching, issue 15 part 7)."""
+"""Repair batches bounded by bytes (dfsring.foundation.batching, issue 15 part 7)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dfsring import batching
+from dfsring.foundation import batching
 
 sizes = st.lists(st.integers(min_value=0, max_value=5_000), max_size=60)
 
@@ -36,7 +36,7 @@ def test_a_reply_within_budget_is_a_prefix_of_at_least_one_record(
 @given(st.lists(st.booleans(), max_size=40), st.integers(min_value=1, max_value=120))
 def test_fetching_again_after_a_cut_reply_gets_every_present_key_and_ends(
         present: list[bool], max_bytes: int) -> None:
-    """The fetch loop of dfsring.exchange._pull against a peer that holds some of the keys
+    """The fetch loop of dfsring.antientropy._pull against a peer that holds some of the keys
     and cuts its replies at max_bytes: every key it holds arrives once, in a bounded number
     of round trips."""
     asked = [b"key%03d" % i for i in range(len(present))]

@@ -1,4 +1,5 @@
-"""dfsring.byterange against RFC 9110 §14 (Range, Content-Range) and the decisions it documents."""
+"""dfsring.core.byterange against RFC 9110 §14 (Range, Content-Range) and the decisions it
+documents."""
 
 from __future__ import annotations
 
@@ -6,14 +7,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dfsring.byterange import (
+from dfsring.core.byterange import (
     MAX_HEADER_LEN,
     RangeNotSatisfiable,
     content_range,
     parse_range,
     unsatisfied_content_range,
 )
-from dfsring.errors import DfsError
+from dfsring.foundation.errors import DfsError
 
 pytestmark = pytest.mark.unit
 

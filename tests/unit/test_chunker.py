@@ -1,4 +1,4 @@
-"""Laws of dfsring.chunker: lossless, slicing-independent, bounded, equal to the reference.
+"""Laws of dfsring.core.chunker: lossless, slicing-independent, bounded, equal to the reference.
 
 The fast path (pyfastcdc) is checked against ``cut_reference``, the module's pure-Python
 specification, on random inputs; small chunk sizes keep the slow reference quick.
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dfsring import chunker, manifest
-from dfsring.chunker import (
+from dfsring.core import chunker, manifest
+from dfsring.core.chunker import (
     DEFAULT_AVG_SIZE,
     DEFAULT_MAX_SIZE,
     DEFAULT_MIN_SIZE,
@@ -27,7 +27,7 @@ from dfsring.chunker import (
     boundaries_reference,
     split,
 )
-from dfsring.contenthash import CHUNK_ID_BYTES, chunk_id, chunk_id_hex
+from dfsring.core.contenthash import CHUNK_ID_BYTES, chunk_id, chunk_id_hex
 
 pytestmark = pytest.mark.unit
 

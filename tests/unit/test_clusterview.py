@@ -1,6 +1,7 @@
 """The cluster view: one immutable snapshot answers every routing question the same way.
 
-Its helpers must agree with the pure rules they wrap (dfsring.transition, dfsring.keys), the
+Its helpers must agree with the pure rules they wrap (dfsring.core.transition, dfsring.core.keys),
+the
 fallback picker must hand out the stand-ins a read later asks (sloppy quorum, Dynamo §4.6),
 and a node the ring names before gossip brought it is down and unreachable, never a KeyError.
 """
@@ -14,14 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dfsring import keys, transition
-from dfsring.clusterview import ClusterView, FallbackPicker, FixedView, substitutes
-from dfsring.failure import Liveness
-from dfsring.membership import MemberState, Status, View
+from dfsring.core import keys, transition
+from dfsring.core.clusterview import ClusterView, FallbackPicker, FixedView, substitutes
+from dfsring.core.failure import Liveness
+from dfsring.core.membership import MemberState, Status, View
+from dfsring.core.ringstate import RingState
 from dfsring.ring import Ring, RingMember
-from dfsring.ringstate import RingState
-from dfsring.rpc import PeerUnavailable
 from dfsring.testing.views import view_of
+from dfsring.transport.rpc import PeerUnavailable
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dfsring.config import ConfigError, load_config, options_table
+from dfsring.foundation.config import ConfigError, load_config, options_table
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dfsring.epochs import (
+from dfsring.core.epochs import (
     AcceptorState,
     Ballot,
     Promise,
@@ -31,8 +31,8 @@ from dfsring.epochs import (
     on_prepare,
     plan_next,
 )
+from dfsring.core.ringstate import MAX_PREVIOUS, RingState
 from dfsring.ring import RingMember
-from dfsring.ringstate import MAX_PREVIOUS, RingState
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""The error tree (dfsring.errors): every class says how each edge shows it, the public
+"""The error tree (dfsring.foundation.errors): every class says how each edge shows it, the public
 problems are exactly those the API documents, and every peer code survives the trip
 exception -> ErrorReply -> exception."""
 
@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
-from dfsring import errors
+from dfsring.foundation import errors
 from dfsring.http.problems import PROBLEM_TYPE_BASE, from_error
-from dfsring.messages import ErrorReply, decode
-from dfsring.rpc import PeerRefused
+from dfsring.transport.messages import ErrorReply, decode
+from dfsring.transport.rpc import PeerRefused
 
 CLASSES = [c for _, c in inspect.getmembers(errors, inspect.isclass)
            if issubclass(c, errors.DfsError)]
@@ -148,7 +148,9 @@ def test_a_transport_refusal_is_a_storage_error_naming_the_peer(code: str) -> No
 
 
 def test_the_old_homes_still_export_the_errors() -> None:
-    from dfsring import gossip, hints, messages, rpc
+    from dfsring import gossip
+    from dfsring.core import hints
+    from dfsring.transport import messages, rpc
     assert messages.MessageError is errors.MessageError
     assert gossip.WrongCluster is errors.WrongCluster
     assert hints.HintFormatError is errors.HintFormatError
@@ -180,7 +182,7 @@ CLIENT_ANSWERS = [  # (status, problem type slug) -> the client error it becomes
 @pytest.mark.parametrize(("status", "slug", "name"), CLIENT_ANSWERS)
 def test_the_client_picks_its_error_by_status_and_problem(status: int, slug: str,
                                                           name: str) -> None:
-    from dfsring.client_errors import problem_error
+    from dfsring.client.errors import problem_error
     body = orjson.dumps({"type": PROBLEM_TYPE_BASE + slug, "title": "t", "status": status,
                          "detail": "d", "needed": 2, "acked": 1})
     exc = problem_error(status, body, "rid")
@@ -189,6 +191,6 @@ def test_the_client_picks_its_error_by_status_and_problem(status: int, slug: str
 
 
 def test_the_client_keeps_what_a_non_dfsring_error_body_says() -> None:
-    from dfsring.client_errors import UnavailableError, problem_error
+    from dfsring.client.errors import UnavailableError, problem_error
     exc = problem_error(503, b"<html>busy</html>", None)
     assert type(exc) is UnavailableError and exc.detail == "<html>busy</html>"

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dfsring.failure import (
+from dfsring.core.failure import (
     MAX_PHI,
     DetectorSettings,
     Liveness,

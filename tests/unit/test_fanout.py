@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dfsring import fanout
-from dfsring.quorum import Outcome, QuorumTracker
+from dfsring.core.quorum import Outcome, QuorumTracker
+from dfsring.replication import fanout
 
 pytestmark = pytest.mark.unit
 

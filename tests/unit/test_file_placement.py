@@ -1,5 +1,5 @@
 """Where chunks live and the order reads try (dfsring.files.placement), the version clock,
-and the CLI's transfer progress (pure parts of dfsring.files and dfsring.cli_files)."""
+and the CLI's transfer progress (pure parts of dfsring.files and dfsring.cli.files)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dfsring import hlc
-from dfsring.cli_files import Progress, UsageError, parse_meta, ranges
+from dfsring.cli.files import Progress, UsageError, parse_meta, ranges
+from dfsring.core import hlc
 from dfsring.files import placement
 from dfsring.files.clock import VersionClock
 from dfsring.ring import Ring, RingMember

@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dfsring import hlc, keys
-from dfsring.errors import InvalidKey
+from dfsring.core import hlc, keys
+from dfsring.core.manifest import MAX_FILE_SIZE, MS_PER_DAY
 from dfsring.files import versions as fv
 from dfsring.files.versions import Kind, Retention, VersionRef
-from dfsring.manifest import MAX_FILE_SIZE, MS_PER_DAY
+from dfsring.foundation.errors import InvalidKey
 
 NOW = 1_800_000_000_000
 paths = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),

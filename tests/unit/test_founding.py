@@ -1,4 +1,4 @@
-"""Founding decisions (dfsring.founding) and refill bookkeeping (dfsring.refill): pure."""
+"""Founding decisions (dfsring.core.founding) and refill bookkeeping (dfsring.core.refill): pure."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dfsring.cli_render import refill_line
-from dfsring.founding import Action, decide
-from dfsring.refill import pairs
+from dfsring.cli.render import refill_line
+from dfsring.core.founding import Action, decide
+from dfsring.core.refill import pairs
+from dfsring.core.ringstate import RingState
 from dfsring.ring import Ring, RingMember
-from dfsring.ringstate import RingState
 
 pytestmark = pytest.mark.unit
 

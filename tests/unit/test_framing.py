@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from dfsring.errors import CorruptValue, StorageError
+from dfsring.foundation.errors import CorruptValue, StorageError
 from dfsring.storage import FORMAT_V1, HEADER_SIZE, frame, unframe
 
 pytestmark = pytest.mark.unit

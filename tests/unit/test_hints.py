@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dfsring import hints
-from dfsring.hints import Hint, TargetStats
+from dfsring.core import hints
+from dfsring.core.hints import Hint, TargetStats
 from dfsring.ring import Ring, RingMember
 
 pytestmark = pytest.mark.unit

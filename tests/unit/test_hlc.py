@@ -1,4 +1,4 @@
-"""Laws of dfsring.hlc: monotonic, causal, close to physical time, encodings that sort right.
+"""Laws of dfsring.core.hlc: monotonic, causal, close to physical time, encodings that sort right.
 
 The simulation runs three clocks whose physical clocks are skewed, jump back and stall, and
 exchanges messages between them; it checks the properties of Kulkarni et al. 2014 (§3, Fig. 5)
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dfsring.hlc import (
+from dfsring.core.hlc import (
     DEFAULT_MAX_DRIFT_MS,
     MAX_COUNTER,
     MAX_WALL_MS,

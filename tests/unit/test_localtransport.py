@@ -9,21 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from dfsring import errors
-from dfsring.contenthash import chunk_id
+from dfsring.core.contenthash import chunk_id
 from dfsring.files import replica as files_replica
 from dfsring.files.chunkstore import ChunkStore
+from dfsring.foundation import errors
 from dfsring.gossip import WrongCluster
-from dfsring.localtransport import LocalNetwork
-from dfsring.messages import (
-    Ack,
-    ChunkData,
-    ChunkGet,
-    ChunkPut,
-    ListKeys,
-    ReplicaRead,
-    ReplicaReadReply,
-)
 from dfsring.transport import (
     PeerRefused,
     PeerService,
@@ -31,6 +21,16 @@ from dfsring.transport import (
     Pieces,
     Reply,
     peer_error,
+)
+from dfsring.transport.local import LocalNetwork
+from dfsring.transport.messages import (
+    Ack,
+    ChunkData,
+    ChunkGet,
+    ChunkPut,
+    ListKeys,
+    ReplicaRead,
+    ReplicaReadReply,
 )
 
 A, B, C = "127.0.0.1:7001", "127.0.0.2:7002", "127.0.0.3:7003"

@@ -1,4 +1,5 @@
-"""Laws of dfsring.manifest: strict round trips, hostile input, ranges over chunks, retention."""
+"""Laws of dfsring.core.manifest: strict round trips, hostile input, ranges over chunks,
+retention."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dfsring.hlc import Timestamp
-from dfsring.manifest import (
+from dfsring.core.hlc import Timestamp
+from dfsring.core.manifest import (
     INLINE_MAX,
     MAX_CHUNK_SIZE,
     MAX_CHUNKS,

@@ -1,4 +1,4 @@
-"""Laws of dfsring.membership: the merge is a join-semilattice, push-pull converges, and the
+"""Laws of dfsring.core.membership: the merge is a join-semilattice, push-pull converges, and the
 decoders turn any garbage into ValueError.
 
 The strategies draw from small alphabets (three ids, two addresses, versions 0..2) so that
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dfsring.membership import (
+from dfsring.core.membership import (
     MAX_MEMBERS,
     MemberState,
     Status,
@@ -32,8 +32,8 @@ from dfsring.membership import (
     with_removed,
     with_ring,
 )
+from dfsring.core.ringstate import RingState
 from dfsring.ring import RingMember
-from dfsring.ringstate import RingState
 
 pytestmark = pytest.mark.unit
 

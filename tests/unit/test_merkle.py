@@ -1,4 +1,4 @@
-"""Laws of the anti-entropy Merkle tree (dfsring.antientropy) and of the exchange walk.
+"""Laws of the anti-entropy Merkle tree (dfsring.core.merkle) and of the exchange walk.
 
 * the tree is a function of the item set: any sequence of incremental updates equals a rebuild
   from the final items (XOR leaves make the order irrelevant);
@@ -22,7 +22,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dfsring.antientropy import (
+from dfsring.core.keys import storage_key
+from dfsring.core.merkle import (
     DEFAULT_DEPTH,
     DEFAULT_FANOUT,
     EMPTY_LEAF,
@@ -39,7 +40,6 @@ from dfsring.antientropy import (
     item_digest,
     tree_from_sparse,
 )
-from dfsring.keys import storage_key
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dfsring.launcher import _worker_slice
+from dfsring.cli.launcher import _worker_slice
 
 
 def test_no_worker_means_the_whole_range(monkeypatch: pytest.MonkeyPatch) -> None:

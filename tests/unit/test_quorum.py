@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dfsring.errors import BadRequest, QuorumNotMet
-from dfsring.quorum import Outcome, QuorumGroups, QuorumTracker, resolve_level
+from dfsring.core.quorum import Outcome, QuorumGroups, QuorumTracker, resolve_level
+from dfsring.foundation.errors import BadRequest, QuorumNotMet
 
 pytestmark = pytest.mark.unit
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from dfsring.keys import partition_of
+from dfsring.core.keys import partition_of
 from dfsring.ring import Ring, RingMember, vnode_token
 
 pytestmark = pytest.mark.unit

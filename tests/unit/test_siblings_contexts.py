@@ -8,11 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dfsring import actors, config, vclock
-from dfsring.errors import TooManySiblings
+from dfsring.core import actors, vclock
+from dfsring.core.vclock import MAX_CONTEXT_ENTRIES, Sibling, Versions, VersionVector
+from dfsring.foundation import config
+from dfsring.foundation.errors import TooManySiblings
 from dfsring.http import internal_api
-from dfsring.messages import ReplicaWrite
-from dfsring.vclock import MAX_CONTEXT_ENTRIES, Sibling, Versions, VersionVector
+from dfsring.transport.messages import ReplicaWrite
 
 BASE = "node1.a1b2c3"
 

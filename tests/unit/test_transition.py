@@ -12,10 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dfsring.epochs import plan_next
-from dfsring.ring import Ring, RingMember
-from dfsring.ringstate import RingState
-from dfsring.transition import (
+from dfsring.core.epochs import plan_next
+from dfsring.core.ringstate import RingState
+from dfsring.core.transition import (
     TransferProgress,
     incoming,
     not_owned,
@@ -24,6 +23,7 @@ from dfsring.transition import (
     transition_complete,
     write_targets,
 )
+from dfsring.ring import Ring, RingMember
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""Laws of dfsring.vclock, checked on states reachable through update and sync.
+"""Laws of dfsring.core.vclock, checked on states reachable through update and sync.
 
 Well-formed states come from a simulation: replicas "a", "b", "c" coordinate writes and deletes
 with contexts taken from random earlier reads (including the empty context and stale ones) and
@@ -20,8 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dfsring.errors import InvalidContext
-from dfsring.vclock import (
+from dfsring.core.vclock import (
     DEFAULT_CONTENT_TYPE,
     MAX_CONTEXT_ENTRIES,
     MAX_CONTEXT_TOKEN,
@@ -40,6 +39,7 @@ from dfsring.vclock import (
     sync_all,
     update,
 )
+from dfsring.foundation.errors import InvalidContext
 
 pytestmark = pytest.mark.unit
 

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dfsring import worker as worker_module
-from dfsring.worker import (
+from dfsring.foundation import worker as worker_module
+from dfsring.foundation.worker import (
     MAX_BACKOFF_S,
     Schedule,
     Supervisor,
@@ -101,7 +101,7 @@ async def test_a_crash_is_logged_with_context_and_the_worker_goes_on(
             await asyncio.sleep(0)
 
     watcher = asyncio.create_task(watch())
-    with caplog.at_level(logging.ERROR, logger="dfsring.worker"):
+    with caplog.at_level(logging.ERROR, logger="dfsring.foundation.worker"):
         w.start()
         try:
             await until(lambda: len(script.ran_at) >= 3 and w.status.state is WorkerState.IDLE)
@@ -126,7 +126,7 @@ async def test_an_expected_error_is_recorded_but_is_no_crash(
         caplog: pytest.LogCaptureFixture) -> None:
     script = Script(ConnectionError("peer gone"))
     w = Worker("exchange", script, Schedule(3600.0), expected=(ConnectionError,))
-    with caplog.at_level(logging.INFO, logger="dfsring.worker"):
+    with caplog.at_level(logging.INFO, logger="dfsring.foundation.worker"):
         assert await w.run_once() is WorkResult.IDLE
     assert w.status.state is WorkerState.IDLE
     assert w.status.last_error == "ConnectionError: peer gone"
@@ -206,7 +206,7 @@ async def test_the_supervisor_reports_and_restarts_a_loop_that_died(
     script = Script(Fatal("loop bug"))
     supervisor = Supervisor()
     w = supervisor.add(Worker("gossip", script, Schedule(3600.0)))
-    with caplog.at_level(logging.ERROR, logger="dfsring.worker"):
+    with caplog.at_level(logging.ERROR, logger="dfsring.foundation.worker"):
         supervisor.start()
         await until(lambda: len(script.ran_at) == 2)
     await until(lambda: w.status.state is WorkerState.IDLE)

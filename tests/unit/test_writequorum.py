@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dfsring.quorum import Outcome
-from dfsring.writequorum import WriteAck, WriteQuorum, counted
+from dfsring.core.quorum import Outcome
+from dfsring.core.writequorum import WriteAck, WriteQuorum, counted
 
 pytestmark = pytest.mark.unit
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from dfsring import keys as keyspace
+from dfsring.core import keys as keyspace
 from dfsring.testing.chaos.checker import Key, KeyRead, NodeView, Observed
 from dfsring.testing.chaos.workload import READ_OK, parse_read
 

@@ -1,6 +1,6 @@
 """Which links a fault cuts, and seeded schedules of faults. Pure: no proxies, no clock.
 
-Nodes are numbered 1..size (as in :class:`dfsring.launcher.LocalCluster`); a link ``(i, j)``
+Nodes are numbered 1..size (as in :class:`dfsring.cli.launcher.LocalCluster`); a link ``(i, j)``
 is the directed path node i uses to reach node j (node i's requests to j and j's replies on
 those connections). Cutting ``(i, j)`` and not ``(j, i)`` is a one-way partition: j can still
 call i, i cannot call j.

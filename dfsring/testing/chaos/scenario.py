@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dfsring.launcher import NodeNotReady, NodeProcess
+from dfsring.cli.launcher import NodeNotReady, NodeProcess
 from dfsring.testing.chaos.checker import CheckOptions, Report, acknowledged, check
 from dfsring.testing.chaos.collect import (
     Convergence,

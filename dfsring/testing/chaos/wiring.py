@@ -48,7 +48,7 @@ from toxiproxy import Toxiproxy
 from toxiproxy.api import APIConsumer
 from toxiproxy.proxy import Proxy
 
-from dfsring.launcher import (
+from dfsring.cli.launcher import (
     LocalCluster,
     NodeProcess,
     NodeSpec,
@@ -105,7 +105,7 @@ class ThreadServer:
 class ChildServer:
     """A proxy server process we started (and only we stop, by its PID), logging to a file.
 
-    Spawned through dfsring.launcher.spawn, so it dies with this process.
+    Spawned through dfsring.cli.launcher.spawn, so it dies with this process.
     """
 
     shared = False
@@ -302,7 +302,7 @@ class ChaosCluster:
 
     def join(self, i: int) -> NodeProcess:
         """Start spare node i (it joins through the starting members); does not wait. Call
-        from the main thread (see dfsring.launcher.spawn)."""
+        from the main thread (see dfsring.cli.launcher.spawn)."""
         if i not in self._spares or i in self.members:
             raise ValueError(f"n{i} is not a spare that has not joined yet")
         node = self._spares[i]

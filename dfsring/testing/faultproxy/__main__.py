@@ -11,7 +11,7 @@ import argparse
 import asyncio
 import signal
 
-from dfsring.logs import setup_logging
+from dfsring.foundation.logs import setup_logging
 from dfsring.testing.faultproxy.server import DEFAULT_HOST, DEFAULT_PORT, FaultProxyServer
 
 

@@ -1,0 +1,1 @@
+"""The command line: `dfsring` and the local-cluster launcher."""

@@ -1,0 +1,1 @@
+"""Replication services: coordinator, hints and handoff, transfers, ring changes, repair."""

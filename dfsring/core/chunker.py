@@ -44,6 +44,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import pyfastcdc
 
@@ -55,7 +56,8 @@ DEFAULT_MAX_SIZE = DEFAULT_AVG_SIZE * 4
 MIN_SIZE_RANGE = (64, 1 * MIB)
 AVG_SIZE_RANGE = (256, 4 * MIB)
 MAX_SIZE_RANGE = (1024, 16 * MIB)
-NORMALIZATION = 1  # levels of normalized chunking (FastCDC 2020 §3.5); fastcdc-rs's default
+# levels of normalized chunking (FastCDC 2020 §3.5); fastcdc-rs's default
+NORMALIZATION: Literal[0, 1, 2, 3] = 1
 
 ACCELERATED = pyfastcdc.FastCDC.__module__.startswith("pyfastcdc.cy")
 """False if pyfastcdc fell back to its pure-Python code (orders of magnitude slower)."""

@@ -25,6 +25,7 @@ hint window likewise bounds how long ago a write was missed, not when the first 
 
 from __future__ import annotations
 
+import builtins
 import struct
 from dataclasses import dataclass
 
@@ -93,7 +94,8 @@ def folded(old: Hint, record: bytes, now_ms: int) -> Hint:
 
 
 def encode_value(skey: bytes, record: bytes, created_ms: int) -> bytes:
-    return msgpack.packb((skey, record, created_ms), use_bin_type=True)
+    raw: bytes = msgpack.packb((skey, record, created_ms), use_bin_type=True)
+    return raw
 
 
 def decode_hint(key: bytes, value: bytes) -> Hint:
@@ -116,11 +118,12 @@ class TargetStats:
     count: int = 0
     bytes: int = 0
 
-    def encode(self) -> bytes:
-        return msgpack.packb((self.count, self.bytes))
+    def encode(self) -> builtins.bytes:  # `bytes` is a field's name in this class
+        raw: builtins.bytes = msgpack.packb((self.count, self.bytes))
+        return raw
 
     @classmethod
-    def decode(cls, raw: bytes | None) -> TargetStats:
+    def decode(cls, raw: builtins.bytes | None) -> TargetStats:
         if raw is None:
             return cls()
         try:
@@ -149,7 +152,7 @@ def backoff_s(failures: int, *, base: float = 0.5, cap: float = 30.0,
     exponential, capped; `jitter` in [0, 1) spreads retries of many fallbacks apart."""
     if failures <= 0:
         return 0.0
-    delay = min(cap, base * (2 ** min(failures - 1, 30)))
+    delay = min(cap, base * (2.0 ** min(failures - 1, 30)))
     return delay * (1.0 - 0.5 * jitter)
 
 

@@ -84,7 +84,7 @@ class ChunkRef:
 class ChunkSlice(NamedTuple):
     """The part ``chunk[start:stop]`` of chunk number ``index`` that a byte range covers."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, which nothing here calls
     start: int
     stop: int
 
@@ -279,7 +279,8 @@ def encode(m: Manifest) -> bytes:
         m.created_ms,
         body,
     ]
-    return msgpack.packb(doc, use_bin_type=True)
+    raw: bytes = msgpack.packb(doc, use_bin_type=True)
+    return raw
 
 
 def decode(raw: bytes | bytearray | memoryview) -> Manifest:

@@ -200,7 +200,7 @@ class View:
         if type(raw) not in (list, tuple) or len(raw) != 3:
             raise ValueError("a view is a 3-element array")
         entries = entries_from_wire(raw[0])
-        return cls({m.node_id: m for m in entries}, ids_from_wire(raw[1]),
+        return cls({m.node_id: m for m in entries}, frozenset(ids_from_wire(raw[1])),
                    RingState.from_wire(raw[2]))
 
 
@@ -283,7 +283,8 @@ def _array(raw: Any, what: str) -> list[Any] | tuple[Any, ...]:
         raise ValueError(f"{what} must be an array")
     if len(raw) > MAX_MEMBERS:
         raise ValueError(f"{what} has {len(raw)} items, more than {MAX_MEMBERS}")
-    return raw
+    items: list[Any] | tuple[Any, ...] = raw
+    return items
 
 
 def _unique(ids: list[str], what: str) -> None:

@@ -446,7 +446,7 @@ class InnerNodes:
     @property
     def groups(self) -> int:
         """How many bottom inner nodes there are (each covers ``fanout`` leaves)."""
-        return self._fanout ** (self._depth - 1)
+        return int(self._fanout ** (self._depth - 1))
 
     def root(self) -> bytes:
         return bytes(self._buf[:HASH_BYTES])
@@ -461,7 +461,7 @@ class InnerNodes:
 
     @property
     def leaf_count(self) -> int:
-        return self._fanout**self._depth
+        return int(self._fanout**self._depth)
 
     def children(self, level: int, index: int) -> list[bytes]:
         """The child hashes of an inner node above the bottom level (whose children are

@@ -397,7 +397,8 @@ def encode_versions(v: Versions) -> bytes:
         ]
         for s in v.siblings
     ]
-    return msgpack.packb([VERSIONS_FORMAT, v.clock.entries, siblings], use_bin_type=True)
+    raw: bytes = msgpack.packb([VERSIONS_FORMAT, v.clock.entries, siblings], use_bin_type=True)
+    return raw
 
 
 def decode_versions(raw: bytes) -> Versions:

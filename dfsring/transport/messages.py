@@ -10,7 +10,6 @@ counter-example: rpcudp's __getattr__).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import types
 import typing
 from dataclasses import dataclass
@@ -44,7 +43,8 @@ class Message:
 
     def encode(self) -> bytes:
         fields = [getattr(self, f.name) for f in dataclasses.fields(self)]
-        return msgpack.packb([WIRE_VERSION, self.KIND, *fields], use_bin_type=True)
+        raw: bytes = msgpack.packb([WIRE_VERSION, self.KIND, *fields], use_bin_type=True)
+        return raw
 
 
 def decode(raw: bytes, expected: type[M] | None = None) -> M:
@@ -71,11 +71,16 @@ def kind_of(name: str) -> type[Message] | None:
     return _REGISTRY.get(name)
 
 
-@functools.cache
+_HINTS: dict[str, dict[str, Any]] = {}  # one entry per registered kind, so bounded
+
+
 def _hints(cls: type[Message]) -> dict[str, Any]:
     """A class's field types, resolved once (get_type_hints re-evaluates the string
     annotations on every call: ~100 us, more than decoding a small message)."""
-    return get_type_hints(cls)
+    found = _HINTS.get(cls.KIND)
+    if found is None:
+        found = _HINTS[cls.KIND] = get_type_hints(cls)
+    return found
 
 
 def _build(cls: type[Message], values: list[Any]) -> Message:

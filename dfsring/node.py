@@ -137,7 +137,8 @@ def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine,
                    transport: Transport | None = None) -> Services:
     """Every service of one node, wired. `transport` carries its peer calls: HTTP (an
     RpcClient) unless given; dfsring.testing.localcluster passes a LocalTransport."""
-    store = LocalStore(engine, data_dir.node_id, cfg.partition_bits, cfg.max_siblings)
+    store = LocalStore(engine, data_dir.node_id, cfg.partition_bits, cfg.max_siblings,
+                       cfg.max_value_size)
     metrics = NodeMetrics()
     metrics.bind_store(lambda: store.stats.keys, lambda: store.stats.bytes)
     rpc = transport if transport is not None else RpcClient(cfg.cluster_secret,

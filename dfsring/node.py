@@ -50,6 +50,7 @@ from dfsring.http.appkeys import (
     NodeState,
 )
 from dfsring.http.middleware import make_middleware
+from dfsring.http.protocol import protocol_guard
 from dfsring.http.server import ProblemAppRunner
 from dfsring.replication import replica
 from dfsring.replication.coordinator import ReplicatedCoordinator
@@ -197,7 +198,7 @@ def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine,
 
 
 def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
-    app = web.Application(middlewares=[make_middleware(svc.metrics)],
+    app = web.Application(middlewares=[make_middleware(svc.metrics), protocol_guard],
                           client_max_size=cfg.max_value_size,
                           handler_args={"max_field_size": MAX_HEADER_FIELD,
                                         "max_headers": MAX_HEADERS})

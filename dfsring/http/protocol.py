@@ -22,9 +22,11 @@ from dfsring.http.middleware import Handler
 @web.middleware
 async def protocol_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.version < (1, 0):
-        # answer in a version the client... or at least a proxy or a log, can read
-        request._message = request._message._replace(  # noqa: SLF001
-            version=HttpVersion11, should_close=True)
+        # answer on a status line a proxy, a log or a person can read, never "HTTP/0.9":
+        # aiohttp writes the request's version there (aiohttp pinned < 4, as in server.py)
+        request._message = request._message._replace(version=HttpVersion11, should_close=True)
+        request._version = HttpVersion11
+        request._cache.pop("version", None)  # reified on first read, above
         raise errors.VersionNotSupported("HTTP/0.9 is not served; use HTTP/1.1 or HTTP/1.0")
     check_transfer_coding(request.headers.get("Transfer-Encoding"))
     return await handler(request)

@@ -9,11 +9,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dfsring.core import validate
-from dfsring.core.vclock import Sibling, Versions, VersionVector
+from dfsring.core.vclock import DEFAULT_CONTENT_TYPE, Sibling, Versions, VersionVector
 from dfsring.files.versions import SYSTEM_BUCKET
 from dfsring.foundation import errors
 from dfsring.http import params
-from dfsring.http.kv_api import encode_cursor
+from dfsring.http.kv_api import encode_cursor, served_type
 from dfsring.http.protocol import check_transfer_coding
 from dfsring.transport.messages import WIRE_VERSION, Ack, MessageError, decode
 
@@ -132,3 +132,9 @@ def test_chunked_alone_is_accepted() -> None:
     check_transfer_coding(None)
     check_transfer_coding("chunked")
     check_transfer_coding(" Chunked ")
+
+
+@pytest.mark.parametrize("stored", ["text/plain\r\nX-Evil: 1", "a\nb", "", "x" * 300])
+def test_a_stored_crlf_content_type_is_not_served_as_a_header(stored: str) -> None:
+    assert served_type(stored) == DEFAULT_CONTENT_TYPE
+    assert served_type("text/plain; charset=utf-8") == "text/plain; charset=utf-8"

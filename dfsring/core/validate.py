@@ -13,7 +13,8 @@ doors calls the checks below, so a peer cannot store what a client could not (is
 - a bucket name is valid (dfsring.core.keys), and a reserved one (with ``..``) is refused
   from clients, and from peers unless it is one of ``SYSTEM_BUCKETS`` that the system
   itself writes through the coordinator;
-- a key is 1..1024 bytes of UTF-8 without NUL (docs/API.md "Names").
+- a key is 1..1024 bytes of UTF-8 without NUL (docs/API.md "Names"); in a system bucket it
+  may hold NUL, which the files service uses as a separator.
 
 A peer holding the cluster secret can still write into a system bucket: telling a peer's
 files service from an impostor is peer authentication, the identity issue's part.
@@ -77,7 +78,9 @@ def peer_name(bucket: bytes, raw_key: bytes) -> keys.ObjectName:
         key_s = raw_key.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidKey("key is not valid UTF-8") from exc
-    return keys.ObjectName(bucket_s, key_s, bucket, key(key_s))
+    # the system's own keys may hold NUL (dfsring.files.service.system_name joins with it)
+    raw = keys.validate_key(key_s) if bucket_s in SYSTEM_BUCKETS else key(key_s)
+    return keys.ObjectName(bucket_s, key_s, bucket, raw)
 
 
 def peer_bucket(bucket: bytes) -> str:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from dfsring.core import validate
 from dfsring.core.vclock import DEFAULT_CONTENT_TYPE, Sibling, Versions, VersionVector
+from dfsring.files.service import system_name
 from dfsring.files.versions import SYSTEM_BUCKET
 from dfsring.foundation import errors
 from dfsring.http import params
@@ -138,3 +139,8 @@ def test_chunked_alone_is_accepted() -> None:
 def test_a_stored_crlf_content_type_is_not_served_as_a_header(stored: str) -> None:
     assert served_type(stored) == DEFAULT_CONTENT_TYPE
     assert served_type("text/plain; charset=utf-8") == "text/plain; charset=utf-8"
+
+
+def test_a_system_bucket_key_may_hold_nul_as_the_files_service_writes_it() -> None:
+    name = system_name("b\x00path")
+    assert validate.peer_name(name.bucket_bytes, name.key_bytes) == name

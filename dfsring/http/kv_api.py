@@ -194,6 +194,7 @@ async def list_keys(request: web.Request) -> web.StreamResponse:
 def check_query(request: web.Request, allowed: frozenset[str]) -> None:
     """Each query parameter one of ``allowed`` and given once, or BadRequest saying which is
     not (the files API's rule too)."""
+    params.check_query_utf8(request)
     unknown = sorted(set(request.query) - allowed)
     if unknown:
         raise errors.BadRequest(f"unknown query parameter(s) {', '.join(unknown)}; "

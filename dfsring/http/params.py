@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from urllib.parse import unquote_to_bytes
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 from aiohttp import web
 
@@ -63,6 +63,19 @@ def path_tail(request: web.Request, prefix: str) -> tuple[str, str]:
         raise errors.InvalidKey("the path does not name a bucket")
     bucket, _, rest = raw[len(prefix):].partition("/")
     return _decode_once(bucket, "bucket"), _decode_once(rest, "key")
+
+
+def check_query_utf8(request: web.Request) -> None:
+    """The query string's names and values must be UTF-8 once percent-decoded: the parsed
+    query aiohttp offers keeps an invalid escape such as ``prefix=%ff`` as its literal text,
+    the same prefix as ``%25ff``."""
+    raw = request.raw_path.partition("?")[2].partition("#")[0]
+    try:
+        parse_qsl(raw, keep_blank_values=True, errors="strict", max_num_fields=64)
+    except UnicodeDecodeError as exc:
+        raise errors.BadRequest("the query is not UTF-8 after percent-decoding") from exc
+    except ValueError as exc:
+        raise errors.BadRequest(f"the query is malformed: {exc}") from exc
 
 
 def _decode_once(text: str, what: str) -> str:

@@ -166,3 +166,15 @@ async def test_http10_put_with_content_length_is_served(node: tuple[str, int, st
     assert got.status == 200 and got.body == b"one-oh"
 
 
+
+
+async def test_invalid_utf8_percent_escapes_in_the_query_are_refused_not_taken_literally(
+        node: tuple[str, int, str]) -> None:
+    bucket = _bucket()
+    ok = await _send(node, _raw("PUT", f"/v1/kv/{bucket}/%25ff-key".encode(), body=b"v"))
+    assert ok.status == 204, ok
+    for path in (f"/v1/kv/{bucket}?prefix=%ff", f"/v1/files/{bucket}?prefix=%ff"):
+        resp = await _send(node, _raw("GET", path.encode()))
+        assert resp.status == 400, (path, resp)
+    listed = await _send(node, _raw("GET", f"/v1/kv/{bucket}?prefix=%25ff".encode()))
+    assert listed.json()["keys"] == ["%ff-key"]

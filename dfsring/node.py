@@ -50,6 +50,7 @@ from dfsring.http.appkeys import (
     NodeState,
 )
 from dfsring.http.middleware import make_middleware
+from dfsring.http.protocol import protocol_guard
 from dfsring.http.server import ProblemAppRunner
 from dfsring.replication import replica
 from dfsring.replication.coordinator import ReplicatedCoordinator
@@ -137,7 +138,8 @@ def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine,
                    transport: Transport | None = None) -> Services:
     """Every service of one node, wired. `transport` carries its peer calls: HTTP (an
     RpcClient) unless given; dfsring.testing.localcluster passes a LocalTransport."""
-    store = LocalStore(engine, data_dir.node_id, cfg.partition_bits, cfg.max_siblings)
+    store = LocalStore(engine, data_dir.node_id, cfg.partition_bits, cfg.max_siblings,
+                       cfg.max_value_size)
     metrics = NodeMetrics()
     metrics.bind_store(lambda: store.stats.keys, lambda: store.stats.bytes)
     rpc = transport if transport is not None else RpcClient(cfg.cluster_secret,
@@ -196,7 +198,7 @@ def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine,
 
 
 def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
-    app = web.Application(middlewares=[make_middleware(svc.metrics)],
+    app = web.Application(middlewares=[make_middleware(svc.metrics), protocol_guard],
                           client_max_size=cfg.max_value_size,
                           handler_args={"max_field_size": MAX_HEADER_FIELD,
                                         "max_headers": MAX_HEADERS})

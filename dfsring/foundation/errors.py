@@ -25,6 +25,8 @@ problem, "peer-only" marks classes never shown to clients:
     ├── PayloadTooLarge           value above the inline limit (413 payload-too-large)
     │   └── FileTooLarge          a file above the largest a manifest can describe (413)
     ├── RequestTimeout            the client stopped sending its request body (408)
+    ├── NotImplementedCoding      a request Transfer-Encoding other than chunked (501)
+    ├── VersionNotSupported       an HTTP version we do not serve, such as 0.9 (505)
     ├── RangeNotSatisfiable       a Range that selects no byte of the file (416)
     ├── NotFound                  nothing stored under that name (404 not-found)
     ├── StorageError              the local engine failed (500 internal)
@@ -194,6 +196,24 @@ class RequestTimeout(DfsError):
     status = 408
     problem = "request-timeout"
     title = "Request body timed out"
+
+
+class NotImplementedCoding(DfsError):
+    """A request body in a transfer coding we do not decode (RFC 9112 §6.1: 501). Storing
+    it undecoded would keep bytes the client never meant as the value."""
+
+    status = 501
+    problem = "unsupported-transfer-coding"
+    title = "Transfer coding not implemented"
+
+
+class VersionNotSupported(DfsError):
+    """A request in an HTTP version this node does not serve (HTTP/0.9: no headers, so no
+    status line, no length and no error could be told apart from data)."""
+
+    status = 505
+    problem = "http-version-not-supported"
+    title = "HTTP version not supported"
 
 
 class RangeNotSatisfiable(DfsError):

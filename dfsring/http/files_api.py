@@ -26,6 +26,7 @@ from dfsring.files import versions as fv
 from dfsring.files.versions import VersionRef
 from dfsring.files.wiring import FilesNode
 from dfsring.foundation import errors
+from dfsring.http import params
 from dfsring.http.appkeys import MEMBERSHIP
 from dfsring.http.kv_api import (
     check_query,
@@ -43,13 +44,15 @@ _PUT = frozenset()
 _GET = frozenset({"version", "versions"})
 _DELETE = frozenset({"version"})
 _LIST = frozenset({"prefix", "limit", "cursor"})
+PREFIX = "/v1/files/"
+PATH_ROUTE = r"{path:[\s\S]+}"  # newlines included, as in keys
 
 
 def setup(app: web.Application, files: FilesNode) -> None:
     app[FILES] = files
-    app.router.add_put("/v1/files/{bucket}/{path:.+}", put_file)
-    app.router.add_get("/v1/files/{bucket}/{path:.+}", get_file)  # HEAD too (allow_head)
-    app.router.add_delete("/v1/files/{bucket}/{path:.+}", delete_file)
+    app.router.add_put(PREFIX + "{bucket}/" + PATH_ROUTE, put_file)
+    app.router.add_get(PREFIX + "{bucket}/" + PATH_ROUTE, get_file)  # HEAD too (allow_head)
+    app.router.add_delete(PREFIX + "{bucket}/" + PATH_ROUTE, delete_file)
     app.router.add_get("/v1/files/{bucket}", list_files)
     app.router.add_route("*", "/v1/files/{bucket}/", empty_path)
     app.router.add_post("/v1/node/gc", run_gc)
@@ -68,7 +71,7 @@ def _check(request: web.Request, allowed: frozenset[str]) -> None:
 
 
 def _name(request: web.Request) -> tuple[str, str]:
-    bucket, path = request.match_info["bucket"], request.match_info["path"]
+    bucket, path = params.path_tail(request, PREFIX)  # percent-decoded once, UTF-8
     keys.validate_user_bucket(bucket)
     fv.validate_path(path)
     return bucket, path

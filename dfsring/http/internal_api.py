@@ -29,6 +29,7 @@ from dfsring.foundation import errors
 from dfsring.http.appkeys import CONFIG
 from dfsring.http.body import read_body
 from dfsring.http.middleware import REQUEST_ID
+from dfsring.http.params import header_bytes
 from dfsring.transport import Answer, PeerService, Pieces, peer_error, status_of
 from dfsring.transport.messages import ErrorReply, Message
 from dfsring.transport.rpc import FRAMED, MSGPACK, RPC_PATH, SECRET_HEADER, frame
@@ -80,7 +81,7 @@ async def _respond(request: web.Request, answer: Answer) -> web.StreamResponse:
 async def dispatch(request: web.Request) -> web.StreamResponse:
     cfg = request.app[CONFIG]
     given = request.headers.get(SECRET_HEADER, "")
-    if not hmac.compare_digest(given.encode(), cfg.cluster_secret.encode()):
+    if not hmac.compare_digest(header_bytes(given), cfg.cluster_secret.encode()):
         log.warning("internal call without the cluster secret", extra={"fields": {
             "peer": request.remote, "request_id": request[REQUEST_ID]}})
         return _error(401, "unauthorized", "missing or wrong cluster secret")

@@ -14,6 +14,7 @@ from dfsring.core import keys
 from dfsring.core.membership import Status
 from dfsring.core.vclock import Sibling
 from dfsring.foundation import errors
+from dfsring.http import params
 from dfsring.http.appkeys import (
     CONFIG,
     DISCOVERY,
@@ -27,7 +28,7 @@ from dfsring.http.appkeys import (
     TRANSFERS,
     WORKERS,
 )
-from dfsring.http.kv_api import decode_cursor, encode_cursor, parse_limit, rfc3339
+from dfsring.http.kv_api import KEY_ROUTE, decode_cursor, encode_cursor, parse_limit, rfc3339
 from dfsring.http.problems import json_doc
 
 
@@ -35,7 +36,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/node/stats", stats)
-    app.router.add_get("/v1/node/local/kv/{bucket}/{key:.+}", local_versions)
+    app.router.add_get("/v1/node/local/kv/{bucket}/" + KEY_ROUTE, local_versions)
     app.router.add_get("/v1/node/local/kv/{bucket}", local_keys)
 
 
@@ -98,7 +99,7 @@ async def stats(request: web.Request) -> web.Response:
 async def local_versions(request: web.Request) -> web.Response:
     """The versions stored on THIS node only: the ground truth tests and operators check."""
     store = request.app[STORE]
-    name = keys.object_name(request.match_info["bucket"], request.match_info["key"])
+    name = keys.object_name(*params.path_tail(request, "/v1/node/local/kv/"))
     try:
         versions = store.get(name)
     except errors.CorruptValue:

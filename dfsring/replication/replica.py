@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from dfsring.core import keys, transition, vclock
+from dfsring.core import keys, transition, validate, vclock
 from dfsring.core import merkle as antientropy
 from dfsring.core.ringstate import RingState
 from dfsring.core.vclock import VersionVector
@@ -135,10 +135,12 @@ def handlers(deps: ReplicaDeps) -> dict[type[Message], Handler]:
 
 
 def _name(bucket: bytes, key: bytes) -> keys.ObjectName:
-    try:
-        return keys.object_name(bucket.decode("ascii"), key.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise errors.InvalidKey("bucket or key is not valid text") from exc
+    return validate.peer_name(bucket, key)
+
+
+def _versions(d: ReplicaDeps, raw: bytes) -> vclock.Versions:
+    """A peer's versions, each sibling checked as a client's write (dfsring.core.validate)."""
+    return validate.versions(vclock.decode_versions(raw), d.store.max_value_size)
 
 
 async def replica_write(d: ReplicaDeps, msg: ReplicaWrite, _: Pieces) -> Message:
@@ -146,7 +148,7 @@ async def replica_write(d: ReplicaDeps, msg: ReplicaWrite, _: Pieces) -> Message
     a coordinator on another ring counts it only under the right one (issue 15 part 4)."""
     if msg.epoch < 0:
         raise errors.BadRequest(f"a ring epoch is never negative, got {msg.epoch}")
-    incoming = vclock.decode_versions(msg.versions)
+    incoming = _versions(d, msg.versions)
     name = _name(msg.bucket, msg.key)
     check_partition(d.membership, d.store.partition(name), msg.epoch)
     stored = await d.store.merge(name, incoming, overwrite_corrupt=True)
@@ -174,7 +176,7 @@ async def replica_read(d: ReplicaDeps, msg: ReplicaRead, _: Pieces) -> Message:
 async def hinted_write(d: ReplicaDeps, msg: HintedWrite, _: Pieces) -> Message:
     """Keep a write for a down owner as a hint (this node is its fallback)."""
     name = _name(msg.bucket, msg.key)
-    versions = vclock.decode_versions(msg.versions)
+    versions = _versions(d, msg.versions)
     epoch = d.membership.ring_state.epoch
     if msg.target == d.membership.node_id:  # the owner itself, back already: no hint needed
         # as a replica write: a corrupt local record is replaced, never a 500 (issue 15 part 6)
@@ -252,6 +254,7 @@ async def coordinate_write(d: ReplicaDeps, msg: CoordinateWrite, _: Pieces) -> M
     coord = d.coordinator
     if not 1 <= msg.w <= coord.n:
         raise errors.BadRequest(f"w must be 1..{coord.n}")
+    validate.write(msg.value, msg.content_type, d.store.max_value_size)
     result = await coord.put(_name(msg.bucket, msg.key), vclock.decode_context(msg.context),
                              msg.value, msg.content_type, w=msg.w, sloppy=msg.sloppy,
                              forward=False)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import msgpack
 
-from dfsring.core import actors, keys, vclock
+from dfsring.core import actors, keys, validate, vclock
 from dfsring.core import merkle as antientropy
 from dfsring.core.keys import ObjectName
 from dfsring.core.vclock import Versions, VersionVector
@@ -45,6 +45,8 @@ _FLOOR = b"actor-floor"  # META: claims below it are void (set when a restore ma
 _IDENTITY = b"db-identity"  # META: the database file this store last opened
 PageVisitor = Callable[[list[tuple[bytes, bytes]], list[bytes]], Awaitable[None]]
 _PLAIN, _WITH_KEY = 0, 1  # record tags: versions only, or full key + versions (long keys)
+_SEP = b"\x00"  # between bucket and key in a storage key (dfsring.core.keys)
+DEFAULT_MAX_VALUE_SIZE = 1 << 20  # --max-value-size's default
 DECODE_ON_LOOP = 32  # records a merge decodes on the loop; a bigger batch, in a worker thread
 
 
@@ -90,8 +92,10 @@ class Stored:
 
 class LocalStore:
     def __init__(self, engine: Engine, node_id: str, partition_bits: int,
-                 max_siblings: int | None = None) -> None:
+                 max_siblings: int | None = None,
+                 max_value_size: int = DEFAULT_MAX_VALUE_SIZE) -> None:
         self.engine = engine
+        self.max_value_size = max_value_size  # what a peer's record may carry (merge_raw)
         self.node_id = node_id
         self.partition_bits = partition_bits
         self.max_siblings = max_siblings
@@ -309,9 +313,10 @@ class LocalStore:
         A repair batch (up to batching.MAX_BATCH_BYTES) is decoded in a worker thread, off
         the event loop that carries the heartbeats (issue 15 part 7)."""
         if len(records) > DECODE_ON_LOOP:
-            decoded = await batching.off_loop(_decode_records, records, self.partition_bits)
+            decoded = await batching.off_loop(_decode_records, records, self.partition_bits,
+                                              self.max_value_size)
         else:
-            decoded = _decode_records(records, self.partition_bits)
+            decoded = _decode_records(records, self.partition_bits, self.max_value_size)
 
         def mutation(txn: Txn) -> tuple[int, StoreStats | None]:
             changed, stats = 0, None
@@ -628,17 +633,25 @@ def partition_range(partition: int) -> tuple[bytes, bytes | None]:
     return start, keys.prefix_end(start)
 
 
-def _decode_records(records: list[tuple[bytes, bytes]], partition_bits: int
-                    ) -> list[tuple[bytes, bytes | None, Versions]]:
+def _decode_records(records: list[tuple[bytes, bytes]], partition_bits: int,
+                    max_value_size: int) -> list[tuple[bytes, bytes | None, Versions]]:
     """(storage key, full key or None, versions) of a peer's records; ValueError if any
-    storage key is malformed or outside the partitions, or any record does not decode."""
+    storage key is malformed or outside the partitions, or any record does not decode or
+    holds what a client could not have written (dfsring.core.validate: a reserved bucket,
+    a value past the limit, a content type with control characters)."""
     partitions = 1 << partition_bits
     decoded = []
     for skey, raw in records:
         if not 2 < len(skey) <= keys.MAX_STORAGE_KEY or \
-                int.from_bytes(skey[:2], "big") >= partitions:
+                int.from_bytes(skey[:2], "big") >= partitions or _SEP not in skey[2:]:
             raise ValueError("a storage key is malformed or outside the partitions")
-        decoded.append((skey, *decode_record(raw)))
+        full, versions = decode_record(raw)
+        try:
+            validate.peer_bucket(skey[2:].split(_SEP, 1)[0])
+            validate.versions(versions, max_value_size)
+        except errors.DfsError as exc:
+            raise ValueError(f"a record is refused: {exc}") from exc
+        decoded.append((skey, full, versions))
     return decoded
 
 

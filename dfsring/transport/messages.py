@@ -57,7 +57,7 @@ def decode(raw: bytes, expected: type[M] | None = None) -> M:
     if not isinstance(items, list) or len(items) < 2:
         raise MessageError("a message is [version, kind, ...fields]")
     version, kind, *values = items
-    if version != WIRE_VERSION:
+    if type(version) is not int or version != WIRE_VERSION:  # 1.0 and True equal 1
         raise MessageError(f"wire version {version!r} not understood (we speak {WIRE_VERSION})")
     cls = _REGISTRY.get(kind) if isinstance(kind, str) else None
     if cls is None:

@@ -49,6 +49,7 @@ from dfsring.http.appkeys import (
     WORKERS,
     NodeState,
 )
+from dfsring.http.connlimits import ConnectionGuard, ConnLimits, listener_cap, raise_nofile_limit
 from dfsring.http.middleware import make_middleware
 from dfsring.http.protocol import protocol_guard
 from dfsring.http.server import ProblemAppRunner
@@ -224,6 +225,18 @@ def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
     return app
 
 
+def connection_limits(cfg: NodeConfig, nofile: int) -> ConnLimits:
+    limits = ConnLimits(max_total=listener_cap(cfg.max_connections, nofile),
+                        max_per_source=cfg.max_connections_per_source,
+                        header_timeout=cfg.header_timeout, idle_timeout=cfg.idle_timeout,
+                        min_upload_rate=cfg.min_upload_rate)
+    log.info("connection limits", extra={"fields": {
+        "nofile": nofile, "max_connections": limits.max_total,
+        "max_per_source": limits.max_per_source, "header_timeout_s": limits.header_timeout,
+        "idle_timeout_s": limits.idle_timeout, "min_upload_rate": limits.min_upload_rate}})
+    return limits
+
+
 async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -243,7 +256,10 @@ async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
         await svc.files.open()
         state = svc.state
         app = build_app(cfg, svc)
-        runner = ProblemAppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+        guard = ConnectionGuard(connection_limits(cfg, raise_nofile_limit()), svc.metrics)
+        runner = ProblemAppRunner(app, guard=guard, access_log=None,
+                                  shutdown_timeout=SHUTDOWN_GRACE_S,
+                                  keepalive_timeout=cfg.idle_timeout)
         await runner.setup()
         try:
             await web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True).start()

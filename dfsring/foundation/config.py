@@ -142,6 +142,21 @@ OPTIONS: tuple[Option, ...] = (
            "K"),
     Option("request-timeout", _positive_float, 5.0,
            "seconds a coordinated read or write may take before 503", "SECONDS"),
+    Option("max-connections", _non_negative(int), 0,
+           "most connections the listener holds; at the cap a new one replaces the longest "
+           "idle, or is refused with 503 if none is idle. 0: automatic, 3/4 of the open-file "
+           "limit (raised to its hard limit at start), at most 50000; never above that", "N"),
+    Option("max-connections-per-source", _positive_int, 1024,
+           "most connections one source address holds (past it: 503); keep it above 128 "
+           "(what one peer pools toward a node) times the nodes sharing an address", "N"),
+    Option("header-timeout", _positive_float, 10.0,
+           "seconds a request head (request line and headers) may take to arrive, from its "
+           "first byte or the connection's start", "SECONDS"),
+    Option("idle-timeout", _positive_float, 75.0,
+           "seconds a kept-alive connection may wait for its next request", "SECONDS"),
+    Option("min-upload-rate", _non_negative(int), 1024,
+           "bytes/s a request body must average over each 10 s, or the connection is closed "
+           "(not counted while the node itself paused reading); 0: no minimum", "BYTES"),
     Option("cluster-secret", str, "", "shared secret required on internal (node-to-node) calls",
            "SECRET"),
     Option("partitions", _positive_int, 1024,
@@ -223,6 +238,11 @@ class NodeConfig:
     max_value_size: int = 1 << 20
     max_siblings: int = 0
     request_timeout: float = 5.0
+    max_connections: int = 0
+    max_connections_per_source: int = 1024
+    header_timeout: float = 10.0
+    idle_timeout: float = 75.0
+    min_upload_rate: int = 1024
     cluster_secret: str = field(default="", repr=False)
     partitions: int = 1024
     gossip_interval: float = 0.5

@@ -59,6 +59,17 @@ class NodeMetrics:
         self.keys = Gauge("dfsring_keys_stored", "keys held by this node", registry=r)
         self.bytes = Gauge("dfsring_bytes_stored", "bytes of versions held by this node",
                            registry=r)
+        self.conns_open = Gauge("dfsring_connections_open",
+                                "client and peer connections the listener holds", registry=r)
+        self.conns_max = Gauge("dfsring_connections_max",
+                               "the listener's connection cap (--max-connections)", registry=r)
+        self.conns_refused = Counter("dfsring_connections_refused",
+                                     "connections refused at a cap (reason: listener, source)",
+                                     ("reason",), registry=r)
+        self.conns_closed = Counter("dfsring_connections_closed",
+                                    "connections the node closed on a limit (reason: evicted, "
+                                    "header_timeout, idle_timeout, slow_upload)", ("reason",),
+                                    registry=r)
 
         self.corrupt_total = 0
         self.repaired_total = 0
@@ -125,3 +136,13 @@ class NodeMetrics:
         """Gauges read live counters at scrape time instead of being pushed on every write."""
         self.keys.set_function(keys)
         self.bytes.set_function(size)
+
+    def bind_connections(self, open_now: Callable[[], float], cap: int) -> None:
+        self.conns_open.set_function(open_now)
+        self.conns_max.set(cap)
+
+    def count_conn_refused(self, reason: str) -> None:
+        self.conns_refused.labels(reason).inc()
+
+    def count_conn_closed(self, reason: str) -> None:
+        self.conns_closed.labels(reason).inc()

@@ -62,7 +62,8 @@ def seeded() -> Any:
 #: entry: its named test then must pass, and the main strategies stop steering around it
 #: (each strategy consults ``known(...)``).
 KNOWN: dict[str, str] = {
-    "http09_response": "edges: an HTTP/0.9 request line gets an answer without a status line",
+    "http_version_echoed": "edges: a request line of HTTP/0.9 or HTTP/2.0 is answered in "
+                           "that version ('HTTP/0.9 200 OK', 'HTTP/2.0 405'), not refused",
     "nonascii_secret_header_500": "edges: a non-ASCII Dfs-Cluster-Secret header is a 500",
     "nonascii_digit_limit_500": "edges: limit=² (isdigit() but not int()) is a 500",
     "gossip_syn_removed_evicts_live_node": "peerstate: gossip-syn 'removed' evicts a live node",

@@ -127,7 +127,8 @@ def exchange(node: NodeProcess, payload: bytes, *, complete: bool = True,
     if not data:
         return Reply(None, b"")
     match = _STATUS.match(data)
-    assert match is not None, f"answer without an HTTP/1.x status line: {data[:200]!r}"
+    assert match is not None, (f"answer without an HTTP/1.x status line: {data[:200]!r}; "
+                               f"seed {SEED}")
     return Reply(int(match.group(1)), data[:data.find(b"\r\n\r\n") + 4 or 200])
 
 
@@ -136,15 +137,16 @@ def _read_all(sock: socket.socket, deadline: float) -> bytes:
     size = 0
     while size < MAX_REPLY:
         left = deadline - time.monotonic()
-        assert left > 0, f"no end of answer within {CASE_TIMEOUT}s: {b''.join(chunks)[:200]!r}"
+        assert left > 0, (f"no end of answer in {CASE_TIMEOUT}s: {b''.join(chunks)[:200]!r}; "
+                          f"seed {SEED}")
         sock.settimeout(left)
         try:
             piece = sock.recv(65536)
         except ConnectionResetError:
             break
         except TimeoutError as exc:
-            raise AssertionError(f"no end of answer within {CASE_TIMEOUT}s: "
-                                 f"{b''.join(chunks)[:200]!r}") from exc
+            raise AssertionError(f"no end of answer in {CASE_TIMEOUT}s: "
+                                 f"{b''.join(chunks)[:200]!r}; seed {SEED}") from exc
         if not piece:
             break
         chunks.append(piece)

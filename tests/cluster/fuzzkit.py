@@ -266,13 +266,17 @@ class ClusterGuard:
     def _check_node(self, node: NodeProcess) -> None:
         health = node.health(CASE_TIMEOUT)
         assert health.get("status") == "ok", f"{node.node_id} /health: {health}; seed {SEED}"
-        ring = node.get_json("/v1/cluster/ring", CASE_TIMEOUT)
-        assert (ring["epoch"], ring["hash"]) == self.rings[node.node_id], (
-            f"{node.node_id} ring moved: {ring['epoch']} {ring['hash'][:12]} "
-            f"(was {self.rings[node.node_id]}); seed {SEED}")
+        self.check_ring(node)
         tracebacks = list(self.new_tracebacks(node))
         assert not tracebacks, f"{node.node_id} logged tracebacks; seed {SEED}:\n" + "\n".join(
             tracebacks[:3])
+
+    def check_ring(self, node: NodeProcess, after: str = "") -> None:
+        """The node's ring is the one it had before the fuzzing (epoch and hash)."""
+        ring = node.get_json("/v1/cluster/ring", CASE_TIMEOUT)
+        assert (ring["epoch"], ring["hash"]) == self.rings[node.node_id], (
+            f"{node.node_id} ring moved{after}: {ring['epoch']} {ring['hash'][:12]} "
+            f"(was {self.rings[node.node_id]}); seed {SEED}")
 
     def new_tracebacks(self, node: NodeProcess) -> Iterator[str]:
         with node.log_path.open("rb") as log:

@@ -2,7 +2,8 @@
 (issue 23, part 7).
 
 A peer message is trusted input, but not blindly: whatever a peer holding the secret sends,
-no answer is a 5xx, no traceback is logged, and the invariants hold after each batch
+no answer is a 5xx, a refused message leaves the receiver's ring as it was (checked right
+after each refusal), no traceback is logged, and the invariants hold after each batch
 (tests/cluster/fuzzkit.py): health, canary values, and every node's ring (epoch and hash).
 
 Three generators, one batch per message kind each:
@@ -182,6 +183,8 @@ def _send(guard: ClusterGuard, links: list[PeerLink], node: int, kind: str, body
     status, reply = links[node].post(kind, body, content_type)
     guard.count(status)
     assert reply[:1] != b"<", f"{kind} answered HTML, not msgpack: {reply[:200]!r}"
+    if status >= 400:  # a refusal changes nothing: the receiver's ring at once
+        guard.check_ring(guard.cluster.nodes[node], f" after a refused {kind} ({status})")
     return status
 
 

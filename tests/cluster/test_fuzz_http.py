@@ -192,7 +192,7 @@ def _one(guard: ClusterGuard, payload: bytes, node: int = 0, complete: bool = Tr
 
 
 @seeded()
-@fuzz_settings(1500)
+@fuzz_settings(1700)
 @given(case=requests(), node=st.integers(0, 2))
 def test_fuzz_raw_requests_get_no_5xx(guard: ClusterGuard, case: tuple[bytes, bool],
                                       node: int) -> None:

@@ -333,7 +333,8 @@ def test_coordinate_write_applies_the_client_checks(fresh: Any) -> None:
         msg = _message("coordinate-write", bucket, case.encode(), "", value, ctype, 1, False,
                        ring["epoch"])
         answers[case] = _send(guard, links, 0, "coordinate-write", msg)
-    assert answers == dict.fromkeys(cases, 400), f"coordinate-write answers: {answers}"
+    refused = {case: 400 <= status < 500 for case, status in answers.items()}
+    assert all(refused.values()), f"coordinate-write answers (4xx expected): {answers}"
     guard.check()
 
 

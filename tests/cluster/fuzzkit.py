@@ -170,15 +170,17 @@ class PeerLink:
                 conn.request("POST", f"/internal/v1/{kind}", body=body, headers={
                     "Dfs-Cluster-Secret": self._secret, "Content-Type": content_type})
                 resp = conn.getresponse()
-                data = resp.read(MAX_REPLY)
+                data = resp.read()  # whole, or the connection cannot carry the next call
                 if resp.will_close:
                     self.close()
                 return resp.status, data
-            except (ConnectionError, http.client.RemoteDisconnected,
-                    http.client.BadStatusLine):
+            except (ConnectionError, http.client.HTTPException):
                 self.close()
                 if attempt == 2:
                     raise
+            except BaseException:
+                self.close()
+                raise
         raise AssertionError("unreachable")
 
     def _connect(self) -> http.client.HTTPConnection:

@@ -157,7 +157,9 @@ class RingChanger:
                    if m.node_id not in in_ring and view.status_of(m.node_id) is Status.JOINING
                    and view.liveness_of(m.node_id) is Liveness.UP]
         leaving = [n for n in in_ring if view.status_of(n) is Status.LEAVING]
-        removed = [n for n in in_ring if n in members.removed]
+        # a removal request takes effect only for a member the claimant holds down too
+        removed = [n for n in in_ring if n in members.removed
+                   and view.liveness_of(n) is Liveness.DOWN]
         return epochs.plan_next(ring, joining=joining, leaving=leaving, removed=removed,
                                 settled=view.settled, renewed=self._renewed())
 

@@ -23,8 +23,9 @@ three such lattices, merged component-wise:
   permanent: an id in it that the agreed ring no longer lists is LEFT whatever its entry
   says, so no stale gossip, and no restart of the removed node, brings it back. An id in it
   that the ring still lists is only a request: it takes effect through a chosen ring epoch
-  (`effective_status`, `admissible_removals`; issue 23). Entries of removed nodes are kept (they are the
-  tombstones that make this so); only the `MAX_MEMBERS` bound on the wire limits them.
+  (`effective_status`, `admissible_removals`; issue 23). Entries of removed nodes are kept
+  (they are the tombstones that make this so); only the `MAX_MEMBERS` bound on the wire
+  limits them.
 * ``ring``: the agreed `RingState` with the larger ``(epoch, settled, digest)``. Two agreed
   rings never share an epoch (dfsring.core.ringstate), except a ring and its own `settled()`
   copy; settling is monotone (every member having synced an epoch stays true), so the
@@ -273,7 +274,8 @@ def admissible_removals(view: View, ids: Iterable[str],
         if node_id in ring:
             ok = is_down(node_id)
         else:
-            ok = bool(view.ring.epoch) and entry is not None and entry.status is not Status.JOINING
+            ok = (bool(view.ring.epoch) and entry is not None
+                  and entry.status is not Status.JOINING)
         if ok:
             taken.add(node_id)
     return frozenset(taken)

@@ -348,11 +348,12 @@ class Gossiper:
     def _learn_removed(self, removed: Iterable[str]) -> None:
         """Take the removals a peer may tell of (membership.admissible_removals: a fact of an
         agreed ring, or a request for a node this node holds down too); the rest are
-        dropped, so no peer can evict a live node (issue 23)."""
+        dropped, so no peer can evict a live node (issue 23). Logged at debug: a request
+        for a node this node holds alive comes back with every round."""
         ids = set(removed) - self.view.removed
         taken = membership.admissible_removals(self.view, ids, lambda n: not self.is_alive(n))
         if ids - taken:
-            log.warning("removal of a live or joining node refused", extra={"fields": {
+            log.debug("removal of a live or joining node not taken", extra={"fields": {
                 "nodes": sorted(ids - taken)[:8]}})
         self.view = membership.with_removed(self.view, taken)
         if (membership.effective_status(self.view, self.node_id) is Status.LEFT

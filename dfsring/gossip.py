@@ -324,7 +324,10 @@ class Gossiper:
                                  "refuted: no such life of ours existed")
         now = self.clock()
         before = self.view
-        incoming = [e for e in entries if e.node_id != self.node_id]
+        newer = ring is not None and ring.epoch > self.view.ring.epoch
+        listed = (ring if ring is not None and newer else self.view.ring).member_ids
+        incoming = membership.admissible_entries(
+            (e for e in entries if e.node_id != self.node_id), listed)
         for e in entries:
             if e.node_id == self.node_id and e.version() > self.me.version():
                 self._touch(incarnation=e.incarnation + 1)  # refute a stale life of ours

@@ -254,6 +254,16 @@ def effective_status(view: View, node_id: str) -> Status:
     return view.members[node_id].status
 
 
+def admissible_entries(entries: Iterable[MemberState], listed: frozenset[str],
+                       ) -> list[MemberState]:
+    """The relayed entries a node may merge, given the ids its agreed ring lists. A node
+    reports `left` only once a chosen ring no longer lists it (it left, or was removed), so
+    an entry saying a ring member left is not its subject's: dropped, so no peer marks a
+    member LEFT (issue 23). A node that lags the ring without it takes the entry once it
+    adopts that ring, a round later."""
+    return [e for e in entries if not (e.status is Status.LEFT and e.node_id in listed)]
+
+
 def admissible_removals(view: View, ids: Iterable[str],
                         is_down: Callable[[str], bool]) -> frozenset[str]:
     """The ids a peer says are removed that this node may add to its removed set.

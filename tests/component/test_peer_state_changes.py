@@ -19,7 +19,13 @@ from dfsring.core.membership import Status
 from dfsring.core.ringstate import RingState
 from dfsring.testing.localcluster import CLUSTER, InProcessCluster, start_cluster
 from dfsring.testing.wait import async_wait_until
-from dfsring.transport.messages import ErrorReply, GossipSyn, Message, RingAnnounce
+from dfsring.transport.messages import (
+    ErrorReply,
+    GossipAck2,
+    GossipSyn,
+    Message,
+    RingAnnounce,
+)
 
 pytestmark = pytest.mark.component
 
@@ -108,3 +114,16 @@ async def test_an_operators_remove_of_a_down_node_still_takes_it_out_through_a_n
 
     await async_wait_until(left_everywhere, timeout=20.0, interval=0.05,
                            message="n3 is LEFT to n1 and n2")
+
+
+async def test_a_relayed_entry_saying_a_ring_member_left_is_not_merged(
+        cluster: InProcessCluster) -> None:
+    """A node reports `left` only once a chosen ring no longer lists it, so an entry saying a
+    ring member left did not come from its subject: a stranger marking n2 LEFT."""
+    n2 = cluster.node("n2").svc.membership.me
+    forged = (n2.node_id, n2.address, n2.zone, "left", n2.incarnation, n2.heartbeat + 1000,
+              n2.synced_epoch, n2.acceptor)
+    for node_id in ("n1", "n3"):
+        await _send(cluster, node_id, GossipAck2(CLUSTER, (forged,), None))
+    for node_id in ("n1", "n3"):
+        assert cluster.node(node_id).svc.membership.status_of("n2") is Status.UP

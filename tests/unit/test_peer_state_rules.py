@@ -6,7 +6,13 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from dfsring.core.membership import MemberState, Status, View, admissible_removals
+from dfsring.core.membership import (
+    MemberState,
+    Status,
+    View,
+    admissible_entries,
+    admissible_removals,
+)
 from dfsring.core.membership import effective_status as status
 from dfsring.core.ringstate import EPOCH_WINDOW, MAX_EPOCH, RingState, adoption_problem
 from dfsring.ring import RingMember
@@ -88,3 +94,9 @@ def test_a_ring_announce_at_epoch_2_64_minus_1_is_refused_on_decode() -> None:
     with pytest.raises(ValueError):  # and within int64, past MAX_EPOCH, by the ring itself
         RingState.from_wire(decode(_raw("ring-announce", ("c1", 2**63 - 1, [], [])),
                                    RingAnnounce).ring)
+
+
+def test_a_relayed_entry_saying_a_ring_member_left_is_dropped() -> None:
+    left = [entry("a", Status.LEFT), entry("gone", Status.LEFT), entry("b", Status.LEAVING)]
+    kept = admissible_entries(left, frozenset({"a", "b"}))
+    assert [e.node_id for e in kept] == ["gone", "b"]

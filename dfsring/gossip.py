@@ -312,23 +312,19 @@ class Gossiper:
 
     def _learn(self, entries: Iterable[MemberState], removed: Iterable[str],
                ring: RingState | None) -> None:
-        """Merge what a peer sent. Everything that can refuse it is checked first, so a
-        refused message changes nothing (issue 23): the ring, and a stale life of ours that
-        could not be refuted."""
+        """Merge what a peer sent. The ring, the one thing that refuses the message, is
+        checked first, so a refused message changes nothing (issue 23); entries and removals
+        that no peer may send are dropped (membership.admissible_entries, _learn_removed)."""
         entries = list(entries)
         if ring is not None:
             self.check_ring(ring)
-        for e in entries:
-            if e.node_id == self.node_id and e.incarnation >= membership.MAX_INT:
-                raise ValueError(f"an entry of ours at incarnation {e.incarnation} cannot be "
-                                 "refuted: no such life of ours existed")
         now = self.clock()
         before = self.view
         newer = ring is not None and ring.epoch > self.view.ring.epoch
         listed = (ring if ring is not None and newer else self.view.ring).member_ids
-        incoming = membership.admissible_entries(
-            (e for e in entries if e.node_id != self.node_id), listed)
-        for e in entries:
+        admitted = membership.admissible_entries(self.view, entries, listed)
+        incoming = [e for e in admitted if e.node_id != self.node_id]
+        for e in admitted:
             if e.node_id == self.node_id and e.version() > self.me.version():
                 self._touch(incarnation=e.incarnation + 1)  # refute a stale life of ours
         self.view = membership.merge_entries(self.view, incoming)

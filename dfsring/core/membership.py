@@ -254,14 +254,30 @@ def effective_status(view: View, node_id: str) -> Status:
     return view.members[node_id].status
 
 
-def admissible_entries(entries: Iterable[MemberState], listed: frozenset[str],
+INCARNATION_WINDOW = 1 << 20
+"""How far one relayed entry may move a known node's incarnation (a restart adds 1)."""
+
+
+def admissible_entries(view: View, entries: Iterable[MemberState], listed: frozenset[str],
                        ) -> list[MemberState]:
-    """The relayed entries a node may merge, given the ids its agreed ring lists. A node
-    reports `left` only once a chosen ring no longer lists it (it left, or was removed), so
-    an entry saying a ring member left is not its subject's: dropped, so no peer marks a
-    member LEFT (issue 23). A node that lags the ring without it takes the entry once it
-    adopts that ring, a round later."""
-    return [e for e in entries if not (e.status is Status.LEFT and e.node_id in listed)]
+    """The relayed entries a node holding `view` may merge, given the ids its agreed ring
+    lists; the rest are dropped, not refused, so the rest of a gossip message still merges.
+
+    * A node reports `left` only once a chosen ring no longer lists it (it left, or was
+      removed), so an entry saying a ring member left is not its subject's (issue 23). A
+      node that lags the ring without it takes the entry a round later, once it adopts it.
+    * An entry may move a known node's incarnation by at most `INCARNATION_WINDOW`, and an
+      unknown node's is at most ``MAX_INT // 2``: an entry near ``MAX_INT`` would beat
+      everything its subject can ever send (it refutes by going one past), so the subject's
+      heartbeats would go unseen and it would look down for good.
+    """
+    out = []
+    for e in entries:
+        known = view.members.get(e.node_id)
+        ceiling = MAX_INT // 2 if known is None else known.incarnation + INCARNATION_WINDOW
+        if not (e.status is Status.LEFT and e.node_id in listed) and e.incarnation <= ceiling:
+            out.append(e)
+    return out
 
 
 def admissible_removals(view: View, ids: Iterable[str],

@@ -127,3 +127,17 @@ async def test_a_relayed_entry_saying_a_ring_member_left_is_not_merged(
         await _send(cluster, node_id, GossipAck2(CLUSTER, (forged,), None))
     for node_id in ("n1", "n3"):
         assert cluster.node(node_id).svc.membership.status_of("n2") is Status.UP
+
+
+async def test_a_relayed_entry_at_incarnation_2_63_minus_1_cannot_silence_its_subject(
+        cluster: InProcessCluster) -> None:
+    """An entry at the largest incarnation beats every entry its subject can ever send (it
+    cannot refute past 2^63-1), so its heartbeats would go unseen and it would look down
+    for good. A relayed entry may move a node's incarnation by at most INCARNATION_WINDOW."""
+    n2 = cluster.node("n2").svc.membership.me
+    forged = (n2.node_id, "127.0.0.9:9", n2.zone, "up", 2**63 - 1, 0, n2.synced_epoch,
+              n2.acceptor)
+    reply = await _send(cluster, "n1", GossipAck2(CLUSTER, (forged,), None))
+    assert not isinstance(reply, ErrorReply)  # the rest of an ack2 still merges
+    held = cluster.node("n1").svc.membership.view.members["n2"]
+    assert (held.incarnation, held.address) == (n2.incarnation, n2.address)

@@ -7,6 +7,7 @@ import msgpack
 import pytest
 
 from dfsring.core.membership import (
+    INCARNATION_WINDOW,
     MemberState,
     Status,
     View,
@@ -98,5 +99,14 @@ def test_a_ring_announce_at_epoch_2_64_minus_1_is_refused_on_decode() -> None:
 
 def test_a_relayed_entry_saying_a_ring_member_left_is_dropped() -> None:
     left = [entry("a", Status.LEFT), entry("gone", Status.LEFT), entry("b", Status.LEAVING)]
-    kept = admissible_entries(left, frozenset({"a", "b"}))
+    kept = admissible_entries(View(), left, frozenset({"a", "b"}))
     assert [e.node_id for e in kept] == ["gone", "b"]
+
+
+def test_a_relayed_entry_may_move_an_incarnation_by_at_most_the_window() -> None:
+    view = View({"a": entry("a")})  # incarnation 1
+    far = MemberState("a", "127.0.0.1:1", "", Status.UP, 2 + INCARNATION_WINDOW, 0, 0)
+    near = MemberState("a", "127.0.0.1:1", "", Status.UP, 1 + INCARNATION_WINDOW, 0, 0)
+    huge = MemberState("new", "127.0.0.1:1", "", Status.UP, 2**63 - 1, 0, 0)
+    assert admissible_entries(view, [far, huge], frozenset()) == []
+    assert admissible_entries(view, [near], frozenset()) == [near]

@@ -46,7 +46,7 @@ from dfsring.core import membership
 from dfsring.core.clusterview import ClusterView
 from dfsring.core.failure import DetectorSettings, Liveness, PhiAccrualDetector
 from dfsring.core.membership import MemberState, Status, View
-from dfsring.core.ringstate import RingState
+from dfsring.core.ringstate import RingState, adoption_problem
 from dfsring.core.transition import transition_complete
 from dfsring.foundation.errors import (
     WrongCluster as WrongCluster,  # its home before dfsring.foundation.errors
@@ -247,11 +247,21 @@ class Gossiper:
         self._save()
         self._notify()
 
-    def adopt_ring(self, ring: RingState, *, founded: bool = False) -> bool:
-        """Take a chosen ring if it is newer than ours; True if it was."""
+    def check_ring(self, ring: RingState) -> None:
+        """Refuse a ring this node must not adopt (dfsring.core.ringstate.adoption_problem):
+        WrongCluster or ValueError, raised before anything changes."""
         current = self.view.ring
         if current.epoch and ring.cluster != current.cluster:
             raise WrongCluster(f"ring of cluster {ring.cluster}, we are {current.cluster}")
+        problem = adoption_problem(current, ring)
+        if problem:
+            raise ValueError(f"ring refused: {problem}")
+
+    def adopt_ring(self, ring: RingState, *, founded: bool = False) -> bool:
+        """Take a chosen ring if it is newer than ours; True if it was. A ring that is not
+        a plausible chosen one is refused (ValueError) with nothing changed."""
+        current = self.view.ring
+        self.check_ring(ring)
         if ring.epoch < current.epoch or (ring.epoch == current.epoch
                                           and ring.digest() == current.digest()):
             return False
@@ -302,14 +312,22 @@ class Gossiper:
 
     def _learn(self, entries: Iterable[MemberState], removed: Iterable[str],
                ring: RingState | None) -> None:
+        """Merge what a peer sent. The ring, the one thing that refuses the message, is
+        checked first, so a refused message changes nothing (issue 23); entries and removals
+        that no peer may send are dropped (membership.admissible_entries, _learn_removed)."""
+        entries = list(entries)
+        if ring is not None:
+            self.check_ring(ring)
         now = self.clock()
         before = self.view
-        incoming = [e for e in entries if e.node_id != self.node_id]
-        for e in entries:
+        newer = ring is not None and ring.epoch > self.view.ring.epoch
+        listed = (ring if ring is not None and newer else self.view.ring).member_ids
+        admitted = membership.admissible_entries(self.view, entries, listed)
+        incoming = [e for e in admitted if e.node_id != self.node_id]
+        for e in admitted:
             if e.node_id == self.node_id and e.version() > self.me.version():
                 self._touch(incarnation=e.incarnation + 1)  # refute a stale life of ours
-        self.view = membership.merge_entries(membership.with_removed(self.view, removed),
-                                             incoming)
+        self.view = membership.merge_entries(self.view, incoming)
         for e in incoming:
             old = before.members.get(e.node_id)
             new = self.view.members[e.node_id]
@@ -317,16 +335,30 @@ class Gossiper:
                 self.detector.reset(e.node_id, now)
             elif new.heartbeat > old.heartbeat:
                 self.detector.heartbeat(e.node_id, now)
-        if self.node_id in self.view.removed and self.me.status is not Status.LEFT:
-            log.warning("this node was removed from the cluster")
-            self._touch(status=Status.LEFT)
         if ring is not None:
             self.adopt_ring(ring)
+        self._learn_removed(removed)
         if (self.view.removed != before.removed
                 or _addresses(self.view) != _addresses(before)
                 or _statuses(self.view) != _statuses(before)):
             self._save()
         self._check_settled()
+
+    def _learn_removed(self, removed: Iterable[str]) -> None:
+        """Take the removals a peer may tell of (membership.admissible_removals: a fact of an
+        agreed ring, or a request for a node this node holds down too); the rest are
+        dropped, so no peer can evict a live node (issue 23). Logged at debug: a request
+        for a node this node holds alive comes back with every round."""
+        ids = set(removed) - self.view.removed
+        taken = membership.admissible_removals(self.view, ids, lambda n: not self.is_alive(n))
+        if ids - taken:
+            log.debug("removal of a live or joining node not taken", extra={"fields": {
+                "nodes": sorted(ids - taken)[:8]}})
+        self.view = membership.with_removed(self.view, taken)
+        if (membership.effective_status(self.view, self.node_id) is Status.LEFT
+                and self.me.status is not Status.LEFT):
+            log.warning("this node was removed from the cluster")
+            self._touch(status=Status.LEFT)
 
     def _check_cluster(self, cluster: str) -> None:
         ours = self.view.ring.cluster

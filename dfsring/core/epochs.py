@@ -68,6 +68,10 @@ from typing import Any
 from dfsring.core.ringstate import MAX_PREVIOUS, RingState
 from dfsring.ring import RingMember
 
+MAX_ROUND = 2**40
+"""The largest ballot round a peer may send: a proposer moves past the highest round it has
+seen, so a round near 2^63 would leave it no next ballot any acceptor could decode."""
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class Ballot:
@@ -86,8 +90,8 @@ class Ballot:
             round_, node_id = raw
         except (TypeError, ValueError) as exc:
             raise ValueError(f"a ballot is (round, node_id), got {raw!r}") from exc
-        if not _is_int(round_) or round_ < 0:
-            raise ValueError(f"a ballot round is an integer >= 0, got {round_!r}")
+        if not _is_int(round_) or not 0 <= round_ <= MAX_ROUND:
+            raise ValueError(f"a ballot round is an integer in 0..{MAX_ROUND}, got {round_!r}")
         if not isinstance(node_id, str) or not node_id:
             raise ValueError(f"a ballot node id is a non-empty string, got {node_id!r}")
         return cls(round_, node_id)

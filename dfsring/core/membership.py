@@ -20,9 +20,12 @@ three such lattices, merged component-wise:
   occur in a correct cluster; should they (two processes with one id), the rest of the wire
   tuple breaks the tie, so the merge stays a total, deterministic join.
 * ``removed``: node ids removed from the cluster, a grow-only set (a G-set). Removal is
-  permanent: an id in it is LEFT whatever its entry says, so no stale gossip, and no restart
-  of the removed node, brings it back. Entries of removed nodes are kept (they are the
-  tombstones that make this so); only the `MAX_MEMBERS` bound on the wire limits them.
+  permanent: an id in it that the agreed ring no longer lists is LEFT whatever its entry
+  says, so no stale gossip, and no restart of the removed node, brings it back. An id in it
+  that the ring still lists is only a request: it takes effect through a chosen ring epoch
+  (`effective_status`, `admissible_removals`; issue 23). Entries of removed nodes are kept
+  (they are the tombstones that make this so); only the `MAX_MEMBERS` bound on the wire
+  limits them.
 * ``ring``: the agreed `RingState` with the larger ``(epoch, settled, digest)``. Two agreed
   rings never share an epoch (dfsring.core.ringstate), except a ring and its own `settled()`
   copy; settling is monotone (every member having synced an epoch stays true), so the
@@ -40,7 +43,7 @@ one (id, version) names one content), and only entries that differ crossed the w
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -242,10 +245,66 @@ def with_removed(view: View, ids: Iterable[str]) -> View:
 
 
 def effective_status(view: View, node_id: str) -> Status:
-    """LEFT for a removed node, else what the node says; KeyError for a node never heard of."""
-    if node_id in view.removed:
+    """LEFT for a removed node the agreed ring no longer lists, else what the node says;
+    KeyError for a node never heard of. A removed id still in the ring is a request (an
+    operator's remove waiting for its epoch): until a ring without it is chosen, the node
+    keeps its status and its partitions (issue 23: no peer evicts a member by gossip)."""
+    if node_id in view.removed and node_id not in view.ring.member_ids:
         return Status.LEFT
     return view.members[node_id].status
+
+
+INCARNATION_WINDOW = 1 << 20
+"""How far one relayed entry may move a known node's incarnation (a restart adds 1)."""
+
+
+def admissible_entries(view: View, entries: Iterable[MemberState], listed: frozenset[str],
+                       ) -> list[MemberState]:
+    """The relayed entries a node holding `view` may merge, given the ids its agreed ring
+    lists; the rest are dropped, not refused, so the rest of a gossip message still merges.
+
+    * A node reports `left` only once a chosen ring no longer lists it (it left, or was
+      removed), so an entry saying a ring member left is not its subject's (issue 23). A
+      node that lags the ring without it takes the entry a round later, once it adopts it.
+    * An entry may move a known node's incarnation by at most `INCARNATION_WINDOW`, and an
+      unknown node's is at most ``MAX_INT // 2``: an entry near ``MAX_INT`` would beat
+      everything its subject can ever send (it refutes by going one past), so the subject's
+      heartbeats would go unseen and it would look down for good.
+    """
+    out = []
+    for e in entries:
+        known = view.members.get(e.node_id)
+        ceiling = MAX_INT // 2 if known is None else known.incarnation + INCARNATION_WINDOW
+        if not (e.status is Status.LEFT and e.node_id in listed) and e.incarnation <= ceiling:
+            out.append(e)
+    return out
+
+
+def admissible_removals(view: View, ids: Iterable[str],
+                        is_down: Callable[[str], bool]) -> frozenset[str]:
+    """The ids a peer says are removed that this node may add to its removed set.
+
+    Membership changes come only from their subject or through an agreed epoch, so:
+    * a ring member is taken only if this node holds it down too: it is then an operator's
+      removal request (the admin API asks the same of its own node), which changes nothing
+      until the claimant, who checks liveness again, gets a ring without it chosen;
+    * an id the agreed ring does not list is taken if this node knows its entry and it is not
+      joining: the ring already dropped it, and the mark only keeps it out for good. A
+      joining node (never in a ring) cannot be removed by gossip, nor an unknown id
+      (it may be a joiner gossip has not brought yet; the next round brings its entry).
+    """
+    ring = view.ring.member_ids
+    taken = set()
+    for node_id in ids:
+        entry = view.members.get(node_id)
+        if node_id in ring:
+            ok = is_down(node_id)
+        else:
+            ok = (bool(view.ring.epoch) and entry is not None
+                  and entry.status is not Status.JOINING)
+        if ok:
+            taken.add(node_id)
+    return frozenset(taken)
 
 
 # -- digest-based push-pull --------------------------------------------------------------------

@@ -24,6 +24,14 @@ from dfsring.ring import Ring, RingMember
 MAX_PREVIOUS = 4
 """Ring changes stack at most this deep before earlier transfers must finish."""
 
+MAX_EPOCH = 2**40
+"""The largest epoch any ring may carry: a ring change a second for 34 000 years, and far
+below 2^63, so ``epoch + 1`` (the next slot) and ``epoch + EPOCH_WINDOW`` always fit a signed
+64-bit integer in any peer (issue 23: a ring at 2^64-1 left no next epoch to agree)."""
+
+EPOCH_WINDOW = 64
+"""How far past its own epoch a node adopts a ring it is told of (see `adoption_problem`)."""
+
 MemberWire = tuple[str, str, int, str]
 RingWire = tuple[str, int, tuple[MemberWire, ...], tuple[tuple[MemberWire, ...], ...]]
 
@@ -42,8 +50,8 @@ class RingState:
     def __post_init__(self) -> None:
         object.__setattr__(self, "members", _canonical(self.members))
         object.__setattr__(self, "previous", tuple(_canonical(p) for p in self.previous))
-        if self.epoch < 0:
-            raise ValueError("epoch must be >= 0")
+        if not 0 <= self.epoch <= MAX_EPOCH:
+            raise ValueError(f"epoch must be in 0..{MAX_EPOCH}, got {self.epoch}")
         ids = [m.node_id for m in self.members]
         if len(set(ids)) != len(ids):
             raise ValueError("a node appears twice in the ring")
@@ -115,6 +123,42 @@ class RingState:
         return {"cluster": self.cluster, "epoch": self.epoch,
                 "members": [{"node_id": m.node_id, "zone": m.zone} for m in self.members],
                 "previous": [[m.node_id for m in p] for p in self.previous]}
+
+
+def adoption_problem(current: RingState, ring: RingState) -> str | None:
+    """Why a node holding `current` must not adopt `ring` a peer sent it; None if it may.
+
+    Only chosen rings may be adopted (dfsring.core.epochs), and a refusal must change nothing,
+    so this is checked before anything is merged or persisted (issue 23). The rule:
+
+    * a node without a ring (joining, founding) takes what its seeds give it: it has nothing
+      to compare against;
+    * another cluster's ring never (the caller raises WrongCluster for that);
+    * at our epoch, only our own ring or its settled copy: Paxos chose one ring per epoch;
+    * at epoch ``ours + 1``, a ring still in transition carries its proof of descent: every
+      chosen successor is planned from the ring before it (`RingState.successor`), so its
+      newest previous ring is exactly our members. Its settled copy no longer carries it;
+    * at most `EPOCH_WINDOW` epochs past ours: epochs are chosen one at a time, each by a
+      majority of the ring before, so a cluster never runs far ahead of a live member, and a
+      forged far-future epoch cannot leave the cluster without a next epoch to agree on.
+
+    This is a check of consistency, not of authenticity: a peer holding the cluster secret
+    can still forge a plausible successor (peer identity is a separate issue).
+    """
+    if not current.epoch:
+        return None
+    if ring.cluster != current.cluster:
+        return f"ring of cluster {ring.cluster!r}, ours is {current.cluster!r}"
+    if ring.epoch == current.epoch and ring.settled() != current.settled():
+        return f"a different ring at our epoch {ring.epoch}: only one is ever chosen"
+    if ring.epoch > current.epoch + EPOCH_WINDOW:
+        return (f"epoch {ring.epoch} is more than {EPOCH_WINDOW} past ours ({current.epoch}):"
+                " epochs are chosen one at a time")
+    if (ring.epoch == current.epoch + 1 and ring.previous
+            and ring.previous[0] != current.members):
+        return (f"epoch {ring.epoch} does not descend from our epoch {current.epoch}: its "
+                "previous members are not ours")
+    return None
 
 
 def _member_key(m: RingMember) -> tuple[str, ...] | tuple[str, str, int]:

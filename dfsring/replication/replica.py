@@ -174,7 +174,10 @@ async def replica_read(d: ReplicaDeps, msg: ReplicaRead, _: Pieces) -> Message:
 
 
 async def hinted_write(d: ReplicaDeps, msg: HintedWrite, _: Pieces) -> Message:
-    """Keep a write for a down owner as a hint (this node is its fallback)."""
+    """Keep a write for a down owner as a hint (this node is its fallback). A hint for a
+    node no ring names would be kept, and retried, for good: refused (issue 23)."""
+    if not _in_some_ring(d.membership.ring_state, msg.target):
+        raise errors.BadRequest(f"no ring member {msg.target[:64]!r} to keep a hint for")
     name = _name(msg.bucket, msg.key)
     versions = _versions(d, msg.versions)
     epoch = d.membership.ring_state.epoch
@@ -196,11 +199,21 @@ async def hinted_write(d: ReplicaDeps, msg: HintedWrite, _: Pieces) -> Message:
 async def handoff_batch(d: ReplicaDeps, msg: HandoffBatch, _: Pieces) -> Message:
     """Hints a fallback kept for this node (or records anti-entropy pushes): fold them in."""
     for skey, _record in msg.records:
-        if len(skey) < 2:
-            raise errors.BadRequest("a handed-off storage key is too short")
-        check_partition(d.membership, int.from_bytes(skey[:2], "big"), msg.epoch)
+        check_partition(d.membership, _skey_partition(d.store, skey), msg.epoch)
     changed = await d.store.merge_raw(list(msg.records))
     return Ack(changed > 0)
+
+
+def _in_some_ring(ring: RingState, node_id: str) -> bool:
+    return node_id in ring.member_ids or any(m.node_id == node_id
+                                             for members in ring.previous for m in members)
+
+
+def _skey_partition(store: LocalStore, skey: bytes) -> int:
+    """The partition a peer's storage key names (its first two bytes), range-checked."""
+    if len(skey) < 2:
+        raise errors.BadRequest("a storage key is too short")
+    return _partition(store, int.from_bytes(skey[:2], "big"))
 
 
 def _partition(store: LocalStore, partition: int) -> int:
@@ -242,6 +255,8 @@ async def fetch_records(d: ReplicaDeps, msg: FetchRecords, _: Pieces) -> Message
 
 
 async def purge_tombstones(d: ReplicaDeps, msg: PurgeTombstones, _: Pieces) -> Message:
+    for skey, _digest in msg.items:
+        _skey_partition(d.store, skey)
     removed = 0
     for skey, digest in msg.items:
         removed += await d.store.purge_tombstone(skey, digest)
@@ -291,8 +306,9 @@ async def epoch_accept(d: ReplicaDeps, msg: EpochAccept, _: Pieces) -> Message:
 
 
 async def partitions_held(d: ReplicaDeps, msg: PartitionsHeld, _: Pieces) -> Message:
-    limit = 1 << d.store.partition_bits
-    return PartitionsHeldReply(tuple(held_partitions(d.store, msg.partitions, limit)))
+    partitions = [_partition(d.store, p) for p in msg.partitions]
+    return PartitionsHeldReply(tuple(held_partitions(d.store, partitions,
+                                                     1 << d.store.partition_bits)))
 
 
 async def partition_fetch(d: ReplicaDeps, msg: PartitionFetch, _: Pieces) -> Message:

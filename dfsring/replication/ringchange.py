@@ -39,7 +39,7 @@ from dfsring.core.clusterview import Membership
 from dfsring.core.epochs import AcceptorState, Ballot, Proposal
 from dfsring.core.failure import Liveness
 from dfsring.core.membership import Status
-from dfsring.core.ringstate import RingState
+from dfsring.core.ringstate import RingState, adoption_problem
 from dfsring.ring import RingMember
 from dfsring.storage.clusterfile import write_atomic
 from dfsring.transport import RpcError, Transport
@@ -123,8 +123,18 @@ class RingChanger:
         self._refresh()
 
     def handle_prepare(self, msg: EpochPrepare) -> EpochPromise:
-        self._catch_up(RingState.from_wire(msg.ring))
-        state, promise = epochs.on_prepare(self.acceptor, msg.slot, Ballot.from_wire(msg.ballot))
+        """Everything is checked before the ring is caught up with or a promise persisted:
+        a refused prepare changes nothing (issue 23)."""
+        ring = RingState.from_wire(msg.ring)
+        ballot = Ballot.from_wire(msg.ballot)
+        if msg.slot != ring.epoch + 1:
+            raise ValueError(f"a prepare for slot {msg.slot} carries the proposer's ring of "
+                             f"epoch {msg.slot - 1}, not {ring.epoch}")
+        problem = adoption_problem(self._ring(), ring)
+        if problem:
+            raise ValueError(f"the proposer's ring is refused: {problem}")
+        self._catch_up(ring)
+        state, promise = epochs.on_prepare(self.acceptor, msg.slot, ballot)
         self._persist(state)
         accepted = promise.accepted
         return EpochPromise(promise.ok,
@@ -134,9 +144,15 @@ class RingChanger:
                             self._ring().to_wire())
 
     def handle_accept(self, msg: EpochAccept) -> EpochAccepted:
+        """An accept votes only in the slot after this node's ring: a proposer's prepare
+        brings a lagging acceptor up to date first, so a later slot is refused unchanged
+        (it would move the acceptor's memory past every slot still to be decided)."""
+        ballot, value = Ballot.from_wire(msg.ballot), RingState.from_wire(msg.value)
+        if msg.slot > self._ring().epoch + 1:
+            raise ValueError(f"an accept for slot {msg.slot}, past our next "
+                             f"({self._ring().epoch + 1})")
         self._refresh()
-        state, ok = epochs.on_accept(self.acceptor, msg.slot, Ballot.from_wire(msg.ballot),
-                                     RingState.from_wire(msg.value))
+        state, ok = epochs.on_accept(self.acceptor, msg.slot, ballot, value)
         self._persist(state)
         return EpochAccepted(ok, self._ring().to_wire())
 
@@ -157,7 +173,9 @@ class RingChanger:
                    if m.node_id not in in_ring and view.status_of(m.node_id) is Status.JOINING
                    and view.liveness_of(m.node_id) is Liveness.UP]
         leaving = [n for n in in_ring if view.status_of(n) is Status.LEAVING]
-        removed = [n for n in in_ring if n in members.removed]
+        # a removal request takes effect only for a member the claimant holds down too
+        removed = [n for n in in_ring if n in members.removed
+                   and view.liveness_of(n) is Liveness.DOWN]
         return epochs.plan_next(ring, joining=joining, leaving=leaving, removed=removed,
                                 settled=view.settled, renewed=self._renewed())
 

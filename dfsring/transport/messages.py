@@ -17,6 +17,8 @@ from typing import Any, ClassVar, TypeVar, Union, get_type_hints
 
 import msgpack
 
+from dfsring.core.manifest import MAX_CHUNK_SIZE
+from dfsring.core.ringstate import MAX_EPOCH
 from dfsring.foundation.errors import DfsError
 from dfsring.foundation.errors import (
     MessageError as MessageError,  # its home before dfsring.foundation.errors
@@ -24,6 +26,13 @@ from dfsring.foundation.errors import (
 
 WIRE_VERSION = 1
 MAX_LIST = 100_000
+MAX_INT = 2**63 - 1
+"""Every integer on the wire is in 0..MAX_INT unless its class's LIMITS say less: a signed
+64-bit integer in any peer, and no field of ours is ever negative (issue 23)."""
+MAX_LIST_LIMIT = 10_001
+MAX_REPLICAS = 64
+MAX_PARTITIONS = 1 << 20
+MAX_BATCH = 1 << 30
 
 
 M = TypeVar("M", bound="Message")
@@ -33,6 +42,11 @@ _REGISTRY: dict[str, type[Message]] = {}
 @dataclass(frozen=True)
 class Message:
     KIND: ClassVar[str] = ""
+    LIMITS: ClassVar[dict[str, int]] = {}
+    """Field name -> the largest value a top-level integer field may carry, checked on
+    decode with the types: epochs, counts, limits and sizes are refused out of range before
+    any handler sees them. Indexes that depend on the node (a partition within its ring's
+    partition count) are checked by the handler."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -71,6 +85,11 @@ def kind_of(name: str) -> type[Message] | None:
     return _REGISTRY.get(name)
 
 
+def kinds() -> tuple[type[Message], ...]:
+    """Every registered message kind (tests iterate it: each needs a hostile sample)."""
+    return tuple(_REGISTRY.values())
+
+
 _HINTS: dict[str, dict[str, Any]] = {}  # one entry per registered kind, so bounded
 
 
@@ -91,6 +110,9 @@ def _build(cls: type[Message], values: list[Any]) -> Message:
     args = {}
     for f, value in zip(fields, values, strict=True):
         args[f.name] = _check(value, hints[f.name], f"{cls.KIND}.{f.name}")
+        limit = cls.LIMITS.get(f.name)
+        if limit is not None and isinstance(args[f.name], int) and args[f.name] > limit:
+            raise MessageError(f"{cls.KIND}.{f.name}: {args[f.name]} is past {limit}")
     return cls(**args)
 
 
@@ -110,6 +132,8 @@ def _check(value: Any, hint: Any, where: str) -> Any:
     if origin is tuple:
         return _check_tuple(value, typing.get_args(hint), where)
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value <= MAX_INT:
+            raise MessageError(f"{where}: {value} is out of range 0..{MAX_INT}")
         return value
     if hint in (str, bytes, bool) and type(value) is hint:
         return value
@@ -137,6 +161,7 @@ class ReplicaWrite(Message):
     """Fold these versions into the receiver's replica (causal join; idempotent)."""
 
     KIND: ClassVar[str] = "replica-write"
+    LIMITS: ClassVar[dict[str, int]] = {"epoch": MAX_EPOCH}
     bucket: bytes
     key: bytes
     versions: bytes  # dfsring.core.vclock.encode_versions
@@ -162,6 +187,7 @@ class CoordinateWrite(Message):
     """A client write forwarded to a replica of the key, which coordinates it."""
 
     KIND: ClassVar[str] = "coordinate-write"
+    LIMITS: ClassVar[dict[str, int]] = {"w": MAX_REPLICAS, "epoch": MAX_EPOCH}
     bucket: bytes
     key: bytes
     context: str
@@ -175,6 +201,8 @@ class CoordinateWrite(Message):
 @dataclass(frozen=True)
 class WriteReply(Message):
     KIND: ClassVar[str] = "write-reply"
+    LIMITS: ClassVar[dict[str, int]] = {"acks": MAX_REPLICAS, "n": MAX_REPLICAS,
+                                        "hinted": MAX_REPLICAS}
     versions: bytes
     acks: int
     n: int
@@ -184,6 +212,7 @@ class WriteReply(Message):
 @dataclass(frozen=True)
 class ListKeys(Message):
     KIND: ClassVar[str] = "list-keys"
+    LIMITS: ClassVar[dict[str, int]] = {"limit": MAX_LIST_LIMIT}
     bucket: bytes
     prefix: bytes
     after: bytes | None
@@ -209,6 +238,7 @@ class ReplicaAck(Message):
     that ring or a newer one (dfsring.core.writequorum)."""
 
     KIND: ClassVar[str] = "replica-ack"
+    LIMITS: ClassVar[dict[str, int]] = {"epoch": MAX_EPOCH}
     changed: bool
     epoch: int
 
@@ -245,6 +275,7 @@ class GossipSyn(Message):
     """Push-pull round, step 1: the versions the sender holds (a digest, not the entries)."""
 
     KIND: ClassVar[str] = "gossip-syn"
+    LIMITS: ClassVar[dict[str, int]] = {"ring_epoch": MAX_EPOCH}
     cluster: str
     sender: str
     digest: tuple[tuple[str, int, int], ...]  # (node id, incarnation, heartbeat)
@@ -259,6 +290,7 @@ class GossipAck(Message):
     newer; a sender with the newer ring includes it in step 3."""
 
     KIND: ClassVar[str] = "gossip-ack"
+    LIMITS: ClassVar[dict[str, int]] = {"ring_epoch": MAX_EPOCH}
     cluster: str
     entries: tuple[MemberWire, ...]
     wanted: tuple[str, ...]
@@ -284,6 +316,7 @@ class EpochPrepare(Message):
     which a lagging acceptor adopts first (it was chosen, so adopting it is safe)."""
 
     KIND: ClassVar[str] = "epoch-prepare"
+    LIMITS: ClassVar[dict[str, int]] = {"slot": MAX_EPOCH}
     slot: int
     ballot: tuple[int, str]
     ring: RingWire
@@ -302,6 +335,7 @@ class EpochPromise(Message):
 @dataclass(frozen=True)
 class EpochAccept(Message):
     KIND: ClassVar[str] = "epoch-accept"
+    LIMITS: ClassVar[dict[str, int]] = {"slot": MAX_EPOCH}
     slot: int
     ballot: tuple[int, str]
     value: RingWire
@@ -330,6 +364,8 @@ class PartitionFetch(Message):
     """Stream one partition's records after storage key `after` (None: from the start)."""
 
     KIND: ClassVar[str] = "partition-fetch"
+    LIMITS: ClassVar[dict[str, int]] = {"partition": MAX_PARTITIONS, "max_bytes": MAX_BATCH,
+                                        "max_keys": MAX_BATCH}
     partition: int
     after: bytes | None
     max_bytes: int
@@ -377,6 +413,7 @@ class HandoffBatch(Message):
     """Hints delivered to the owner they were kept for: fold each record into the replica."""
 
     KIND: ClassVar[str] = "handoff-batch"
+    LIMITS: ClassVar[dict[str, int]] = {"epoch": MAX_EPOCH}
     records: tuple[tuple[bytes, bytes], ...]  # (storage key, stored record)
     epoch: int  # the sender's ring epoch, as in ReplicaWrite
 
@@ -404,6 +441,7 @@ class TreeChildren(Message):
     """The children of these inner nodes of one partition's tree: one level of the walk."""
 
     KIND: ClassVar[str] = "tree-children"
+    LIMITS: ClassVar[dict[str, int]] = {"partition": MAX_PARTITIONS}
     partition: int
     nodes: tuple[tuple[int, int], ...]  # (level, index)
 
@@ -419,6 +457,7 @@ class LeafItems(Message):
     """(storage key, version digest) of the receiver's records in these leaves."""
 
     KIND: ClassVar[str] = "leaf-items"
+    LIMITS: ClassVar[dict[str, int]] = {"partition": MAX_PARTITIONS}
     partition: int
     leaves: tuple[int, ...]
 
@@ -482,6 +521,7 @@ class ChunkPut(Message):
     corrupt)."""
 
     KIND: ClassVar[str] = "files/chunk-put"
+    LIMITS: ClassVar[dict[str, int]] = {"size": MAX_CHUNK_SIZE}
     cid: bytes
     size: int
     repair: bool
@@ -499,4 +539,5 @@ class ChunkData(Message):
     reply; the reader verifies them against the id); None: not held here."""
 
     KIND: ClassVar[str] = "files/chunk-data"
+    LIMITS: ClassVar[dict[str, int]] = {"size": MAX_CHUNK_SIZE}
     size: int | None

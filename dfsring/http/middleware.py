@@ -46,10 +46,12 @@ def make_middleware(metrics: NodeMetrics) -> Callable[[web.Request, Handler],
             resp.headers[REQUEST_ID_HEADER] = rid
         except errors.DfsError as exc:
             resp = from_error(exc, rid)
-            _log_error(request, resp.status, str(exc), exc)
+            # 501/505 refuse a protocol this node does not speak: a rejection, not a failure
+            refused = isinstance(exc, (errors.VersionNotSupported, errors.NotImplementedCoding))
+            _log_error(request, resp.status, str(exc), exc, failed=not refused)
         except web.HTTPException as exc:
             resp = _from_http_exception(exc, rid)
-            _log_error(request, resp.status, exc.reason, None)
+            _log_error(request, resp.status, exc.reason, None, failed=exc.status >= 500)
         except Exception as exc:
             log.exception("unhandled error", extra={"fields": {"request_id": rid,
                                                                  "path": request.path}})
@@ -75,11 +77,11 @@ def _from_http_exception(exc: web.HTTPException, rid: str) -> web.StreamResponse
 
 
 def _log_error(request: web.Request, status: int, detail: str,
-               exc: BaseException | None) -> None:
+               exc: BaseException | None, *, failed: bool) -> None:
     fields = {"request_id": request[REQUEST_ID], "method": request.method,
               "path": request.path[:200], "status": status, "detail": detail[:300],
               "peer": request.remote}
-    if status >= 500:
+    if failed and status >= 500:
         log.error("request failed", extra={"fields": fields}, exc_info=exc)
     else:
         log.info("request rejected", extra={"fields": fields})

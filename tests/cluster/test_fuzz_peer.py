@@ -297,8 +297,17 @@ def test_gossip_syn_removed_list_cannot_evict_a_live_node(fresh: Any) -> None:
     guard.check()
 
 
-@xfail_known("unchosen_ring_adopted")
-@pytest.mark.parametrize("epoch_offset", [1, 2**64 - 1])
+# Epoch + 1 with the node's own members and no transition is still adopted: it is consistent
+# with the node's ring, and telling a chosen ring from a forged one needs proof of choice
+# from authenticated acceptors, which arrives with peer identity (issue 18). Strict, so the
+# day it is fixed this mark must go. Far-ahead epochs are refused (dfsring.core.ringstate).
+_NEEDS_PEER_IDENTITY = pytest.mark.xfail(
+    strict=True, reason="a consistent next ring from a peer with the secret is adopted "
+                        "unproven until peers are authenticated (issue 18)")
+
+
+@pytest.mark.parametrize("epoch_offset", [pytest.param(1, marks=_NEEDS_PEER_IDENTITY),
+                                          2**64 - 1])
 def test_ring_announce_of_an_unchosen_ring_is_not_adopted(fresh: Any,
                                                           epoch_offset: int) -> None:
     guard, links = fresh

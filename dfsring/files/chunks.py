@@ -110,7 +110,7 @@ class ChunkReplicator:
                 holders: list[str]) -> int:
         exc = None if task.cancelled() else task.exception()
         if task.cancelled() or exc is not None:
-            tracker.fail(owner, _describe(exc))
+            tracker.fail(owner, errors.describe(exc))
             return 0
         holder, stored_new = task.result()
         tracker.ok(owner)
@@ -134,7 +134,7 @@ class ChunkReplicator:
             else:
                 error = None if task.cancelled() else task.exception()
                 log.info("a chunk replica write failed after the quorum", extra={"fields": {
-                    "owner": pending[task], "error": _describe(error)}})
+                    "owner": pending[task], "error": errors.describe(error)}})
 
     async def _slot(self, view: ClusterView, owner: str, cid: bytes, data: Buffer,
                     stand_ins: FallbackPicker) -> tuple[str, bool]:
@@ -186,7 +186,7 @@ class ChunkReplicator:
         outcomes: dict[str, str] = {}
         for node, reply in zip(by_node, replies, strict=True):
             if isinstance(reply, BaseException):
-                outcomes[node] = _describe(reply)
+                outcomes[node] = errors.describe(reply)
                 continue
             for cid in reply:
                 count[cid] = count.get(cid, 0) + 1
@@ -227,7 +227,7 @@ class ChunkReplicator:
                 outcomes[node] = "corrupt"
                 continue
             except (RpcError, errors.DfsError, OSError) as exc:
-                outcomes[node] = _describe(exc)
+                outcomes[node] = errors.describe(exc)
                 continue
             if data is None:
                 outcomes[node] = "absent"
@@ -269,7 +269,7 @@ class ChunkReplicator:
 
     @staticmethod
     def _background_failed(exc: BaseException) -> None:
-        log.warning("chunk repair failed", extra={"fields": {"error": _describe(exc)}})
+        log.warning("chunk repair failed", extra={"fields": {"error": errors.describe(exc)}})
 
     async def close(self) -> None:
         await self._background.close()
@@ -278,10 +278,3 @@ class ChunkReplicator:
 def _matches(data: Buffer, cid: bytes) -> bool:
     return hashlib.sha256(data).digest() == cid
 
-
-def _describe(exc: BaseException | None) -> str:
-    if exc is None:
-        return "cancelled"
-    if isinstance(exc, RpcError):
-        return exc.detail
-    return f"{type(exc).__name__}: {exc}"

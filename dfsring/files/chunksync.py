@@ -211,7 +211,7 @@ class ChunkSync:
             except _FAILURES as exc:
                 silent.add(node)
                 log.info("an owner did not say which chunks it holds", extra={"fields": {
-                    "owner": node, "error": _describe(exc)}})
+                    "owner": node, "error": errors.describe(exc)}})
                 continue
             batch.held[node] = present
             for cid in ids:
@@ -227,7 +227,7 @@ class ChunkSync:
             live = await self.referenced(set(old))
         except Exception as exc:  # a listing or a manifest read failed: next pass
             log.info("old chunks not copied: their references are unknown", extra={"fields": {
-                "chunks": len(old), "error": _describe(exc)}})
+                "chunks": len(old), "error": errors.describe(exc)}})
             return
         report.old_unreferenced += len(old) - len(live)
         await self._push_all({c: n for c, n in old.items() if c in live}, {}, report)
@@ -267,7 +267,7 @@ class ChunkSync:
                 report.failed += 1
                 report.silent.add(node)
                 log.info("a chunk could not be copied to its owner", extra={"fields": {
-                    "owner": node, "chunk": cid.hex(), "error": _describe(exc)}})
+                    "owner": node, "chunk": cid.hex(), "error": errors.describe(exc)}})
                 continue
             arrived.append(node)
             report.pushed += 1
@@ -309,7 +309,7 @@ class ChunkSync:
             data = await self.replicas.get(cid)
         except _FAILURES as exc:
             log.warning("a corrupt chunk has no good copy elsewhere (yet)", extra={"fields": {
-                "chunk": cid.hex(), "error": _describe(exc)}})
+                "chunk": cid.hex(), "error": errors.describe(exc)}})
             return False
         await asyncio.to_thread(self.store.put, cid, data, verify=False)
         self._count("corrupt_chunks_repaired")
@@ -326,8 +326,3 @@ def _take(found: Iterator[ChunkInfo], size: int) -> list[ChunkInfo]:
 def _age(clock: float, at: float | None) -> float | None:
     return None if at is None else round(clock - at, 1)
 
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, RpcError):
-        return exc.detail
-    return f"{type(exc).__name__}: {exc}"

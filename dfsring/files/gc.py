@@ -165,7 +165,7 @@ class FileGC:
                 if not strict:
                     continue
                 raise IncompleteScan(f"member {member} did not list its file versions: "
-                                     f"{_describe(listed)}")
+                                     f"{errors.describe(listed)}")
             found.update(listed)
         return fv.parse_keys(k.decode("utf-8", "replace") for k in sorted(found))
 
@@ -213,7 +213,7 @@ class FileGC:
                 removed += 1
             except (errors.DfsError, RpcError) as exc:
                 log.info("a version could not be pruned (next round)", extra={"fields": {
-                    "key": ref.key, "error": _describe(exc)}})
+                    "key": ref.key, "error": errors.describe(exc)}})
         return removed
 
     # --- references ------------------------------------------------------------------------
@@ -238,7 +238,7 @@ class FileGC:
         referenced: set[bytes] = set()
         for ref, ids in zip(chunked, found, strict=True):
             if isinstance(ids, BaseException):
-                raise IncompleteScan(f"manifest {ref.key!r} unreadable: {_describe(ids)}")
+                raise IncompleteScan(f"manifest {ref.key!r} unreadable: {errors.describe(ids)}")
             referenced |= ids & candidates
         return referenced
 
@@ -250,8 +250,3 @@ class FileGC:
             ids.update(c.digest for c in manifest.decode(sibling.value or b"").chunks)
         return ids
 
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, RpcError):
-        return exc.detail
-    return f"{type(exc).__name__}: {exc}"

@@ -401,6 +401,16 @@ class RpcError(DfsError):
         self.detail = detail
 
 
+def describe(exc: BaseException | None) -> str:
+    """One short line for a failed call in a log field or a QuorumNotMet outcome: a peer
+    error's detail as the peer gave it, else the class and message; None, a cancelled call."""
+    if exc is None:
+        return "cancelled"
+    if isinstance(exc, RpcError):
+        return exc.detail
+    return f"{type(exc).__name__}: {exc}"
+
+
 class PeerUnavailable(RpcError):
     """Connection refused or reset, or no reply in time: the peer may be down."""
 

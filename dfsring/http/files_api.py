@@ -27,9 +27,7 @@ from dfsring.files.versions import VersionRef
 from dfsring.files.wiring import FilesNode
 from dfsring.foundation import errors
 from dfsring.http import params
-from dfsring.http.appkeys import MEMBERSHIP
 from dfsring.http.kv_api import (
-    check_query,
     decode_cursor,
     encode_cursor,
     parse_limit,
@@ -63,13 +61,6 @@ async def empty_path(request: web.Request) -> web.StreamResponse:
     raise errors.InvalidKey("file path must not be empty")
 
 
-def _check(request: web.Request, allowed: frozenset[str]) -> None:
-    membership = request.app[MEMBERSHIP]
-    if not membership.complete:
-        raise errors.NotReady("this node has not joined a cluster yet (no ring)")
-    check_query(request, allowed)
-
-
 def _name(request: web.Request) -> tuple[str, str]:
     bucket, path = params.path_tail(request, PREFIX)  # percent-decoded once, UTF-8
     keys.validate_user_bucket(bucket)
@@ -90,7 +81,7 @@ def _content_type(request: web.Request) -> str:
 
 
 async def put_file(request: web.Request) -> web.StreamResponse:
-    _check(request, _PUT)
+    params.serving(request, _PUT)
     bucket, path = _name(request)
     content_type = _content_type(request)
     try:
@@ -124,7 +115,7 @@ async def _body(request: web.Request) -> AsyncIterator[bytes]:
 
 
 async def get_file(request: web.Request) -> web.StreamResponse:
-    _check(request, _GET)
+    params.serving(request, _GET)
     bucket, path = _name(request)
     files = request.app[FILES].service
     if "versions" in request.query:
@@ -209,14 +200,14 @@ async def _versions(bucket: str, path: str, refs: list[VersionRef]) -> web.Respo
 
 
 async def delete_file(request: web.Request) -> web.StreamResponse:
-    _check(request, _DELETE)
+    params.serving(request, _DELETE)
     bucket, path = _name(request)
     ref = await request.app[FILES].service.delete(bucket, path, request.query.get("version"))
     return web.Response(status=204, headers={VERSION_HEADER: ref.version})
 
 
 async def list_files(request: web.Request) -> web.StreamResponse:
-    _check(request, _LIST)
+    params.serving(request, _LIST)
     bucket = request.match_info["bucket"]
     keys.validate_user_bucket(bucket)
     prefix = request.query.get("prefix", "")

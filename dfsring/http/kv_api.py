@@ -17,7 +17,7 @@ from dfsring.core import actors, keys, quorum, validate, vclock
 from dfsring.core.vclock import Sibling, Versions, VersionVector
 from dfsring.foundation import errors
 from dfsring.http import params
-from dfsring.http.appkeys import CONFIG, COORDINATOR, MEMBERSHIP
+from dfsring.http.appkeys import CONFIG, COORDINATOR
 from dfsring.http.body import read_body
 from dfsring.http.middleware import REQUEST_ID
 from dfsring.http.problems import problem
@@ -48,13 +48,7 @@ async def empty_key(request: web.Request) -> web.StreamResponse:
 
 
 def _check_params(request: web.Request, allowed: frozenset[str]) -> None:
-    """Refuse what we cannot serve correctly: unknown knobs, and any request before this node
-    knows its cluster (it would place data on a ring the others do not share)."""
-    membership = request.app[MEMBERSHIP]
-    if not membership.complete:
-        raise errors.NotReady("this node has not joined a cluster yet (no ring); seeds: "
-                              + (", ".join(membership.seeds) or "none"))
-    check_query(request, allowed)
+    params.serving(request, allowed)
     keys.validate_user_bucket(request.match_info["bucket"])  # system buckets are not the API's
 
 
@@ -189,19 +183,6 @@ async def list_keys(request: web.Request) -> web.StreamResponse:
     cursor = encode_cursor(page[-1][0]) if more and page else None
     return web.json_response({"keys": [k.decode("utf-8", "replace") for _, k in page],
                               "cursor": cursor}, dumps=lambda o: orjson.dumps(o).decode())
-
-
-def check_query(request: web.Request, allowed: frozenset[str]) -> None:
-    """Each query parameter one of ``allowed`` and given once, or BadRequest saying which is
-    not (the files API's rule too)."""
-    params.check_query_utf8(request)
-    unknown = sorted(set(request.query) - allowed)
-    if unknown:
-        raise errors.BadRequest(f"unknown query parameter(s) {', '.join(unknown)}; "
-                                f"allowed: {', '.join(sorted(allowed)) or 'none'}")
-    for name in allowed:
-        if len(request.query.getall(name, ())) > 1:
-            raise errors.BadRequest(f"query parameter {name!r} given more than once")
 
 
 def parse_limit(raw: str | None) -> int:

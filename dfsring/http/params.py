@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 from aiohttp import web
 
 from dfsring.foundation import errors
+from dfsring.http.appkeys import MEMBERSHIP
 
 _DIGITS = re.compile(r"[0-9]{1,9}")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
@@ -102,3 +103,27 @@ def b64_cursor(raw: str | None, max_bytes: int) -> bytes | None:
     if not name or len(name) > max_bytes or "\x00" in text or canonical != raw:
         raise bad
     return name
+
+
+def serving(request: web.Request, allowed: frozenset[str]) -> None:
+    """What every key/value and files request checks first: this node knows its cluster (else
+    it would place data on a ring the others do not share), and the query holds only
+    ``allowed`` parameters, each at most once, UTF-8 once percent-decoded."""
+    membership = request.app[MEMBERSHIP]
+    if not membership.complete:
+        raise errors.NotReady("this node has not joined a cluster yet (no ring); seeds: "
+                              + (", ".join(membership.seeds) or "none"))
+    check_query(request, allowed)
+
+
+def check_query(request: web.Request, allowed: frozenset[str]) -> None:
+    """Each query parameter one of ``allowed`` and given once, or BadRequest saying which is
+    not (the files API's rule too)."""
+    check_query_utf8(request)
+    unknown = sorted(set(request.query) - allowed)
+    if unknown:
+        raise errors.BadRequest(f"unknown query parameter(s) {', '.join(unknown)}; "
+                                f"allowed: {', '.join(sorted(allowed)) or 'none'}")
+    for name in allowed:
+        if len(request.query.getall(name, ())) > 1:
+            raise errors.BadRequest(f"query parameter {name!r} given more than once")

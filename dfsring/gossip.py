@@ -413,7 +413,8 @@ class Gossiper:
     async def announce(self, ring: RingState, node_ids: Iterable[str]) -> None:
         """Push a chosen ring to these nodes at once (best effort; gossip covers misses)."""
         msg = RingAnnounce(ring.to_wire())
-        calls = [self.rpc.call(self.address_of(n), msg, Ack, self.settings.call_deadline_s)
+        view = self.cluster_view()
+        calls = [self.rpc.call(view.address_of(n), msg, Ack, self.settings.call_deadline_s)
                  for n in node_ids if n != self.node_id and n in self.view.members]
         await asyncio.gather(*calls, return_exceptions=True)
 

@@ -32,11 +32,12 @@ def setup(app: web.Application) -> None:
 async def members(request: web.Request) -> web.Response:
     """Every member this node knows, with *this node's* opinion of its liveness."""
     gossip = request.app[MEMBERSHIP]
-    ring = gossip.ring
+    view = gossip.cluster_view()  # one snapshot: each gossip.liveness() would judge them all
+    ring = view.ring
     rows = []
-    for m in sorted(gossip.view.members.values(), key=lambda m: m.node_id):
-        status = gossip.status_of(m.node_id)
-        liveness = gossip.liveness(m.node_id)
+    for m in view.members.members.values():  # in node id order (core.membership.View)
+        status = view.status_of(m.node_id)
+        liveness = view.liveness_of(m.node_id)
         shown = str(status)
         if status in (Status.UP, Status.JOINING, Status.LEAVING) and liveness is not Liveness.UP:
             shown = str(liveness)
@@ -44,7 +45,7 @@ async def members(request: web.Request) -> web.Response:
                      "status": shown, "liveness": str(liveness),
                      "gossip_status": str(status), "incarnation": m.incarnation,
                      "phi": round(min(gossip.phi(m.node_id), 1e6), 2),
-                     "in_ring": m.node_id in gossip.ring_state.member_ids,
+                     "in_ring": m.node_id in view.members.ring.member_ids,
                      "partitions": len(ring.partitions_of(m.node_id)),
                      "synced_epoch": m.synced_epoch, "self": m.node_id == gossip.node_id})
     return json_doc(rows)
@@ -82,7 +83,8 @@ async def leave(request: web.Request) -> web.Response:
     if gossip.node_id not in state.member_ids:
         raise errors.Conflict("this node is not a ring member")
     others = state.member_ids - {gossip.node_id}
-    if not any(gossip.status_of(n) is not Status.LEAVING for n in others):
+    view = gossip.cluster_view()
+    if not any(view.status_of(n) is not Status.LEAVING for n in others):
         raise errors.Conflict("this is the last member; a cluster cannot leave entirely")
     gossip.set_status(Status.LEAVING)
     return json_doc({"node_id": gossip.node_id, "status": "leaving"}, 202)

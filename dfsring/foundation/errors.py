@@ -34,6 +34,9 @@ problem, "peer-only" marks classes never shown to clients:
     │   ├── StorageClosed         the engine is shutting down (503 unavailable)
     │   └── HintFormatError       a stored or sent hint that does not decode (500 internal)
     ├── Unauthorized              internal endpoint called without the cluster secret (401)
+    ├── Unauthenticated           no credentials, or credentials not accepted (401)
+    ├── Forbidden                 credentials lack the grant the request needs (403)
+    ├── TooManyRequests           past a rate limit (429 too-many-requests, Retry-After)
     ├── NotReady                  the node has not yet learned its cluster's members (503)
     ├── Conflict                  a cluster change that cannot be made now (409 conflict)
     │   └── TooManySiblings       a write that would keep more siblings than --max-siblings
@@ -285,6 +288,57 @@ class Unauthorized(DfsError):
     status = 401
     problem = "unauthorized"
     title = "Unauthorized"
+
+
+class Unauthenticated(DfsError):
+    """A client request without credentials, or with credentials that are not accepted.
+
+    One answer for an unknown key, a wrong secret and a bad signature, so that a stranger
+    cannot learn which keys exist (the detail names only what the caller can already see:
+    missing credentials, an expired presigned URL, a skewed clock, a replay)."""
+
+    status = 401
+    problem = "unauthenticated"
+    title = "Authentication required"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="dfsring"'}
+
+
+class Forbidden(DfsError):
+    """Accepted credentials without the grant the request needs.
+
+    `missing` names the grant ("write on bucket photos", "admin"); it is only ever shown to
+    a caller whose key was accepted, and says nothing about whether the bucket exists."""
+
+    status = 403
+    problem = "forbidden"
+    title = "Forbidden"
+
+    def __init__(self, missing: str, detail: str | None = None) -> None:
+        super().__init__(detail or f"this key lacks the grant: {missing}")
+        self.missing = missing
+
+    def extra_fields(self) -> dict[str, Any]:
+        return {"missing_grant": self.missing}
+
+
+class TooManyRequests(DfsError):
+    """A caller past its request, bandwidth or failed-authentication rate."""
+
+    status = 429
+    problem = "too-many-requests"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after_s: float) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+    def extra_fields(self) -> dict[str, Any]:
+        return {"retry_after_s": round(self.retry_after_s, 3)}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, int(-(-self.retry_after_s // 1))))}
 
 
 class NotReady(DfsError):

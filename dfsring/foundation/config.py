@@ -50,6 +50,10 @@ def _dials(raw: str | Sequence[str]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def _optional_port(raw: str | int | None) -> int | None:
+    return None if raw is None else int(raw)
+
+
 def _positive_int(raw: str | int) -> int:
     value = int(raw)
     if value < 1:
@@ -159,6 +163,23 @@ OPTIONS: tuple[Option, ...] = (
            "(not counted while the node itself paused reading); 0: no minimum", "BYTES"),
     Option("cluster-secret", str, "", "shared secret required on internal (node-to-node) calls",
            "SECRET"),
+    Option("peer-port", _optional_port, None,
+           "TCP port of the node-to-node listener; peer messages are never served on --port "
+           "(default: --port + 100)", "PORT"),
+    Option("insecure", _bool, False,
+           "run without a cluster secret and without authentication (development only)",
+           is_flag=True),
+    Option("admin-access-key", str, "",
+           "root access key, the same on every node: admin on the cluster, owner of every "
+           "bucket", "KEY"),
+    Option("admin-secret-key", str, "", "the root access key's secret", "SECRET"),
+    Option("metrics-auth", _bool, False, "require admin credentials on GET /metrics",
+           is_flag=True),
+    Option("tls-cert", str, "", "PEM certificate chain: HTTPS on client listeners, and this "
+           "node's certificate toward its peers", "FILE"),
+    Option("tls-key", str, "", "PEM private key of --tls-cert", "FILE"),
+    Option("tls-ca", str, "", "PEM CA certificate(s): peers talk mutual TLS and must present a "
+           "certificate this CA signed", "FILE"),
     Option("partitions", _positive_int, 1024,
            "number of ring partitions, a power of two (must match across the cluster)", "P"),
     Option("gossip-interval", _positive_float, 0.5,
@@ -244,6 +265,14 @@ class NodeConfig:
     idle_timeout: float = 75.0
     min_upload_rate: int = 1024
     cluster_secret: str = field(default="", repr=False)
+    peer_port: int = 7170
+    insecure: bool = False
+    admin_access_key: str = ""
+    admin_secret_key: str = field(default="", repr=False)
+    metrics_auth: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
     partitions: int = 1024
     gossip_interval: float = 0.5
     gossip_fanout: int = 2
@@ -350,6 +379,11 @@ def _validate(values: dict[str, Any]) -> NodeConfig:
         if values[knob] > values["n"]:
             raise ConfigError(f"--{knob} {values[knob]} cannot exceed --n {values['n']}")
     values["max_siblings"] = _max_siblings(values["max_siblings"], values["n"])
+    if values["peer_port"] is None:
+        values["peer_port"] = values["port"] + 100
+    if not 0 < values["peer_port"] < 65536 or values["peer_port"] == values["port"]:
+        raise ConfigError(f"--peer-port {values['peer_port']} must be a TCP port other than "
+                          f"--port {values['port']}")
     if not values["advertise"]:
         if values["host"] in ("0.0.0.0", "::"):
             raise ConfigError("--advertise is required when listening on all interfaces")

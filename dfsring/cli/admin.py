@@ -46,6 +46,7 @@ from dfsring.cli.http import (
 )
 from dfsring.cli.render import ProgressLine, WaitState
 from dfsring.client import DEFAULT_URL, DfsClientError, ProblemError
+from dfsring.client.credentials import CredentialsError, auth_headers, discover
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -131,6 +132,8 @@ def _admin_main(args: argparse.Namespace, run: _AdminRun) -> int:
         return _fail(args, str(exc), EXIT_USAGE)
     except AdminError as exc:
         return _fail(args, str(exc), exc.status)
+    except CredentialsError as exc:
+        return _fail(args, f"credentials: {exc}", EXIT_USAGE)
     except ProblemError as exc:
         return _fail(args, str(exc), EXIT_NOT_FOUND if exc.status == 404 else EXIT_FAILURE)
     except DfsClientError as exc:
@@ -146,7 +149,8 @@ def _admin_main(args: argparse.Namespace, run: _AdminRun) -> int:
 
 async def _in_session(args: argparse.Namespace, run: _AdminRun, bases: list[str]) -> int:
     timeout = aiohttp.ClientTimeout(total=args.timeout, connect=min(CONNECT_TIMEOUT, args.timeout))
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with aiohttp.ClientSession(timeout=timeout,
+                                     headers=auth_headers(discover())) as session:
         return await run(args, Http(session, args.timeout), bases)
 
 

@@ -42,6 +42,7 @@ from dfsring.client import (
     ProblemError,
     UnexpectedResponse,
 )
+from dfsring.client.credentials import CredentialsError, auth_headers, discover
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -310,6 +311,8 @@ def _main(args: argparse.Namespace, run: _Run) -> int:
         return int(asyncio.run(_session(args, run, bases)))
     except (BadUrl, UsageError) as exc:
         return _fail(args, str(exc), EXIT_USAGE)
+    except CredentialsError as exc:
+        return _fail(args, f"credentials: {exc}", EXIT_USAGE)
     except NotFound as exc:
         return _fail(args, str(exc), EXIT_NOT_FOUND)
     except ProblemError as exc:
@@ -329,7 +332,8 @@ def _main(args: argparse.Namespace, run: _Run) -> int:
 
 async def _session(args: argparse.Namespace, run: _Run, bases: list[str]) -> int:
     timeout = aiohttp.ClientTimeout(total=args.timeout, connect=min(3.0, args.timeout))
-    async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
+    async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False,
+                                     headers=auth_headers(discover())) as session:
         return int(await run(args, FilesHttp(session, bases)))
 
 

@@ -51,6 +51,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from dfsring.client.credentials import Credentials, auth_headers, discover
 from dfsring.client.errors import (
     PROBLEM_BASE,
     REQUEST_ID,
@@ -305,8 +306,16 @@ class DfsClient:
         connect_timeout: float = 3.0,
         session: aiohttp.ClientSession | None = None,
         max_connections: int = 100,
+        credentials: Credentials | None = None,
+        discover_credentials: bool = True,
     ) -> None:
+        """Without `credentials`, they are looked up as dfsring.client.credentials says
+        (environment, then credentials files) unless `discover_credentials` is False; a
+        source that exists but is unusable raises CredentialsError (a ValueError) here."""
         self.base_urls = _base_urls(base_urls)
+        if credentials is None and discover_credentials:
+            credentials = discover()
+        self._auth = auth_headers(credentials)
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(connect_timeout, timeout))
         self._session = session
         self._owns_session = session is None
@@ -498,7 +507,7 @@ class DfsClient:
             method,
             url,
             params=params,
-            headers=headers,
+            headers={**self._auth, **(headers or {})},
             data=data,
             allow_redirects=False,
             timeout=self._timeout,
@@ -559,8 +568,12 @@ class SyncDfsClient:
         *,
         timeout: float = 10.0,
         connect_timeout: float = 3.0,
+        credentials: Credentials | None = None,
+        discover_credentials: bool = True,
     ) -> None:
-        self.client = DfsClient(base_urls, timeout=timeout, connect_timeout=connect_timeout)
+        self.client = DfsClient(base_urls, timeout=timeout, connect_timeout=connect_timeout,
+                                credentials=credentials,
+                                discover_credentials=discover_credentials)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="dfsring-client", daemon=True

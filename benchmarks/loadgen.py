@@ -219,6 +219,7 @@ class _Client(asyncio.Protocol):
         self.sent_at = 0
         self.in_flight = False
         self.retired = False
+        self.measured = 0  # answers to requests sent inside the window
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -326,7 +327,8 @@ class _Run:
         cpu = time.process_time() - self.cpu0
         server = {name: cpu_seconds(pid) for name, pid in self.server_pids.items()}
         self._abandon_hung()
-        window_end = max(self.last_done, self.measure_from + 1) if finite else min(end, self.until)
+        window_end = (max(self.last_done, self.measure_from + 1) if finite
+                      else max(min(end, self.until), self.last_done))
         return LoadResult(
             seconds=(window_end - self.measure_from) / 1e9, hist=self.hist,
             statuses=self.statuses, generator_cpu_s=cpu,
@@ -359,8 +361,12 @@ class _Run:
                 await asyncio.sleep(_RECONNECT_S)
 
     def send_next(self, client: _Client) -> None:
+        """A client whose every request so far started before the window (one slow answer
+        spanned all of it, as on a loaded machine in a --quick run) sends one more, so that
+        no window is empty; the window then ends at that answer."""
         now = time.perf_counter_ns()
-        request = self.plan(client.endpoint_index) if now < self.until else None
+        open_ = now < self.until or (client.measured == 0 and now >= self.measure_from)
+        request = self.plan(client.endpoint_index) if open_ else None
         if request is None or client.transport is None:
             self.retire(client)
             return
@@ -379,6 +385,7 @@ class _Run:
             hist.record(now - client.sent_at)
             self.statuses[client.status] += 1
             self.last_done = now
+            client.measured += 1
         if client.close_after and client.transport is not None:
             client.transport.close()  # connection_lost reconnects
             return

@@ -27,6 +27,7 @@ from tests.cluster import clusterops
 from tests.cluster.clusterops import BUCKET, local_keys
 from tests.conftest import ClusterFactory
 
+REFILL_S = 120.0
 FAST_SCRUB = ("--scrub-interval", "1", "--scrub-rate", str(64 << 20))
 
 
@@ -68,8 +69,10 @@ async def test_a_wiped_node_is_refilled_without_reads(cluster_factory: ClusterFa
     shutil.rmtree(victim.spec.data_dir / "db")
     victim.start()
     victim.wait_ready(timeout=20)
+    # 10-25 s on a quiet machine; 120 s leaves room for CI's load (it took over 60 s beside
+    # four other test runs, exchange rounds timing out)
     took = await asyncio.to_thread(
-        _wait, lambda: local_keys(victim) >= written, 60.0,
+        _wait, lambda: local_keys(victim) >= written, REFILL_S,
         "the node with a new disk holds all its 10 000 keys again")
     mine = _stats(victim)["antientropy"]
     pushed = sum(_stats(n)["antientropy"]["repaired_out"] for n in cluster if n is not victim)
@@ -82,8 +85,10 @@ async def test_a_wiped_node_is_refilled_without_reads(cluster_factory: ClusterFa
     victim.wipe()
     victim.start()
     victim.wait_ready(timeout=20)
+    # 10-25 s on a quiet machine; 120 s leaves room for CI's load (it took over 60 s beside
+    # four other test runs, exchange rounds timing out)
     took = await asyncio.to_thread(
-        _wait, lambda: local_keys(victim) >= written, 60.0,
+        _wait, lambda: local_keys(victim) >= written, REFILL_S,
         "the wiped node holds all its 10 000 keys again")
     print(f"wiped data dir refilled with 10 000 keys in {took:.1f}s")
 

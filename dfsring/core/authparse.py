@@ -169,7 +169,7 @@ def _parse_sigv4_header(rest: str, found: Mapping[str, list[str]]) -> SigV4Crede
         name = name.strip()
         if not sep or name not in _HEADER_FIELDS:
             raise Unauthenticated("malformed AWS4-HMAC-SHA256 Authorization header "
-                                  "(expected Credential=, SignedHeaders=, Signature=)")
+                                  "(expected Credential, SignedHeaders and Signature)")
         if name in fields:
             raise Unauthenticated(f"repeated {name} in the Authorization header")
         fields[name] = val.strip()

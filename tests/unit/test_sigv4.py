@@ -11,8 +11,8 @@ refuse it once any one signed thing is changed.
 from __future__ import annotations
 
 import hashlib
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from unittest import mock
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
@@ -103,7 +103,7 @@ def sign_with_botocore(method: str, url: str, headers: list[tuple[str, str]], bo
 
 
 def credential_of(wire: Wire) -> SigV4Credential:
-    path, query, headers = wire
+    _path, query, headers = wire
     cred = parse_credentials(CIMultiDict(headers), parse_qsl(query, keep_blank_values=True))
     assert isinstance(cred, SigV4Credential)
     return cred

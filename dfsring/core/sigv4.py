@@ -50,6 +50,7 @@ STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 SIGNATURE_MISMATCH = "signature does not match"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _QUERY_SAFE = "-_.~"
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
 # Headers an HTTP client or proxy may add or rewrite after signing (botocore's list).
 UNSIGNABLE_HEADERS = frozenset({
     "authorization", "baggage", "connection", "expect", "keep-alive", "proxy-authenticate",
@@ -149,15 +150,23 @@ def _query_forms(raw_query: str, presigned: bool) -> list[str]:
     """The canonical query in AWS's form and, if it differs, as on the wire (module doc)."""
     pairs = [p.partition("=")[::2] for p in raw_query.split("&")] if raw_query else []
     if presigned:
-        pairs = [(k, v) for k, v in pairs if _unquote(k) != b"X-Amz-Signature"]
-    aws = _join(sorted((_aws_encode(_unquote(k)), _aws_encode(_unquote(v)))
-                       for k, v in pairs if k or v))
+        pairs = [(k, v) for k, v in pairs
+                 if k != "X-Amz-Signature" and ("%" not in k or _unquote(k) != b"X-Amz-Signature")]
+    aws = _join(sorted((_canonical(k), _canonical(v)) for k, v in pairs if k or v))
     wire = _join(sorted(pairs))
     return [aws] if wire == aws else [aws, wire]
 
 
 def _join(pairs: Sequence[tuple[str, str]]) -> str:
     return "&".join(f"{k}={v}" for k, v in pairs)
+
+
+def _canonical(text: str) -> str:
+    """A query name or value in AWS's encoding: decoded, then re-encoded (most are made of
+    unreserved characters only, which both steps leave alone)."""
+    if _UNRESERVED.fullmatch(text):
+        return text
+    return _aws_encode(_unquote(text))
 
 
 def _unquote(text: str) -> bytes:
@@ -188,14 +197,14 @@ def string_to_sign(amz_date: str, scope: str, canonical_request: str) -> str:
 
 def signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
     """kSigning = HMAC chain over date, region, service and "aws4_request" (AWS SigV4)."""
-    key = hmac.new(f"AWS4{secret_key}".encode(), date.encode(), hashlib.sha256).digest()
+    key = hmac.digest(_utf8(f"AWS4{secret_key}"), date.encode(), "sha256")
     for part in (region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        key = hmac.digest(key, part.encode(), "sha256")
     return key
 
 
 def _sign_hex(key: bytes, text: str) -> str:
-    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.digest(key, _utf8(text), "sha256").hex()
 
 
 def sign_headers(method: str, url: str, headers: Mapping[str, str], *, access_key: str,

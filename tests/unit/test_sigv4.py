@@ -128,7 +128,7 @@ def refused(wire: Wire, method: str, **kwargs: object) -> str:
 METHODS = st.sampled_from(["GET", "PUT", "POST", "DELETE", "HEAD"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(METHODS, raw_paths(), raw_queries(), HEADERS, st.binary(max_size=64))
 def test_botocore_header_signature_verifies(method: str, path: str, query: str,
                                             headers: list[tuple[str, str]], body: bytes) -> None:
@@ -138,7 +138,7 @@ def test_botocore_header_signature_verifies(method: str, path: str, query: str,
     assert check(wire, method) == hashlib.sha256(body).hexdigest()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(METHODS, raw_paths(), raw_queries(), HEADERS, st.data())
 def test_any_one_change_to_a_header_signed_request_is_refused(
         method: str, path: str, query: str, headers: list[tuple[str, str]],
@@ -187,7 +187,7 @@ def _replace(cred: SigV4Credential, **changes: object) -> SigV4Credential:
     return replace(cred, **changes)  # type: ignore[arg-type]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.sampled_from(["GET", "PUT", "HEAD"]), raw_paths(), raw_queries(),
        st.integers(1, 604_800), st.data())
 def test_botocore_presigned_url_verifies_until_it_expires(method: str, path: str, query: str,
@@ -215,7 +215,7 @@ def test_botocore_presigned_url_verifies_until_it_expires(method: str, path: str
 
 # --- our signer agrees with botocore's canonicalisation, and with verify ------------------
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(METHODS, raw_paths(), raw_queries(aws_encoded=True),
        st.dictionaries(HEADER_NAME, HEADER_VALUE, max_size=3),
        st.sampled_from([sigv4.UNSIGNED_PAYLOAD, hashlib.sha256(b"x").hexdigest()]))
@@ -234,7 +234,7 @@ def test_sign_headers_matches_botocore_and_verifies(method: str, path: str, quer
         S3SigV4Auth(Credentials(ACCESS, SECRET), "s3", REGION), request, added["X-Amz-Date"]))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.sampled_from(["GET", "PUT"]), raw_paths(), raw_queries(aws_encoded=True),
        st.integers(1, 604_800))
 def test_presign_matches_botocore_and_verifies(method: str, path: str, query: str,

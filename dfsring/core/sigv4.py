@@ -71,11 +71,12 @@ def verify(cred: SigV4Credential, *, method: str, raw_path: str, raw_query: str,
     canonical_headers = _canonical_headers(cred.signed_headers, headers)
     path = raw_path.split("?", 1)[0] or "/"
     key = signing_key(secret_key, cred.date, cred.region, cred.service)
+    claimed = _utf8(cred.signature)  # bytes: compare_digest refuses non-ASCII str
     for query in _query_forms(raw_query, cred.presigned):
         creq = "\n".join((method.upper(), path, query, canonical_headers,
                           ";".join(cred.signed_headers), payload))
         expected = _sign_hex(key, string_to_sign(cred.amz_date, _scope(cred), creq))
-        if hmac.compare_digest(expected, cred.signature):
+        if hmac.compare_digest(expected.encode(), claimed):
             return payload
     raise Unauthenticated(SIGNATURE_MISMATCH)
 

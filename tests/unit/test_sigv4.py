@@ -360,3 +360,31 @@ def test_lone_surrogates_in_the_request_are_refused_not_crashed() -> None:
     path, query, sent = signed_get()
     cred = credential_of((path, query, sent))
     refused((path + "\ud800", "a=\udc80\ud800", sent), "GET", cred=cred)
+
+
+def test_a_hand_made_credential_with_a_non_ascii_signature_is_refused_not_crashed() -> None:
+    wire = signed_get()
+    cred = _replace(credential_of(wire), signature="é" * 64)
+    assert refused(wire, "GET", cred=cred) == sigv4.SIGNATURE_MISMATCH
+
+
+FUZZ_TEXT = st.text(max_size=40) | st.sampled_from(["%", "%zz", "%C3", "&&", "==", "a=b=c",
+                                                    "X-Amz-Signature=1", "\ud800", "?x"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=8), FUZZ_TEXT, FUZZ_TEXT,
+       st.lists(st.tuples(st.sampled_from(["Host", "host", "X-Amz-Date", "x-amz-content-sha256",
+                                           "X-Custom"]) | st.text(max_size=8), FUZZ_TEXT),
+                max_size=6),
+       st.booleans(), FUZZ_TEXT)
+def test_fuzzed_requests_are_refused_with_unauthenticated_only(
+        method: str, path: str, query: str, headers: list[tuple[str, str]], presigned: bool,
+        secret: str) -> None:
+    cred = _replace(credential_of(signed_get([("X-Custom", "1")])), presigned=presigned,
+                    expires_s=3600 if presigned else None)
+    try:
+        sigv4.verify(cred, method=method, raw_path=path, raw_query=query, headers=headers,
+                     secret_key=secret, region=REGION, now_s=NOW)
+    except Unauthenticated:
+        pass

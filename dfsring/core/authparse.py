@@ -26,6 +26,7 @@ This module only reads and bounds them; dfsring.core.sigv4 checks a signature. R
 
 from __future__ import annotations
 
+import hmac
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,10 @@ _SIGNATURE_RE = re.compile(r"[0-9a-fA-F]{64}")
 _DATE_RE = re.compile(r"[0-9]{8}")
 _AMZ_DATE_RE = re.compile(r"[0-9]{8}T[0-9]{6}Z")
 _EXPIRES_RE = re.compile(r"[0-9]{1,7}")
+
+# The secret a caller checks an unknown access key against (with `secret_matches` or
+# sigv4.verify), so that an unknown key and a wrong secret take the same path and time.
+UNKNOWN_KEY_SECRET = "dfsring-no-such-key-0000000000000000000000"
 
 _PRESIGN_PARAMS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires",
                    "X-Amz-SignedHeaders", "X-Amz-Signature")
@@ -103,6 +108,13 @@ def parse_credentials(headers: Mapping[str, str],
     if presigned is not None:
         return _parse_presigned(presigned)
     return None
+
+
+def secret_matches(sent: str, stored: str) -> bool:
+    """Whether a Bearer or X-Api-Key secret is the stored one, in constant time (as bytes:
+    `hmac.compare_digest` refuses str with non-ASCII characters rather than comparing)."""
+    return hmac.compare_digest(sent.encode("utf-8", "surrogatepass"),
+                               stored.encode("utf-8", "surrogatepass"))
 
 
 def _wanted_headers(headers: Mapping[str, str]) -> dict[str, list[str]]:

@@ -13,9 +13,11 @@ from dfsring.core.authparse import (
     MAX_EXPIRES_S,
     MAX_HEADER_CHARS,
     MAX_SIGNED_HEADERS,
+    UNKNOWN_KEY_SECRET,
     KeyPair,
     SigV4Credential,
     parse_credentials,
+    secret_matches,
 )
 from dfsring.foundation.errors import Unauthenticated
 
@@ -51,6 +53,12 @@ def test_no_credentials_is_none() -> None:
 ])
 def test_key_pairs(headers: list[tuple[str, str]]) -> None:
     assert parse(headers) == KeyPair("AK1", "s3cr:et/+=")
+
+
+def test_secret_matches() -> None:
+    assert secret_matches("s3cr:et", "s3cr:et")
+    assert not secret_matches("s3cr:et", "s3cr:eT")
+    assert not secret_matches("é\ud800", UNKNOWN_KEY_SECRET)  # no TypeError on non-ASCII
 
 
 def test_key_pair_repr_hides_the_secret() -> None:

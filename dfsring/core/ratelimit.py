@@ -1,0 +1,83 @@
+"""Token buckets per key (a source address, an access key), with a bounded number of keys.
+
+A bucket holds up to `burst` tokens and refills at `rate` tokens per second (the classic
+token bucket, RFC 2697's committed burst). `take` spends `amount` tokens if the bucket has
+them and otherwise says how long until it will, which the edge turns into 429 + Retry-After.
+
+Invariants:
+- A request above `burst` (a large upload under a bandwidth limit) is let through when the
+  bucket is full and leaves it in debt, so the long-run rate still holds and no size is
+  refused forever.
+- Never more than `max_keys` buckets. A new key past the cap evicts a full bucket among the
+  least recently used ones, or else the least recently used: a full bucket carries no state
+  worth keeping (a fresh bucket would be full too), and evicting anything else forgives at
+  most one burst to a key that has been quiet longest.
+- O(1) per call; pure (the caller passes the time). A clock that steps back refills nothing.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+EVICTION_SCAN = 8  # LRU buckets looked at for a full one before evicting the oldest anyway
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at_s: float
+
+
+class KeyedBuckets:
+    def __init__(self, rate: float, burst: float, max_keys: int) -> None:
+        if not rate > 0 or not burst > 0 or max_keys < 1:
+            raise ValueError("token buckets need rate > 0, burst > 0 and max_keys >= 1")
+        self.rate = rate
+        self.burst = burst
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()  # least recently used first
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, key: str, amount: float, now_s: float) -> float:
+        """Spend `amount` tokens of `key`'s bucket: 0.0 if allowed, else the seconds until the
+        same call would be allowed (nothing is spent then)."""
+        if not amount >= 0:
+            raise ValueError("amount must be >= 0")
+        bucket = self._bucket(key, now_s)
+        needed = min(amount, self.burst)
+        if bucket.tokens >= needed:
+            bucket.tokens -= amount
+            return 0.0
+        return (needed - bucket.tokens) / self.rate
+
+    def tokens(self, key: str, now_s: float) -> float:
+        """The tokens `key` would have at `now_s` (burst for a key not tracked)."""
+        bucket = self._buckets.get(key)
+        return self.burst if bucket is None else self._refilled(bucket, now_s)
+
+    def _bucket(self, key: str, now_s: float) -> _Bucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.max_keys:
+                self._evict(now_s)
+            bucket = self._buckets[key] = _Bucket(self.burst, now_s)
+        else:
+            self._buckets.move_to_end(key)
+            bucket.tokens = self._refilled(bucket, now_s)
+            bucket.at_s = max(bucket.at_s, now_s)
+        return bucket
+
+    def _refilled(self, bucket: _Bucket, now_s: float) -> float:
+        return min(self.burst, bucket.tokens + max(0.0, now_s - bucket.at_s) * self.rate)
+
+    def _evict(self, now_s: float) -> None:
+        for i, (key, bucket) in enumerate(self._buckets.items()):
+            if i >= EVICTION_SCAN:
+                break
+            if self._refilled(bucket, now_s) >= self.burst:
+                del self._buckets[key]
+                return
+        self._buckets.popitem(last=False)

@@ -1,0 +1,107 @@
+"""Keyed token buckets (dfsring.core.ratelimit): the key count stays bounded, no key gets more
+than burst + rate x elapsed, and the wait a refusal names is exactly the wait needed."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dfsring.core.ratelimit import EVICTION_SCAN, KeyedBuckets
+
+CALLS = st.lists(st.tuples(st.sampled_from("abcdef"), st.floats(0, 3), st.floats(0, 2)),
+                 max_size=200)
+
+
+@given(CALLS, st.floats(0.1, 10), st.floats(0.5, 5), st.integers(1, 8))
+def test_bounds_hold(calls: list[tuple[str, float, float]], rate: float, burst: float,
+                     max_keys: int) -> None:
+    """Per key, while it stays tracked, what was taken never exceeds burst + rate x elapsed
+    (plus one oversized request's debt); a refusal's wait is positive and finite."""
+    buckets = KeyedBuckets(rate, burst, max_keys)
+    now = 0.0
+    for key, amount, step in calls:
+        now += step
+        wait = buckets.take(key, amount, now)
+        assert wait >= 0 and math.isfinite(wait)
+        if wait > 0:
+            assert buckets.take(key, amount, now + wait + 1e-9) == 0.0
+            now += wait + 1e-9
+        assert len(buckets) <= max_keys
+        assert buckets.tokens(key, now) <= burst
+
+
+@given(st.lists(st.floats(0, 1), max_size=100), st.floats(0.5, 5), st.floats(1, 5))
+def test_one_key_never_takes_more_than_burst_plus_refill(gaps: list[float], rate: float,
+                                                         burst: float) -> None:
+    buckets = KeyedBuckets(rate, burst, 4)
+    now = taken = 0.0
+    for gap in gaps:
+        now += gap
+        if buckets.take("k", 0.5, now) == 0.0:
+            taken += 0.5
+        assert taken <= burst + rate * now + 1e-9
+
+
+def test_refusal_names_the_wait_and_spends_nothing() -> None:
+    buckets = KeyedBuckets(rate=2.0, burst=4.0, max_keys=10)
+    assert buckets.take("ip", 4.0, 0.0) == 0.0
+    assert buckets.take("ip", 1.0, 0.0) == pytest.approx(0.5)
+    assert buckets.take("ip", 1.0, 0.25) == pytest.approx(0.25)
+    assert buckets.take("ip", 1.0, 0.5) == 0.0
+    assert buckets.tokens("ip", 0.5) == pytest.approx(0.0)
+    assert buckets.tokens("ip", 100.0) == 4.0  # refills to burst, never beyond
+
+
+def test_an_oversized_request_passes_on_a_full_bucket_and_leaves_debt() -> None:
+    buckets = KeyedBuckets(rate=10.0, burst=100.0, max_keys=10)
+    assert buckets.take("ak", 1000.0, 0.0) == 0.0
+    assert buckets.take("ak", 1.0, 0.0) == pytest.approx(90.1)  # 900 debt + 1 at 10/s
+    assert buckets.take("ak", 1000.0, 50.0) == pytest.approx(50.0)  # full again at t=100
+
+
+def test_keys_are_independent() -> None:
+    buckets = KeyedBuckets(rate=1.0, burst=1.0, max_keys=10)
+    assert buckets.take("a", 1.0, 0.0) == 0.0
+    assert buckets.take("b", 1.0, 0.0) == 0.0
+    assert buckets.take("a", 1.0, 0.0) > 0
+
+
+def test_eviction_prefers_a_full_bucket_to_the_least_recently_used() -> None:
+    buckets = KeyedBuckets(rate=1.0, burst=10.0, max_keys=3)
+    buckets.take("drained", 10.0, 0.0)  # least recently used, empty
+    buckets.take("full", 0.0, 1.0)
+    buckets.take("busy", 5.0, 2.0)
+    buckets.take("new", 1.0, 2.0)
+    assert buckets.tokens("drained", 2.0) == pytest.approx(2.0)  # kept: it holds state
+    assert len(buckets) == 3
+
+
+def test_without_a_full_bucket_the_least_recently_used_goes() -> None:
+    buckets = KeyedBuckets(rate=1.0, burst=10.0, max_keys=EVICTION_SCAN + 2)
+    for i in range(EVICTION_SCAN + 2):
+        buckets.take(f"k{i}", 10.0, 0.0)
+    buckets.take("new", 1.0, 0.0)
+    assert buckets.tokens("k0", 0.0) == 10.0  # forgotten: a fresh bucket
+    assert buckets.tokens("k1", 0.0) == 0.0
+
+
+def test_a_clock_stepping_back_refills_nothing() -> None:
+    buckets = KeyedBuckets(rate=1.0, burst=5.0, max_keys=2)
+    buckets.take("k", 5.0, 100.0)
+    assert buckets.take("k", 1.0, 50.0) == pytest.approx(1.0)
+    assert buckets.take("k", 1.0, 101.0) == 0.0
+
+
+@pytest.mark.parametrize(("rate", "burst", "keys"), [(0, 1, 1), (1, 0, 1), (1, 1, 0),
+                                                     (float("nan"), 1, 1)])
+def test_bad_parameters_are_refused(rate: float, burst: float, keys: int) -> None:
+    with pytest.raises(ValueError):
+        KeyedBuckets(rate, burst, keys)
+
+
+def test_negative_amount_is_refused() -> None:
+    with pytest.raises(ValueError):
+        KeyedBuckets(1, 1, 1).take("k", -1, 0)

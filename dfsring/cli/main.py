@@ -30,6 +30,7 @@ from dfsring.cli import args as cli_args
 from dfsring.cli import files as cli_files
 from dfsring.cli.admin import ADMIN_SUBCOMMANDS
 from dfsring.cli.args import add_node_options, positive, seconds
+from dfsring.cli.certs import add_certs
 from dfsring.cli.launcher import LauncherError, LocalCluster, NodeProcess, port_in_use
 from dfsring.client import DEFAULT_URL, DfsClientError, GetResult, SyncDfsClient
 
@@ -493,6 +494,7 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     *ADMIN_SUBCOMMANDS,
     *cli_files.FILES_SUBCOMMANDS,
     _add_bench,
+    add_certs,
 )
 
 

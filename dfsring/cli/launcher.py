@@ -78,14 +78,16 @@ class NodeRunning(LauncherError):
 class TlsFiles:
     """--tls-cert/--tls-key/--tls-ca for nodes (dfsring certs makes them). The launcher's own
     probes trust `ca` and present the same certificate, since a listener with --tls-ca asks
-    every caller for one."""
+    every caller for one. `mutual=False`: no --tls-ca for the nodes (HTTPS for clients only),
+    the probes still trusting `ca`."""
 
     cert: Path
     key: Path
     ca: Path | None = None
+    mutual: bool = True
 
     def args(self) -> tuple[str, ...]:
-        ca = ("--tls-ca", str(self.ca)) if self.ca is not None else ()
+        ca = ("--tls-ca", str(self.ca)) if self.ca is not None and self.mutual else ()
         return ("--tls-cert", str(self.cert), "--tls-key", str(self.key), *ca)
 
     def context(self) -> ssl.SSLContext:

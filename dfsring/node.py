@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Sequence
@@ -76,6 +77,14 @@ from dfsring.storage.hintstore import HintStore
 from dfsring.storage.localstore import TABLES, LocalStore
 from dfsring.transport import PeerService, Transport
 from dfsring.transport.rpc import RpcClient
+from dfsring.transport.tls import (
+    TlsFileError,
+    TlsReloader,
+    client_context_for,
+    client_server_context,
+    peer_client_context,
+    peer_server_context,
+)
 
 log = logging.getLogger("dfsring.node")
 SHUTDOWN_GRACE_S = 2.5
@@ -136,15 +145,17 @@ def build_supervisor(cfg: NodeConfig, *, gossip: Gossiper, discovery: Discovery,
 
 
 def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine,
-                   transport: Transport | None = None) -> Services:
+                   transport: Transport | None = None,
+                   peer_ssl: ssl.SSLContext | None = None) -> Services:
     """Every service of one node, wired. `transport` carries its peer calls: HTTP (an
-    RpcClient) unless given; dfsring.testing.localcluster passes a LocalTransport."""
+    RpcClient, over TLS with `peer_ssl`) unless given; dfsring.testing.localcluster passes a
+    LocalTransport."""
     store = LocalStore(engine, data_dir.node_id, cfg.partition_bits, cfg.max_siblings,
                        cfg.max_value_size)
     metrics = NodeMetrics()
     metrics.bind_store(lambda: store.stats.keys, lambda: store.stats.bytes)
     rpc = transport if transport is not None else RpcClient(cfg.cluster_secret,
-                                                            dial=dict(cfg.dial))
+                                                            dial=dict(cfg.dial), ssl=peer_ssl)
     settings = GossipSettings(interval_s=cfg.gossip_interval, fanout=cfg.gossip_fanout,
                               phi_threshold=cfg.phi_threshold, replicas=cfg.n,
                               partition_bits=cfg.partition_bits)
@@ -237,6 +248,23 @@ def connection_limits(cfg: NodeConfig, nofile: int) -> ConnLimits:
     return limits
 
 
+def listener_ssl(cfg: NodeConfig) -> ssl.SSLContext | None:
+    """TLS of the one listener, which serves clients and peers alike until peers get their
+    own (--peer-port): with --tls-ca every caller must present a certificate of the cluster
+    CA (mutual TLS); with only --tls-cert/--tls-key it serves HTTPS. With two listeners, the
+    client site takes client_server_context and the peer site peer_server_context."""
+    return peer_server_context(cfg) if cfg.tls_ca else client_server_context(cfg)
+
+
+def dial_ssl(cfg: NodeConfig) -> ssl.SSLContext | None:
+    """TLS of this node's calls to its peers: mutual TLS with --tls-ca. With only
+    --tls-cert/--tls-key, peers reach the shared HTTPS listener verified by the system store;
+    once peers have a listener of their own this is peer_client_context(cfg) alone."""
+    if cfg.tls_ca:
+        return peer_client_context(cfg)
+    return client_context_for(None) if cfg.tls_cert else None
+
+
 async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -245,10 +273,17 @@ async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
     if not cfg.cluster_secret:
         log.warning("no --cluster-secret: internal endpoints accept any caller; set one in "
                     "production")
+    try:
+        listen_tls, peer_tls = listener_ssl(cfg), dial_ssl(cfg)
+    except TlsFileError as exc:  # changed on disk since the configuration was checked
+        print(f"dfsring: {exc}", file=sys.stderr)
+        return 2
+    tls = TlsReloader(cfg, [listen_tls, peer_tls if cfg.tls_ca else None])
+    loop.add_signal_handler(signal.SIGHUP, tls.reload_and_log)
     engine = LmdbEngine(data_dir.db_path, (*TABLES, *HINT_TABLES), durable=cfg.durable)
     try:
         try:
-            svc = build_services(cfg, data_dir, engine)
+            svc = build_services(cfg, data_dir, engine, peer_ssl=peer_tls)
         except ValueError as exc:  # a damaged cluster.json / acceptor.json
             print(f"dfsring: {exc}", file=sys.stderr)
             return 3
@@ -262,7 +297,8 @@ async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
                                   keepalive_timeout=cfg.idle_timeout)
         await runner.setup()
         try:
-            await web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True).start()
+            await web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True,
+                              ssl_context=listen_tls).start()
         except OSError as exc:
             await runner.cleanup()
             await svc.rpc.close()
@@ -272,6 +308,7 @@ async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
         svc.start()
         log.info("node ready", extra={"fields": {
             "node_id": state.node_id, "listen": f"{cfg.host}:{cfg.port}",
+            "tls": "mutual" if cfg.tls_ca else "server" if cfg.tls_cert else "off",
             "advertise": cfg.advertise, "durability": cfg.durability, "version": __version__}})
         await stop.wait()
         state.stopping = True

@@ -32,7 +32,7 @@ from urllib.parse import quote
 import aiohttp
 
 from dfsring.cli import render
-from dfsring.cli.args import add_node_options, seconds
+from dfsring.cli.args import add_node_options, seconds, tls_context
 from dfsring.cli.http import (
     BadUrl,
     Doc,
@@ -149,7 +149,8 @@ def _admin_main(args: argparse.Namespace, run: _AdminRun) -> int:
 
 async def _in_session(args: argparse.Namespace, run: _AdminRun, bases: list[str]) -> int:
     timeout = aiohttp.ClientTimeout(total=args.timeout, connect=min(CONNECT_TIMEOUT, args.timeout))
-    async with aiohttp.ClientSession(timeout=timeout,
+    connector = aiohttp.TCPConnector(ssl=tls_context(args) or True)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector,
                                      headers=auth_headers(discover())) as session:
         return await run(args, Http(session, args.timeout), bases)
 
@@ -223,13 +224,14 @@ async def _wait(
 
 async def _transfers_of(http: Http, members: Sequence[Doc]) -> dict[str, Doc | None]:
     """node id -> its transfers document, None for a member that did not answer."""
-    found = await asyncio.gather(*(http.try_object(member_url(m), TRANSFERS) for m in members))
+    found = await asyncio.gather(*(http.try_object(member_url(m, http.scheme), TRANSFERS)
+                                   for m in members))
     return {str(m.get("node_id")): doc for m, (doc, _) in zip(members, found, strict=True)}
 
 
 async def _member_docs(http: Http, member: Doc) -> tuple[Doc | None, Doc | None, str]:
     """A member's stats and transfers, and why any is missing ("" if none is)."""
-    url = member_url(member)
+    url = member_url(member, http.scheme)
     (stats, no_stats), (transfers, no_transfers) = await asyncio.gather(
         http.try_object(url, STATS), http.try_object(url, TRANSFERS)
     )

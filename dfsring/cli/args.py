@@ -7,8 +7,12 @@ way without importing each other.
 from __future__ import annotations
 
 import argparse
+import os
+import ssl
+from pathlib import Path
 
 from dfsring.client import DEFAULT_URL
+from dfsring.transport.tls import TlsFileError, client_context_for
 
 
 def number(raw: str, kind: type[int] | type[float]) -> float:
@@ -48,3 +52,25 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
         help=f"node URL; repeat or comma-separate to fail over (env DFSRING_URL, {DEFAULT_URL})",
     )
     p.add_argument("--timeout", type=seconds, default=10.0, help="seconds per request (10)")
+    add_ca_option(p)
+
+
+def add_ca_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ca", type=ca_file, default=os.environ.get("DFSRING_CA") or None,
+                   metavar="FILE", help="verify https:// nodes against this CA certificate "
+                   "(env DFSRING_CA; default: the system's trust store)")
+
+
+def ca_file(raw: str) -> Path:
+    """A CA file that loads, checked while parsing so a bad one is a usage error (exit 2)."""
+    try:
+        client_context_for(raw)
+    except TlsFileError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("--tls-ca", "--ca")) from None
+    return Path(raw)
+
+
+def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The context that verifies https:// nodes: --ca's, or None for the system store."""
+    ca: Path | None = getattr(args, "ca", None)
+    return client_context_for(ca) if ca is not None else None

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import aiohttp
 
-from dfsring.cli.args import positive, seconds
+from dfsring.cli.args import add_ca_option, positive, seconds, tls_context
 from dfsring.cli.files_http import BLOCK, FilesHttp, NotFound
 from dfsring.cli.http import BadUrl, base_urls
 from dfsring.cli.render import ProgressLine, human_bytes, human_eta
@@ -183,6 +183,7 @@ def _node_options(p: argparse.ArgumentParser, timeout: float) -> None:
                    f"{DEFAULT_URL})")
     p.add_argument("--timeout", type=seconds, default=timeout,
                    help=f"seconds the whole transfer may take ({timeout:g})")
+    add_ca_option(p)
 
 
 async def _run_upload(args: argparse.Namespace, http: FilesHttp) -> int:
@@ -332,7 +333,9 @@ def _main(args: argparse.Namespace, run: _Run) -> int:
 
 async def _session(args: argparse.Namespace, run: _Run, bases: list[str]) -> int:
     timeout = aiohttp.ClientTimeout(total=args.timeout, connect=min(3.0, args.timeout))
+    connector = aiohttp.TCPConnector(ssl=tls_context(args) or True)
     async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False,
+                                     connector=connector,
                                      headers=auth_headers(discover())) as session:
         return int(await run(args, FilesHttp(session, bases)))
 

@@ -66,6 +66,7 @@ class Http:
     def __init__(self, session: aiohttp.ClientSession, timeout: float) -> None:
         self.session = session
         self.timeout = timeout
+        self.scheme = "http"  # members are asked at SCHEME://ADDRESS: that of the --url used
 
     async def call(
         self, bases: Sequence[str], method: str, path: str, params: Mapping[str, str] | None = None
@@ -84,6 +85,7 @@ class Http:
         lost = Lost(method, path, resend=("GET",), note="; it may have been applied")
         index, (status, body, rid) = await first_answer(bases, send, lost=lost,
                                                         describe=self._describe)
+        self.scheme = URL(bases[index]).scheme
         return bases[index], decoded(status, body, rid)
 
     async def object(self, base: str, path: str) -> Doc:
@@ -148,6 +150,6 @@ def transient(exc: DfsClientError) -> bool:
     return isinstance(exc, TransportError) or (exc.status or 0) >= 500
 
 
-def member_url(member: Mapping[str, Any]) -> str:
+def member_url(member: Mapping[str, Any], scheme: str = "http") -> str:
     address = str(member.get("address") or "")
-    return address if "://" in address else f"http://{address}"
+    return address if "://" in address else f"{scheme}://{address}"

@@ -32,6 +32,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -45,6 +46,7 @@ from types import TracebackType
 from typing import IO, Any
 
 import dfsring
+from dfsring.transport.tls import client_context_for
 
 NODE_MODULE = "dfsring.node"
 LOG_MARKER = "# dfsring.cli.launcher:"
@@ -72,6 +74,26 @@ class NodeRunning(LauncherError):
     """The operation needs the node stopped first."""
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """--tls-cert/--tls-key/--tls-ca for nodes (dfsring certs makes them). The launcher's own
+    probes trust `ca` and present the same certificate, since a listener with --tls-ca asks
+    every caller for one. `mutual=False`: no --tls-ca for the nodes (HTTPS for clients only),
+    the probes still trusting `ca`."""
+
+    cert: Path
+    key: Path
+    ca: Path | None = None
+    mutual: bool = True
+
+    def args(self) -> tuple[str, ...]:
+        ca = ("--tls-ca", str(self.ca)) if self.ca is not None and self.mutual else ()
+        return ("--tls-cert", str(self.cert), "--tls-key", str(self.key), *ca)
+
+    def context(self) -> ssl.SSLContext:
+        return client_context_for(self.ca, cert=self.cert, key=self.key)
+
+
 def default_program() -> tuple[str, ...]:
     """The node command without its flags: this interpreter running ``dfsring.node``."""
     return (sys.executable, "-m", NODE_MODULE)
@@ -95,6 +117,7 @@ class NodeSpec:
     args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     program: tuple[str, ...] = field(default_factory=default_program)
+    tls: TlsFiles | None = None  # https URL, probes verified with it (its args go in `args`)
 
     @property
     def address(self) -> str:
@@ -103,7 +126,7 @@ class NodeSpec:
 
     @property
     def url(self) -> str:
-        return f"http://{self.address}"
+        return f"{'https' if self.tls else 'http'}://{self.address}"
 
     def argv(self) -> list[str]:
         """The full command line; --node-id is always given so restarts keep the identity."""
@@ -266,11 +289,14 @@ class NodeProcess:
 
     def get_json(self, path: str, timeout: float = 2.0) -> Any:
         """One GET of a JSON document; raises OSError (incl. HTTP errors) or ValueError."""
-        return self.fetch_json(f"{self.url}{path}", timeout)
+        tls = self.spec.tls.context() if self.spec.tls else None
+        return self.fetch_json(f"{self.url}{path}", timeout, tls)
 
     @staticmethod
-    def fetch_json(url: str, timeout: float = 2.0) -> Any:
-        with _HTTP.open(url, timeout=timeout) as resp:
+    def fetch_json(url: str, timeout: float = 2.0, tls: ssl.SSLContext | None = None) -> Any:
+        opener = _HTTP if tls is None else urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=tls))
+        with opener.open(url, timeout=timeout) as resp:
             return json.loads(resp.read())
 
     def wait_ready(self, timeout: float = 30.0) -> dict[str, Any]:
@@ -491,11 +517,13 @@ class LocalCluster:
         node_args: Mapping[int, Sequence[str]] | None = None,
         seeds: Sequence[str] | None = None,
         first_index: int = 1,
+        tls: TlsFiles | None = None,
     ) -> None:
         """`seed_all=False` gives every node only the first node as seed (one seed, the
         others join through it); `node_args` adds flags for single nodes (1-based index).
         `seeds` makes every node join an existing cluster through those addresses instead;
-        then number the nodes from `first_index` so their ids are new to that cluster."""
+        then number the nodes from `first_index` so their ids are new to that cluster.
+        `tls`: every node serves and dials with these files (node_args may override them)."""
         if size < 1:
             raise ValueError(f"a cluster needs at least one node, not {size}")
         first = free_port_block(size, host) if base_port is None else base_port
@@ -509,9 +537,11 @@ class LocalCluster:
         # its internal endpoints refuse every other caller.
         self.secret = secret if secret is not None else secrets.token_hex(16)
         self._host = host
-        self._quorum_args = ("--n", str(n), "--r", str(r), "--w", str(w), *extra_args)
+        self._quorum_args = ("--n", str(n), "--r", str(r), "--w", str(w),
+                             *(tls.args() if tls else ()), *extra_args)
         self._shared: dict[str, Any] = {
             "host": host,
+            "tls": tls,
             "env": {"DFSRING_CLUSTER_SECRET": self.secret, **(node_env or {})},
             "program": tuple(program) if program is not None else default_program(),
         }

@@ -29,7 +29,8 @@ from dfsring import __version__
 from dfsring.cli import args as cli_args
 from dfsring.cli import files as cli_files
 from dfsring.cli.admin import ADMIN_SUBCOMMANDS
-from dfsring.cli.args import add_node_options, positive, seconds
+from dfsring.cli.args import add_node_options, positive, seconds, tls_context
+from dfsring.cli.certs import add_certs
 from dfsring.cli.launcher import LauncherError, LocalCluster, NodeProcess, port_in_use
 from dfsring.client import DEFAULT_URL, DfsClientError, GetResult, SyncDfsClient
 
@@ -290,7 +291,7 @@ def _add_kv_parser(
 def _kv_main(args: argparse.Namespace, run: _KvRun, urls: list[str]) -> int:
     """Run one key/value command; every failure becomes one line on stderr, never a trace."""
     try:
-        with SyncDfsClient(urls, timeout=args.timeout) as client:
+        with SyncDfsClient(urls, timeout=args.timeout, ssl=tls_context(args)) as client:
             return run(args, client)
     except DfsClientError as exc:
         return _fail(args, str(exc))
@@ -493,6 +494,7 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     *ADMIN_SUBCOMMANDS,
     *cli_files.FILES_SUBCOMMANDS,
     _add_bench,
+    add_certs,
 )
 
 

@@ -38,6 +38,7 @@ import asyncio
 import base64
 import binascii
 import json
+import ssl as _ssl
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
@@ -295,7 +296,8 @@ class DfsClient:
     Use as ``async with DfsClient(urls) as db:`` or call close(). A session passed in is used
     as is and not closed. ``timeout`` bounds each attempt against one node, in seconds, and
     ``connect_timeout`` the connecting part of it, so an unreachable node costs little before
-    the next one is tried.
+    the next one is tried. ``ssl`` verifies https:// nodes (dfsring.transport.tls
+    .client_context_for(CA file)); without it the system's trust store does.
     """
 
     def __init__(
@@ -308,6 +310,7 @@ class DfsClient:
         max_connections: int = 100,
         credentials: Credentials | None = None,
         discover_credentials: bool = True,
+        ssl: _ssl.SSLContext | None = None,
     ) -> None:
         """Without `credentials`, they are looked up as dfsring.client.credentials says
         (environment, then credentials files) unless `discover_credentials` is False; a
@@ -316,6 +319,7 @@ class DfsClient:
         if credentials is None and discover_credentials:
             credentials = discover()
         self._auth = auth_headers(credentials)
+        self._ssl = ssl
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(connect_timeout, timeout))
         self._session = session
         self._owns_session = session is None
@@ -472,7 +476,7 @@ class DfsClient:
     def _session_now(self) -> aiohttp.ClientSession:
         """Made lazily so that it belongs to the loop that runs the requests."""
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._max_connections)
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl or True)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
             self._owns_session = True
         return self._session
@@ -570,10 +574,11 @@ class SyncDfsClient:
         connect_timeout: float = 3.0,
         credentials: Credentials | None = None,
         discover_credentials: bool = True,
+        ssl: _ssl.SSLContext | None = None,
     ) -> None:
         self.client = DfsClient(base_urls, timeout=timeout, connect_timeout=connect_timeout,
                                 credentials=credentials,
-                                discover_credentials=discover_credentials)
+                                discover_credentials=discover_credentials, ssl=ssl)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="dfsring-client", daemon=True

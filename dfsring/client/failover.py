@@ -37,6 +37,12 @@ LOST = (aiohttp.ClientError, TimeoutError)
 def describe(exc: BaseException, timeout: float | None = None) -> str:
     """One short line for ConnectionFailed's list (aiohttp's own texts are long); with
     ``timeout``, a lost answer says how long it was waited for."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert_error = exc.certificate_error
+        why = getattr(cert_error, "verify_message", None) or cert_error
+        return f"cannot connect: TLS certificate not trusted: {why} (see --ca)"
+    if isinstance(exc, aiohttp.ClientConnectorSSLError):
+        return f"cannot connect: TLS handshake failed: {exc.os_error}"
     if isinstance(exc, aiohttp.ClientConnectorError):
         errno = exc.os_error.errno
         return f"cannot connect: {os.strerror(errno) if errno else exc.os_error}"

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dfsring.foundation.tlsfiles import TlsFileError, check_config
+
 ENV_PREFIX = "DFSRING_"
 PEER_SIBLINGS_CARRIED = 64  # values of --max-value-size one peer body holds (internal_api)
 DEFAULT_MAX_SIBLINGS = 20  # --max-siblings when 0 (automatic), see _max_siblings
@@ -391,6 +393,10 @@ def _validate(values: dict[str, Any]) -> NodeConfig:
     for addr in (values["advertise"], *values["seeds"],
                  *(a for pair in values["dial"] for a in pair)):
         _check_address(addr)
+    try:
+        check_config(values["tls_cert"], values["tls_key"], values["tls_ca"])
+    except TlsFileError as exc:
+        raise ConfigError(str(exc)) from exc
     values["data_dir"] = Path(values["data_dir"])
     return NodeConfig(**values)
 

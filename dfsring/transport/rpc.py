@@ -11,6 +11,7 @@ re-exported here.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from typing import TypeVar
 
@@ -31,10 +32,14 @@ R = TypeVar("R", bound=Message)
 
 class RpcClient:
     def __init__(self, secret: str, *, pool_size: int = 512, per_peer: int = 128,
-                 dial: dict[str, str] | None = None) -> None:
+                 dial: dict[str, str] | None = None, ssl: ssl.SSLContext | None = None) -> None:
         """`dial` maps an advertised address to the one actually dialled (--dial): a fault
-        proxy per link in chaos tests. It is fixed at start; gossip never changes it."""
+        proxy per link in chaos tests. It is fixed at start; gossip never changes it.
+        `ssl`: dial peers over HTTPS with this context (dfsring.transport.tls
+        .peer_client_context); the peer's certificate is checked against the host of its
+        advertised address, also when --dial sends the call elsewhere."""
         self._secret = secret
+        self._ssl = ssl
         self._dial = dict(dial or {})
         self._pool_size = pool_size
         self._per_peer = per_peer
@@ -42,7 +47,7 @@ class RpcClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._pool_size,
+            connector = aiohttp.TCPConnector(limit=self._pool_size, ssl=self._ssl or True,
                                              limit_per_host=self._per_peer,
                                              keepalive_timeout=30, enable_cleanup_closed=True)
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
@@ -86,11 +91,13 @@ class RpcClient:
 
     async def _post(self, address: str, kind: str, data: object, headers: dict[str, str],
                     deadline_s: float) -> tuple[int, str, bytes]:
-        url = f"http://{self._dial.get(address, address)}{RPC_PATH}{kind}"
+        scheme = "https" if self._ssl is not None else "http"
+        url = f"{scheme}://{self._dial.get(address, address)}{RPC_PATH}{kind}"
         timeout = aiohttp.ClientTimeout(total=deadline_s)
+        verify_as = _host(address) if self._ssl is not None else None
         try:
             async with self._http().post(url, data=data, timeout=timeout, headers={
-                    SECRET_HEADER: self._secret, **headers}) as resp:
+                    SECRET_HEADER: self._secret, **headers}, server_hostname=verify_as) as resp:
                 return resp.status, resp.content_type, await resp.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise PeerUnavailable(address, f"{type(exc).__name__}: {exc}") from exc
@@ -99,6 +106,11 @@ class RpcClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _host(address: str) -> str:
+    """HOST of HOST:PORT ([v6]:PORT unbracketed): the name a peer's certificate must carry."""
+    return address.rpartition(":")[0].strip("[]")
 
 
 def frame(message: Message) -> bytes:

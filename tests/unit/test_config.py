@@ -25,7 +25,8 @@ def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None
     assert cfg.port == 7002  # env beats file
     assert cfg.zone == "flag-zone"  # flag beats env
     assert cfg.n == 5 and cfg.r == 2  # file, then default
-    assert cfg.advertise == "127.0.0.1:7002"
+    assert cfg.advertise == "127.0.0.1:7102"  # peers: the peer listener, --port + 100
+    assert cfg.advertise_api == "127.0.0.1:7002"
     assert cfg.seeds == ()
 
 

@@ -246,6 +246,11 @@ class NodeProcess:
         return self.spec.peer_address
 
     @property
+    def auth_headers(self) -> dict[str, str]:
+        """The header that authenticates with this node's credentials (a fresh dict)."""
+        return auth_headers(self.credentials)
+
+    @property
     def log_path(self) -> Path:
         return self.spec.log_path
 

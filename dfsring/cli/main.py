@@ -74,6 +74,8 @@ def _add_cluster(subparsers: Subparsers) -> None:
     )
     p.add_argument("--nodes", type=positive, default=3, help="number of nodes (default 3)")
     p.add_argument("--base-port", type=cli_args.port, default=7070, help="first node's port (7070)")
+    p.add_argument("--peer-base-port", type=cli_args.port, default=None,
+                   help="first node's peer port (node-to-node listener; default --base-port + 100)")
     p.add_argument(
         "--data-dir",
         type=Path,
@@ -109,13 +111,20 @@ def _check_cluster_args(args: argparse.Namespace) -> None:
     if args.host in ("0.0.0.0", "::", ""):
         raise UsageError(f"{PROG} cluster: --host must be one address peers can reach")
     last = args.base_port + args.nodes - 1
-    if last + 100 > 65535:
-        raise UsageError(f"{PROG} cluster: ports {args.base_port}..{last} and peer ports 100 "
-                         "above them run past 65535")
+    if args.peer_base_port is None:
+        args.peer_base_port = args.base_port + 100
+    peer_last = args.peer_base_port + args.nodes - 1
+    if max(last, peer_last) > 65535:
+        raise UsageError(f"{PROG} cluster: ports {args.base_port}..{last} or peer ports "
+                         f"{args.peer_base_port}..{peer_last} run past 65535")
     for knob in ("r", "w"):
         if getattr(args, knob) > args.n:
             raise UsageError(f"{PROG} cluster: --{knob} {getattr(args, knob)} exceeds --n {args.n}")
-    for port in (*range(args.base_port, last + 1), *range(args.base_port + 100, last + 101)):
+    peers = range(args.peer_base_port, peer_last + 1)
+    if set(peers) & set(range(args.base_port, last + 1)):
+        raise UsageError(f"{PROG} cluster: peer ports {args.peer_base_port}..{peer_last} overlap "
+                         f"ports {args.base_port}..{last}")
+    for port in (*range(args.base_port, last + 1), *peers):
         if port_in_use(port, args.host):
             raise UsageError(f"{PROG} cluster: port {port} on {args.host} is already in use")
 
@@ -291,6 +300,7 @@ def run_cluster(args: argparse.Namespace) -> int:
         args.data_dir,
         host=args.host,
         base_port=args.base_port,
+        peer_base_port=args.peer_base_port,
         n=args.n,
         r=args.r,
         w=args.w,

@@ -301,6 +301,11 @@ class ChaosCluster:
         return next(i for i in range(1, self.total + 1) if self.node(i).node_id == node_id)
 
     @property
+    def auth_headers(self) -> dict[str, str]:
+        """The cluster's root credentials as a header, for the clients of a run."""
+        return self.cluster.auth_headers
+
+    @property
     def client_urls(self) -> dict[str, str]:
         """Node id -> the URL clients use (direct, never through a proxy), for the members."""
         return {n.node_id: n.url for n in self.member_nodes}

@@ -229,7 +229,8 @@ async def _cut_upload(node: NodeProcess, path: str, total: int, sent: int) -> No
     """A client that announces `total` bytes, sends `sent`, then drops the connection."""
     host, port = node.address.rsplit(":", 1)
     _, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"PUT /v1/files/{path} HTTP/1.1\r\nHost: {node.address}\r\n"
+    auth = "".join(f"{k}: {v}\r\n" for k, v in node.auth_headers.items())
+    writer.write(f"PUT /v1/files/{path} HTTP/1.1\r\nHost: {node.address}\r\n{auth}"
                  f"Content-Length: {total}\r\n\r\n".encode())
     for block in random_blocks(sent, 13):
         writer.write(block)

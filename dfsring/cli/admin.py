@@ -255,7 +255,8 @@ async def _run_status(args: argparse.Namespace, http: Http, bases: list[str]) ->
         print(render.render_status(members, ring, stats, transfers), flush=True)
     for member, (_, _, why) in zip(members, answers, strict=True):
         if why:
-            where = f"{member.get('node_id')} at {member_url(member)}"
+            at = member.get("api_address") or member.get("address")
+            where = f"{member.get('node_id')} at {at}"
             print(f"{PROG} status: {where}: {why}", file=sys.stderr, flush=True)
     return 0
 

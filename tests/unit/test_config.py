@@ -38,6 +38,10 @@ def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None
     (["--data-dir", "d", "--partitions", "1000"], {}, "power of two"),
     (["--data-dir", "d", "--seeds", "nohost"], {}, "HOST:PORT"),
     (["--data-dir", "d", "--host", "0.0.0.0"], {}, "--advertise is required"),
+    (["--data-dir", "d", "--host", "0.0.0.0", "--advertise", "h:1"], {},
+     "--advertise-api is required"),
+    (["--data-dir", "d", "--advertise-api", "nohost"], {}, "HOST:PORT"),
+    (["--data-dir", "d", "--port", "7000", "--peer-port", "7000"], {}, "other than --port"),
     (["--data-dir", "d"], {"DFSRING_LOG_JSON": "perhaps"}, "not a boolean"),
     (["--data-dir", "d"], {"DFSRING_DURABILITY": "sometimes"}, "fsync, none"),
 ])

@@ -253,11 +253,13 @@ def connection_limits(cfg: NodeConfig, nofile: int) -> ConnLimits:
     return limits
 
 
-def _runner(app: web.Application, limits: ConnLimits, svc: Services,
-            cfg: NodeConfig) -> ProblemAppRunner:
+def _runner(app: web.Application, limits: ConnLimits, svc: Services, cfg: NodeConfig, *,
+            gauges: bool) -> ProblemAppRunner:
     """A runner with its own ConnectionGuard: a flood on one listener never takes the
-    connection slots of the other (peers keep replicating while clients are refused)."""
-    return ProblemAppRunner(app, guard=ConnectionGuard(limits, svc.metrics), access_log=None,
+    connection slots of the other (peers keep replicating while clients are refused).
+    `gauges`: the client listener's counts are the dfsring_connections_* gauges."""
+    guard = ConnectionGuard(limits, svc.metrics, gauges=gauges)
+    return ProblemAppRunner(app, guard=guard, access_log=None,
                             shutdown_timeout=SHUTDOWN_GRACE_S,
                             keepalive_timeout=cfg.idle_timeout)
 
@@ -293,8 +295,8 @@ async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
         await svc.files.open()
         state = svc.state
         limits = connection_limits(cfg, raise_nofile_limit())
-        runners = [_runner(build_app(cfg, svc), limits, svc, cfg),
-                   _runner(build_peer_app(cfg, svc), limits, svc, cfg)]
+        runners = [_runner(build_app(cfg, svc), limits, svc, cfg, gauges=True),
+                   _runner(build_peer_app(cfg, svc), limits, svc, cfg, gauges=False)]
         for runner in runners:
             await runner.setup()
         refused = await _listen(runners, cfg)
@@ -314,8 +316,7 @@ async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
         state.stopping = True
         log.info("stopping: draining requests", extra={"fields": {"node_id": state.node_id}})
         await svc.stop()
-        for runner in runners:
-            await runner.cleanup()
+        await asyncio.gather(*(runner.cleanup() for runner in runners))  # one shared grace
         await svc.coordinator.close(grace_s=BACKGROUND_GRACE_S)
         await svc.rpc.close()
     finally:

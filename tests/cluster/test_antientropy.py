@@ -60,7 +60,7 @@ def _local(node: NodeProcess, key: str) -> tuple[int, bytes]:
 @pytest.mark.timeout(300)
 async def test_a_wiped_node_is_refilled_without_reads(cluster_factory: ClusterFactory) -> None:
     cluster = cluster_factory(3)
-    written = await clusterops.load(cluster.urls, 10_000)
+    written = await clusterops.load(cluster.urls, 10_000, headers=cluster.auth_headers)
     victim = cluster.node("node3")
 
     # its disk replaced, its cluster state kept: it knows it synced this ring long ago, so

@@ -28,7 +28,8 @@ from dfsring.testing.files import cpu_seconds, peak_rss_mib, random_blocks
 MIB = 1 << 20
 
 
-async def upload(url: str, path: str, size: int) -> tuple[float, str, dict[str, object]]:
+async def upload(url: str, path: str, size: int,
+                 auth: dict[str, str]) -> tuple[float, str, dict[str, object]]:
     digest = hashlib.sha256()
 
     async def body() -> AsyncIterator[bytes]:
@@ -37,7 +38,7 @@ async def upload(url: str, path: str, size: int) -> tuple[float, str, dict[str, 
             yield block
 
     timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
+    async with aiohttp.ClientSession(timeout=timeout, headers=auth) as http:
         started = time.perf_counter()
         async with http.put(f"{url}/v1/files/bench/{path}", data=body(),
                             headers={"Content-Length": str(size)}) as resp:
@@ -47,11 +48,11 @@ async def upload(url: str, path: str, size: int) -> tuple[float, str, dict[str, 
     return elapsed, digest.hexdigest(), doc
 
 
-async def download(url: str, path: str) -> tuple[float, str, int]:
+async def download(url: str, path: str, auth: dict[str, str]) -> tuple[float, str, int]:
     digest = hashlib.sha256()
     got = 0
     timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
+    async with aiohttp.ClientSession(timeout=timeout, headers=auth) as http:
         started = time.perf_counter()
         async with http.get(f"{url}/v1/files/bench/{path}") as resp:
             assert resp.status == 200, await resp.text()
@@ -79,12 +80,12 @@ def main() -> None:
         first, last = c.nodes[0], c.nodes[-1]
         pids = [node.pid for node in c.nodes if node.pid is not None]
         cpu0 = [cpu_seconds(p) for p in pids]
-        up_s, sent, doc = asyncio.run(upload(first.url, "big", size))
+        up_s, sent, doc = asyncio.run(upload(first.url, "big", size, c.auth_headers))
         cpu1 = [cpu_seconds(p) for p in pids]
         print(f"PUT  {args.size_mib} MiB via {first.node_id}: {up_s:6.2f} s "
               f"{args.size_mib / up_s:7.1f} MiB/s  chunks={doc['chunks']}  node CPU s "
               f"{' '.join(f'{b - a:.2f}' for a, b in zip(cpu0, cpu1, strict=True))}")
-        down_s, got_sha, got = asyncio.run(download(last.url, "big"))
+        down_s, got_sha, got = asyncio.run(download(last.url, "big", c.auth_headers))
         cpu2 = [cpu_seconds(p) for p in pids]
         assert got == size and got_sha == sent == doc["sha256"], "content differs"
         print(f"GET  {args.size_mib} MiB via {last.node_id}: {down_s:6.2f} s "

@@ -44,6 +44,7 @@ if __package__ in (None, ""):  # run as a script (python benchmarks/kv_load.py)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.hdr import Histogram
+from dfsring.client.credentials import CredentialsError, auth_headers, discover
 
 BUCKET = b"bench"
 CONN_ERROR = "conn-error"
@@ -135,7 +136,8 @@ class Heads:
 
     @classmethod
     def build(cls, target: Target, args: argparse.Namespace) -> Heads:
-        host = f"Host: {target.host}:{target.port}\r\n"
+        host = f"Host: {target.host}:{target.port}\r\n" + "".join(
+            f"{k}: {v}\r\n" for k, v in args.auth.items())
         put = f"?w={args.w}" if args.w else ""
         get = f"?r={args.r}" if args.r else ""
         length = f"Content-Length: {args.value_size}\r\n"
@@ -430,6 +432,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--node-pid", type=int, help="also report this node process's CPU (Linux)")
     args = p.parse_args(argv)
     args.url = args.url or [Target.parse("http://127.0.0.1:7070")]
+    try:
+        args.auth = auth_headers(discover())  # found as the CLI finds them
+    except CredentialsError as exc:
+        p.error(str(exc))
     if args.warmup < 0 or args.value_size < 0 or not 0 <= args.read_fraction <= 1:
         p.error("--warmup and --value-size must be >= 0, --read-fraction within 0..1")
     return args

@@ -52,18 +52,19 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A server to send to."""
+    """A server to send to, and the headers every request to it carries (credentials)."""
 
     host: str
     port: int
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def parse(cls, url: str) -> Endpoint:
+    def parse(cls, url: str, headers: Mapping[str, str] | None = None) -> Endpoint:
         """``http://HOST:PORT`` (or ``HOST:PORT``); ValueError for anything else (no TLS)."""
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"{url!r}: need http://HOST[:PORT] (no TLS)")
-        return cls(parts.hostname, parts.port or 80)
+        return cls(parts.hostname, parts.port or 80, tuple((headers or {}).items()))
 
     @property
     def url(self) -> str:
@@ -72,7 +73,9 @@ class Endpoint:
 
     @property
     def host_header(self) -> bytes:
-        return f"Host: {self.url[7:]}\r\n".encode()
+        """The Host line and the endpoint's own header lines (its credentials)."""
+        extra = "".join(f"{k}: {v}\r\n" for k, v in self.headers)
+        return f"Host: {self.url[7:]}\r\n{extra}".encode()
 
 
 class Plan(Protocol):

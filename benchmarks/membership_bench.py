@@ -66,10 +66,10 @@ def detection(base: Path) -> dict[str, float]:
         return {"down_s": round(down, 2), "up_again_s": round(up, 2)}
 
 
-async def _load(urls: list[str], count: int, size: int) -> None:
+async def _load(urls: list[str], count: int, size: int, auth: dict[str, str]) -> None:
     value = b"x" * size
     sem = asyncio.Semaphore(32)
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=auth) as http:
         async def put(i: int) -> None:
             async with sem, http.put(f"{urls[i % len(urls)]}/v1/kv/bench/k{i}",
                                      data=value) as resp:
@@ -80,7 +80,7 @@ async def _load(urls: list[str], count: int, size: int) -> None:
 
 def join_transfer(base: Path, keys: int, value_size: int) -> dict[str, Any]:
     with LocalCluster(3, base / "join") as cluster:
-        asyncio.run(_load(cluster.urls, keys, value_size))
+        asyncio.run(_load(cluster.urls, keys, value_size, cluster.auth_headers))
         start = time.monotonic()
         node4 = cluster.add_node()
         node4.wait_ready(60)

@@ -49,6 +49,7 @@ from benchmarks import loadgen, preload, report
 from benchmarks.loadgen import Endpoint, FinitePlan, KvPlan
 from benchmarks.procstat import RssSampler, cpu_seconds, rss_mib
 from dfsring.cli.launcher import LauncherError, LocalCluster, NodeProcess, free_port, spawn
+from dfsring.client.credentials import auth_headers, discover
 from dfsring.testing.liveness import LivenessWatch
 
 PHASES = ("baseline", "single", "kv", "files", "repair")
@@ -95,8 +96,9 @@ def _names(allowed: Sequence[str]) -> Callable[[str], list[str]]:
 
 def _urls(raw: str) -> list[Endpoint]:
     try:
-        return [Endpoint.parse(u.strip()) for u in raw.split(",") if u.strip()]
-    except ValueError as exc:
+        auth = auth_headers(discover())  # --target: the credentials the CLI would use
+        return [Endpoint.parse(u.strip(), auth) for u in raw.split(",") if u.strip()]
+    except ValueError as exc:  # CredentialsError included
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -417,7 +419,7 @@ class Suite:
     def single(self) -> None:
         _say("single: one node, N=1 R=1 W=1 (the per-node ceiling)")
         with self.started("single", 1, 1, 1, 1, preload_keys=True) as cluster:
-            endpoints = [Endpoint.parse(u) for u in cluster.urls]
+            endpoints = [Endpoint.parse(u, cluster.auth_headers) for u in cluster.urls]
             self.kv_matrix("single", endpoints, lambda: _node_pids(cluster))
 
     def cluster(self, phases: list[str]) -> None:
@@ -434,7 +436,7 @@ class Suite:
         _say(f"cluster: {a.nodes} nodes, N={a.n} R={a.r} W={a.w}, durability {a.durability}")
         with self.started("cluster", a.nodes, a.n, a.r, a.w,
                           preload_keys="kv" in phases or "repair" in phases) as cluster:
-            endpoints = [Endpoint.parse(u) for u in cluster.urls]
+            endpoints = [Endpoint.parse(u, cluster.auth_headers) for u in cluster.urls]
             if "repair" in phases:  # first, while the nodes hold exactly the preloaded keys
                 self.antientropy(cluster)
             if "kv" in phases:
@@ -580,7 +582,7 @@ class Suite:
                 return bool(have["keys"] >= expected)
 
             # issue 15 part 7: heartbeats must not starve while the replica is refilled
-            with LivenessWatch(cluster.urls, every_s=0.2) as watch:
+            with LivenessWatch(cluster.urls, cluster.auth_headers, every_s=0.2) as watch:
                 done = _wait(restored, 30.0 + expected / 500, 0.1)  # 200 s for 100 000 keys
             took = time.monotonic() - started
         mine = _stats(victim)["antientropy"]
@@ -617,7 +619,7 @@ class Suite:
 
             if not _wait(seen_down, 60.0, 0.2):
                 raise LauncherError(f"{victim.node_id} not seen down within 60s")
-            endpoints = [Endpoint.parse(n.url) for n in live]
+            endpoints = [Endpoint.parse(n.url, n.auth_headers) for n in live]
             prefix = f"h{secrets.token_hex(3)}-"
 
             def build(item: int, index: int) -> tuple[str, bytes]:

@@ -80,7 +80,7 @@ class Gossiper:
                  settings: GossipSettings, rpc: Transport, state_file: Path,
                  clock: Callable[[], float] = time.monotonic,
                  rng: random.Random | None = None, acceptor_nonce: str = "",
-                 bootstrap_expect: int = 0) -> None:
+                 bootstrap_expect: int = 0, api: str = "") -> None:
         seeds = tuple(seeds)
         self.node_id = node_id
         self.address = address
@@ -100,7 +100,7 @@ class Gossiper:
         self.refilling = saved.refilling
         self.refill_started = clock()
         me = MemberState(node_id, address, zone, saved.status, saved.incarnation + 1, 0,
-                         saved.synced_epoch, acceptor_nonce)
+                         saved.synced_epoch, acceptor_nonce, api)
         now = clock()
         for peer in saved.peers:
             self.detector.reset(peer.node_id, now)
@@ -487,7 +487,8 @@ def _view(entries: Any, removed: Any, ring: Any | None) -> View:
 
 
 def _addresses(view: View) -> dict[str, str]:
-    return {k: m.address for k, m in view.members.items()}
+    """Peer and client address of each member: a change to either is a new snapshot."""
+    return {k: f"{m.address} {m.api}" for k, m in view.members.items()}
 
 
 def _statuses(view: View) -> dict[str, Status]:

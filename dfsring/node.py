@@ -163,7 +163,8 @@ def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine,
     gossip = Gossiper(node_id=data_dir.node_id, address=cfg.advertise, zone=cfg.zone,
                       seeds=cfg.seeds, settings=settings, rpc=rpc,
                       state_file=data_dir.path / "cluster.json",
-                      acceptor_nonce=acceptor.nonce, bootstrap_expect=cfg.bootstrap_expect)
+                      acceptor_nonce=acceptor.nonce, bootstrap_expect=cfg.bootstrap_expect,
+                      api=cfg.advertise_api)
     changer = RingChanger(membership=gossip, rpc=rpc, state_file=data_dir.path / "acceptor.json",
                           interval_s=cfg.gossip_interval, deadline_s=settings.call_deadline_s,
                           acceptor=acceptor)
@@ -209,11 +210,17 @@ def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine,
                     peer)
 
 
+def _new_app(cfg: NodeConfig, svc: Services) -> web.Application:
+    return web.Application(middlewares=[make_middleware(svc.metrics), protocol_guard],
+                           client_max_size=cfg.max_value_size,
+                           handler_args={"max_field_size": MAX_HEADER_FIELD,
+                                         "max_headers": MAX_HEADERS})
+
+
 def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
-    app = web.Application(middlewares=[make_middleware(svc.metrics), protocol_guard],
-                          client_max_size=cfg.max_value_size,
-                          handler_args={"max_field_size": MAX_HEADER_FIELD,
-                                        "max_headers": MAX_HEADERS})
+    """The client API (cfg.port): key/value, files, node and cluster routes, never peer
+    messages, which only the peer app serves (issue 18: the client port is the one exposed)."""
+    app = _new_app(cfg, svc)
     app[CONFIG] = cfg
     app[STORE] = svc.store
     app[METRICS] = svc.metrics
@@ -231,8 +238,17 @@ def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
     kv_api.setup(app)
     node_api.setup(app)
     cluster_api.setup(app)
-    internal_api.setup(app, svc.peer)
     files_api.setup(app, svc.files)
+    return app
+
+
+def build_peer_app(cfg: NodeConfig, svc: Services) -> web.Application:
+    """The node-to-node listener (cfg.peer_port): the peer RPC path and nothing else, so it
+    can be firewalled to the cluster's own hosts and given its own (mutual) TLS."""
+    app = _new_app(cfg, svc)
+    app[CONFIG] = cfg
+    app[METRICS] = svc.metrics
+    internal_api.setup(app, svc.peer)
     return app
 
 
@@ -248,21 +264,46 @@ def connection_limits(cfg: NodeConfig, nofile: int) -> ConnLimits:
     return limits
 
 
-def listener_ssl(cfg: NodeConfig) -> ssl.SSLContext | None:
-    """TLS of the one listener, which serves clients and peers alike until peers get their
-    own (--peer-port): with --tls-ca every caller must present a certificate of the cluster
-    CA (mutual TLS); with only --tls-cert/--tls-key it serves HTTPS. With two listeners, the
-    client site takes client_server_context and the peer site peer_server_context."""
-    return peer_server_context(cfg) if cfg.tls_ca else client_server_context(cfg)
+def listener_ssl(cfg: NodeConfig) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+    """TLS of the (client, peer) listeners. Clients get HTTPS with --tls-cert/--tls-key and
+    are not asked for a certificate (API keys authenticate them); with --tls-ca every peer
+    caller must present a certificate of the cluster CA (mutual TLS), without it the peer
+    listener serves the same HTTPS as the client one."""
+    client = client_server_context(cfg)
+    return client, (peer_server_context(cfg) if cfg.tls_ca else client)
 
 
 def dial_ssl(cfg: NodeConfig) -> ssl.SSLContext | None:
     """TLS of this node's calls to its peers: mutual TLS with --tls-ca. With only
-    --tls-cert/--tls-key, peers reach the shared HTTPS listener verified by the system store;
-    once peers have a listener of their own this is peer_client_context(cfg) alone."""
+    --tls-cert/--tls-key, peers are verified by the system store (publicly trusted
+    certificates); give --tls-ca for a private CA."""
     if cfg.tls_ca:
         return peer_client_context(cfg)
     return client_context_for(None) if cfg.tls_cert else None
+
+
+def _runner(app: web.Application, limits: ConnLimits, svc: Services, cfg: NodeConfig, *,
+            gauges: bool) -> ProblemAppRunner:
+    """A runner with its own ConnectionGuard: a flood on one listener never takes the
+    connection slots of the other (peers keep replicating while clients are refused).
+    `gauges`: the client listener's counts are the dfsring_connections_* gauges."""
+    guard = ConnectionGuard(limits, svc.metrics, gauges=gauges)
+    return ProblemAppRunner(app, guard=guard, access_log=None,
+                            shutdown_timeout=SHUTDOWN_GRACE_S,
+                            keepalive_timeout=cfg.idle_timeout)
+
+
+async def _listen(runners: Sequence[ProblemAppRunner], cfg: NodeConfig,
+                  contexts: Sequence[ssl.SSLContext | None]) -> str | None:
+    """Start the client site, then the peer site; the line to print if one cannot bind."""
+    for runner, port, what, ctx in zip(runners, (cfg.port, cfg.peer_port), ("", "peer "),
+                                       contexts, strict=True):
+        try:
+            await web.TCPSite(runner, cfg.host, port, reuse_address=True,
+                              ssl_context=ctx).start()
+        except OSError as exc:
+            return f"cannot listen on {cfg.host}:{port} ({what}port): {exc.strerror}"
+    return None
 
 
 async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
@@ -270,15 +311,18 @@ async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if not cfg.cluster_secret:
-        log.warning("no --cluster-secret: internal endpoints accept any caller; set one in "
-                    "production")
+    if cfg.insecure:
+        log.warning("INSECURE: started with --insecure; %s. Development only: never expose "
+                    "this node", "peer messages accept any caller" if not cfg.cluster_secret
+                    else "clients need no credentials")
     try:
-        listen_tls, peer_tls = listener_ssl(cfg), dial_ssl(cfg)
+        (client_tls, listen_peer_tls), peer_tls = listener_ssl(cfg), dial_ssl(cfg)
     except TlsFileError as exc:  # changed on disk since the configuration was checked
         print(f"dfsring: {exc}", file=sys.stderr)
         return 2
-    tls = TlsReloader(cfg, [listen_tls, peer_tls if cfg.tls_ca else None])
+    contexts = [client_tls, listen_peer_tls if listen_peer_tls is not client_tls else None,
+                peer_tls if cfg.tls_ca else None]
+    tls = TlsReloader(cfg, contexts)
     loop.add_signal_handler(signal.SIGHUP, tls.reload_and_log)
     engine = LmdbEngine(data_dir.db_path, (*TABLES, *HINT_TABLES), durable=cfg.durable)
     try:
@@ -290,31 +334,30 @@ async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
         await svc.store.open()
         await svc.files.open()
         state = svc.state
-        app = build_app(cfg, svc)
-        guard = ConnectionGuard(connection_limits(cfg, raise_nofile_limit()), svc.metrics)
-        runner = ProblemAppRunner(app, guard=guard, access_log=None,
-                                  shutdown_timeout=SHUTDOWN_GRACE_S,
-                                  keepalive_timeout=cfg.idle_timeout)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True,
-                              ssl_context=listen_tls).start()
-        except OSError as exc:
-            await runner.cleanup()
+        limits = connection_limits(cfg, raise_nofile_limit())
+        runners = [_runner(build_app(cfg, svc), limits, svc, cfg, gauges=True),
+                   _runner(build_peer_app(cfg, svc), limits, svc, cfg, gauges=False)]
+        for runner in runners:
+            await runner.setup()
+        refused = await _listen(runners, cfg, (client_tls, listen_peer_tls))
+        if refused:
+            for runner in runners:
+                await runner.cleanup()
             await svc.rpc.close()
-            print(f"dfsring: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}",
-                  file=sys.stderr)
+            print(f"dfsring: {refused}", file=sys.stderr)
             return 2
         svc.start()
         log.info("node ready", extra={"fields": {
             "node_id": state.node_id, "listen": f"{cfg.host}:{cfg.port}",
             "tls": "mutual" if cfg.tls_ca else "server" if cfg.tls_cert else "off",
-            "advertise": cfg.advertise, "durability": cfg.durability, "version": __version__}})
+            "peer_listen": f"{cfg.host}:{cfg.peer_port}", "advertise": cfg.advertise,
+            "advertise_api": cfg.advertise_api, "durability": cfg.durability,
+            "version": __version__}})
         await stop.wait()
         state.stopping = True
         log.info("stopping: draining requests", extra={"fields": {"node_id": state.node_id}})
         await svc.stop()
-        await runner.cleanup()
+        await asyncio.gather(*(runner.cleanup() for runner in runners))  # one shared grace
         await svc.coordinator.close(grace_s=BACKGROUND_GRACE_S)
         await svc.rpc.close()
     finally:
@@ -323,11 +366,34 @@ async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
     return 0
 
 
+def insecure_start(cfg: NodeConfig) -> str | None:
+    """Why this configuration may not start (secure by default, issue 18), or None.
+
+    Without a cluster secret anyone who reaches the peer port could write, delete or
+    reconfigure the ring; without root credentials no request could ever authenticate, so
+    no key could be created either. --insecure is the explicit development opt-out."""
+    if cfg.insecure:
+        return None
+    if not cfg.cluster_secret:
+        return ("no cluster secret: any host reaching the peer port could send peer messages; "
+                "set --cluster-secret (or DFSRING_CLUSTER_SECRET), or --insecure for "
+                "development only")
+    if not (cfg.admin_access_key and cfg.admin_secret_key):
+        return ("no root credentials: nobody could ever authenticate to this node; set "
+                "--admin-access-key and --admin-secret-key (or DFSRING_ADMIN_ACCESS_KEY and "
+                "DFSRING_ADMIN_SECRET_KEY), or --insecure for development only")
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_config(argv)
     except ConfigError as exc:
         print(f"dfsring: {exc}", file=sys.stderr)
+        return 2
+    refused = insecure_start(cfg)
+    if refused:
+        print(f"dfsring: {refused}", file=sys.stderr)
         return 2
     setup_logging(json_lines=cfg.log_json, level=cfg.log_level)
     allocator.tune()  # file chunks: megabyte buffers (dfsring.foundation.allocator says why)

@@ -2,8 +2,10 @@
 
     python examples/quick_tour.py [http://127.0.0.1:7070]
 
-Start a cluster first (README quick start). Shows a write, a read with its causal context, a
-conflicting write that becomes a sibling, its resolution, listing and a delete.
+Start a cluster first (README quick start), and run this from the same directory: the root
+credentials `dfsring cluster` wrote are found as the CLI finds them (dfsring.client.credentials)
+and sent as `Authorization: Bearer ACCESS:SECRET`. Shows a write, a read with its causal context,
+a conflicting write that becomes a sibling, its resolution, listing and a delete.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import sys
 
 import aiohttp
 
+from dfsring.client.credentials import auth_headers, discover
+
 
 async def tour(base: str) -> None:
     url = f"{base}/v1/kv/tour/greeting"
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=auth_headers(discover())) as http:
         async with http.put(url, data=b"hello", headers={"Content-Type": "text/plain"}) as r:
             print("PUT  ->", r.status, "acks", r.headers["Dfs-Acks"])
         async with http.get(url) as r:

@@ -257,7 +257,8 @@ async def _run_status(args: argparse.Namespace, http: Http, bases: list[str]) ->
         print(render.render_status(members, ring, stats, transfers), flush=True)
     for member, (_, _, why) in zip(members, answers, strict=True):
         if why:
-            where = f"{member.get('node_id')} at {member.get('address')}"
+            at = member.get("api_address") or member.get("address")
+            where = f"{member.get('node_id')} at {at}"
             print(f"{PROG} status: {where}: {why}", file=sys.stderr, flush=True)
     return 0
 
@@ -365,7 +366,8 @@ def _add_join(subparsers: Subparsers) -> None:
         description="Ask the node at --url (one node) to join the cluster that SEED, a member "
         "of it, belongs to. The node must be alone and empty.",
     )
-    p.add_argument("seed", type=_seed, metavar="SEED", help="HOST:PORT of a cluster member")
+    p.add_argument("seed", type=_seed, metavar="SEED",
+                   help="HOST:PORT of a cluster member's peer listener (its --peer-port)")
     _add_wait(p, "the node is up, in the ring and has received its data")
 
 

@@ -151,5 +151,6 @@ def transient(exc: DfsClientError) -> bool:
 
 
 def member_url(member: Mapping[str, Any], scheme: str = "http") -> str:
-    address = str(member.get("address") or "")
+    """The member's client API: `api_address` (its peer `address` serves no client route)."""
+    address = str(member.get("api_address") or member.get("address") or "")
     return address if "://" in address else f"{scheme}://{address}"

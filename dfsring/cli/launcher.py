@@ -46,6 +46,7 @@ from types import TracebackType
 from typing import IO, Any
 
 import dfsring
+from dfsring.client.credentials import Credentials, auth_headers
 from dfsring.transport.tls import client_context_for
 
 NODE_MODULE = "dfsring.node"
@@ -103,9 +104,11 @@ def default_program() -> tuple[str, ...]:
 class NodeSpec:
     """Everything needed to (re)start one node; immutable so a restart is the same node.
 
-    ``args`` are extra flags appended after the ones derived from the fields (seeds, quorum
-    knobs, --log-json...); ``env`` is laid over the launcher's environment; ``program`` replaces
-    ``python -m dfsring.node`` (e.g. to run it under coverage).
+    ``port`` is the client API, ``peer_port`` the node-to-node listener (default: the node's
+    own default, port + 100); ``args`` are extra flags appended after the ones derived from
+    the fields (seeds, quorum knobs, --log-json...); ``env`` is laid over the launcher's
+    environment; ``program`` replaces ``python -m dfsring.node`` (e.g. to run it under
+    coverage).
     """
 
     index: int
@@ -114,6 +117,7 @@ class NodeSpec:
     port: int
     data_dir: Path
     log_path: Path
+    peer_port: int | None = None
     args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     program: tuple[str, ...] = field(default_factory=default_program)
@@ -121,8 +125,13 @@ class NodeSpec:
 
     @property
     def address(self) -> str:
-        """``host:port`` as peers and seeds lists name this node (IPv6 hosts bracketed)."""
+        """``host:port`` of the client API (IPv6 hosts bracketed): what clients dial."""
         return _address(self.host, self.port)
+
+    @property
+    def peer_address(self) -> str:
+        """``host:peer_port``, as peers, seeds lists and the members list name this node."""
+        return _address(self.host, self.port + 100 if self.peer_port is None else self.peer_port)
 
     @property
     def url(self) -> str:
@@ -133,6 +142,7 @@ class NodeSpec:
         return [
             *self.program,
             *("--data-dir", str(self.data_dir), "--host", self.host, "--port", str(self.port)),
+            *(() if self.peer_port is None else ("--peer-port", str(self.peer_port))),
             *("--node-id", self.node_id),
             *self.args,
         ]
@@ -228,8 +238,10 @@ def _tail(path: Path, lines: int) -> str:
 class NodeProcess:
     """One node process, started, probed and stopped by PID; restartable with the same spec."""
 
-    def __init__(self, spec: NodeSpec) -> None:
+    def __init__(self, spec: NodeSpec, credentials: Credentials | None = None) -> None:
+        """`credentials` authenticate the launcher's own calls (get_json); /health is public."""
         self.spec = spec
+        self.credentials = credentials
         self._proc: subprocess.Popen[bytes] | None = None
         self._exit_logged = False
         self._term_sent = False
@@ -248,7 +260,18 @@ class NodeProcess:
 
     @property
     def address(self) -> str:
+        """The client API's ``host:port``."""
         return self.spec.address
+
+    @property
+    def peer_address(self) -> str:
+        """The peer listener's ``host:port``: where peer messages (RPC_PATH) go."""
+        return self.spec.peer_address
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """The header that authenticates with this node's credentials (a fresh dict)."""
+        return auth_headers(self.credentials)
 
     @property
     def log_path(self) -> Path:
@@ -288,15 +311,18 @@ class NodeProcess:
         return body
 
     def get_json(self, path: str, timeout: float = 2.0) -> Any:
-        """One GET of a JSON document; raises OSError (incl. HTTP errors) or ValueError."""
+        """One GET of a JSON document, with the node's credentials; raises OSError (incl.
+        HTTP errors) or ValueError."""
         tls = self.spec.tls.context() if self.spec.tls else None
-        return self.fetch_json(f"{self.url}{path}", timeout, tls)
+        return self.fetch_json(f"{self.url}{path}", timeout, self.credentials, tls)
 
     @staticmethod
-    def fetch_json(url: str, timeout: float = 2.0, tls: ssl.SSLContext | None = None) -> Any:
+    def fetch_json(url: str, timeout: float = 2.0, credentials: Credentials | None = None,
+                   tls: ssl.SSLContext | None = None) -> Any:
         opener = _HTTP if tls is None else urllib.request.build_opener(
             urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=tls))
-        with opener.open(url, timeout=timeout) as resp:
+        request = urllib.request.Request(url, headers=auth_headers(credentials))
+        with opener.open(request, timeout=timeout) as resp:
             return json.loads(resp.read())
 
     def wait_ready(self, timeout: float = 30.0) -> dict[str, Any]:
@@ -336,7 +362,8 @@ class NodeProcess:
 
     def describe_failure(self, what: str, lines: int = _TAIL_LINES) -> str:
         """A multi-line report: which node, what happened, and the tail of its log."""
-        head = f"node {self.node_id} ({self.url}, pid {self.pid}) {what}"
+        head = (f"node {self.node_id} ({self.url}, peer {self.peer_address}, pid {self.pid}) "
+                f"{what}")
         return f"{head}\n--- last {lines} lines of {self.log_path} ---\n{self.log_tail(lines)}"
 
     def log_tail(self, lines: int = _TAIL_LINES) -> str:
@@ -490,13 +517,30 @@ def free_port(host: str = "127.0.0.1") -> int:
 # --- a local cluster -------------------------------------------------------------------------
 
 
+def new_root_credentials() -> Credentials:
+    """A fresh root key: an access key id that says what it is, and a 256-bit secret."""
+    return Credentials(f"root-{secrets.token_hex(6)}", secrets.token_urlsafe(32))
+
+
+def root_env(secret: str, credentials: Credentials) -> dict[str, str]:
+    """How a node gets the cluster secret and root credentials: its environment, which other
+    users cannot read (/proc/PID/environ is 0400), unlike its command line."""
+    return {"DFSRING_CLUSTER_SECRET": secret,
+            "DFSRING_ADMIN_ACCESS_KEY": credentials.access_key,
+            "DFSRING_ADMIN_SECRET_KEY": credentials.secret_key}
+
+
 class LocalCluster:
-    """``size`` nodes on one host, each seeded with every node's address.
+    """``size`` nodes on one host, each seeded with every node's peer address.
 
     Node ``i`` (1-based) is ``node{i}``, keeps its data in ``base_dir/node{i}`` and logs to
-    ``base_dir/node{i}.log``. Ports are ``base_port + i - 1``, or fresh free ports when
-    ``base_port`` is None. Use as a context manager, or call start() and stop(); stop() never
-    leaves a process behind.
+    ``base_dir/node{i}.log``. Client ports are ``base_port + i - 1`` and peer ports 100 above
+    (the node's default) unless ``peer_base_port`` says, or, when ``base_port`` is None, one
+    block of 2 x size fresh free ports: the client ports, then the peer ports. Every node gets
+    the same cluster secret and root credentials through its environment (never the visible
+    command line);
+    ``credentials`` and ``auth_headers`` are for the tests' own clients. Use as a context
+    manager, or call start() and stop(); stop() never leaves a process behind.
     """
 
     def __init__(
@@ -506,6 +550,7 @@ class LocalCluster:
         *,
         host: str = "127.0.0.1",
         base_port: int | None = None,
+        peer_base_port: int | None = None,
         n: int = 3,
         r: int = 2,
         w: int = 2,
@@ -513,6 +558,7 @@ class LocalCluster:
         node_env: Mapping[str, str] | None = None,
         program: Sequence[str] | None = None,
         secret: str | None = None,
+        credentials: Credentials | None = None,
         seed_all: bool = True,
         node_args: Mapping[int, Sequence[str]] | None = None,
         seeds: Sequence[str] | None = None,
@@ -526,36 +572,47 @@ class LocalCluster:
         `tls`: every node serves and dials with these files (node_args may override them)."""
         if size < 1:
             raise ValueError(f"a cluster needs at least one node, not {size}")
-        first = free_port_block(size, host) if base_port is None else base_port
-        if not 0 < first <= 65536 - size:
-            raise ValueError(f"ports {first}..{first + size - 1} are not all TCP ports")
+        first = free_port_block(2 * size, host) if base_port is None else base_port
+        peer_first = (peer_base_port if peer_base_port is not None
+                      else first + size if base_port is None else first + 100)
+        if not 0 < first <= 65536 - size or not 0 < peer_first <= 65536 - size:
+            raise ValueError(f"ports {first}..{first + size - 1} and peer ports "
+                             f"{peer_first}..{peer_first + size - 1} are not all TCP ports")
         self.base_dir = Path(base_dir).resolve()
         self.external_seeds = tuple(seeds or ())
         seed_list = ",".join(self.external_seeds or
-                             [_address(host, first + i) for i in range(size if seed_all else 1)])
-        # A fresh secret per cluster (through the environment, not the visible command line):
-        # its internal endpoints refuse every other caller.
+                             [_address(host, peer_first + i)
+                              for i in range(size if seed_all else 1)])
+        # A fresh secret and root key per cluster (through the environment, not the visible
+        # command line): its peer listeners refuse every other caller, and so will its API.
         self.secret = secret if secret is not None else secrets.token_hex(16)
+        self.credentials = credentials if credentials is not None else new_root_credentials()
         self._host = host
         self._quorum_args = ("--n", str(n), "--r", str(r), "--w", str(w),
                              *(tls.args() if tls else ()), *extra_args)
         self._shared: dict[str, Any] = {
             "host": host,
             "tls": tls,
-            "env": {"DFSRING_CLUSTER_SECRET": self.secret, **(node_env or {})},
+            "env": {**root_env(self.secret, self.credentials), **(node_env or {})},
             "program": tuple(program) if program is not None else default_program(),
         }
         extra = node_args or {}
-        self.nodes = [NodeProcess(self._spec(first_index + i, first + i,
+        self.nodes = [NodeProcess(self._spec(first_index + i, first + i, peer_first + i,
                                              ("--seeds", seed_list, *self._quorum_args,
-                                              *extra.get(i + 1, ()))))
+                                              *extra.get(i + 1, ()))), self.credentials)
                       for i in range(size)]
 
-    def _spec(self, index: int, port: int, args: Sequence[str]) -> NodeSpec:
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """The header that authenticates as the cluster's root key (a fresh dict each time)."""
+        return auth_headers(self.credentials)
+
+    def _spec(self, index: int, port: int, peer_port: int, args: Sequence[str]) -> NodeSpec:
         return NodeSpec(
             index=index,
             node_id=f"node{index}",
             port=port,
+            peer_port=peer_port,
             data_dir=self.base_dir / f"node{index}",
             log_path=self.base_dir / f"node{index}.log",
             args=tuple(args),
@@ -566,9 +623,11 @@ class LocalCluster:
         """One more node, joining through the first node; started (not waited for) unless
         `start` is False."""
         index = max(n.spec.index for n in self.nodes) + 1
-        seeds = ",".join(self.external_seeds) or self.nodes[0].address
-        node = NodeProcess(self._spec(index, free_port(self._host),
-                                      ("--seeds", seeds, *self._quorum_args, *extra_args)))
+        seeds = ",".join(self.external_seeds) or self.nodes[0].peer_address
+        port = free_port_block(2, self._host)
+        node = NodeProcess(self._spec(index, port, port + 1,
+                                      ("--seeds", seeds, *self._quorum_args, *extra_args)),
+                           self.credentials)
         self.nodes.append(node)
         if start:
             node.start()
@@ -601,7 +660,12 @@ class LocalCluster:
 
     @property
     def addresses(self) -> list[str]:
+        """The nodes' client API addresses."""
         return [node.address for node in self.nodes]
+
+    @property
+    def peer_addresses(self) -> list[str]:
+        return [node.peer_address for node in self.nodes]
 
     def node(self, node_id: str) -> NodeProcess:
         """The node with that id; KeyError if there is none."""

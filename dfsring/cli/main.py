@@ -31,8 +31,15 @@ from dfsring.cli import files as cli_files
 from dfsring.cli.admin import ADMIN_SUBCOMMANDS
 from dfsring.cli.args import add_node_options, positive, seconds, tls_context
 from dfsring.cli.certs import add_certs
-from dfsring.cli.launcher import LauncherError, LocalCluster, NodeProcess, port_in_use
-from dfsring.client import DEFAULT_URL, DfsClientError, GetResult, SyncDfsClient
+from dfsring.cli.launcher import (
+    LauncherError,
+    LocalCluster,
+    NodeProcess,
+    new_root_credentials,
+    port_in_use,
+)
+from dfsring.client import DEFAULT_URL, DfsClientError, GetResult, SyncDfsClient, credentials
+from dfsring.client.credentials import Credentials
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -68,6 +75,8 @@ def _add_cluster(subparsers: Subparsers) -> None:
     )
     p.add_argument("--nodes", type=positive, default=3, help="number of nodes (default 3)")
     p.add_argument("--base-port", type=cli_args.port, default=7070, help="first node's port (7070)")
+    p.add_argument("--peer-base-port", type=cli_args.port, default=None,
+                   help="first node's peer port (node-to-node listener; default --base-port + 100)")
     p.add_argument(
         "--data-dir",
         type=Path,
@@ -80,8 +89,10 @@ def _add_cluster(subparsers: Subparsers) -> None:
     p.add_argument("--w", type=positive, default=2, help="acks needed for a write (2)")
     p.add_argument("--log-json", action="store_true", help="nodes log JSON lines")
     p.add_argument("--seeds", default="",
-                   help="HOST:PORT,...: join these nodes to the cluster at the seeds instead of "
-                   "founding a new one (raise a running cluster's size)")
+                   help="HOST:PORT,...: client API address of nodes of a running cluster: join "
+                   "these nodes to it instead of founding a new one (raise its size); the root "
+                   "credentials are found as the CLI finds them, the secret in "
+                   "DFSRING_CLUSTER_SECRET")
     p.add_argument(
         "--start-timeout",
         type=seconds,
@@ -101,12 +112,20 @@ def _check_cluster_args(args: argparse.Namespace) -> None:
     if args.host in ("0.0.0.0", "::", ""):
         raise UsageError(f"{PROG} cluster: --host must be one address peers can reach")
     last = args.base_port + args.nodes - 1
-    if last > 65535:
-        raise UsageError(f"{PROG} cluster: ports {args.base_port}..{last} run past 65535")
+    if args.peer_base_port is None:
+        args.peer_base_port = args.base_port + 100
+    peer_last = args.peer_base_port + args.nodes - 1
+    if max(last, peer_last) > 65535:
+        raise UsageError(f"{PROG} cluster: ports {args.base_port}..{last} or peer ports "
+                         f"{args.peer_base_port}..{peer_last} run past 65535")
     for knob in ("r", "w"):
         if getattr(args, knob) > args.n:
             raise UsageError(f"{PROG} cluster: --{knob} {getattr(args, knob)} exceeds --n {args.n}")
-    for port in range(args.base_port, last + 1):
+    peers = range(args.peer_base_port, peer_last + 1)
+    if set(peers) & set(range(args.base_port, last + 1)):
+        raise UsageError(f"{PROG} cluster: peer ports {args.peer_base_port}..{peer_last} overlap "
+                         f"ports {args.base_port}..{last}")
+    for port in (*range(args.base_port, last + 1), *peers):
         if port_in_use(port, args.host):
             raise UsageError(f"{PROG} cluster: port {port} on {args.host} is already in use")
 
@@ -160,9 +179,13 @@ def _wait_for_exit(cluster: LocalCluster) -> NodeProcess:
 
 def _print_ready(cluster: LocalCluster, args: argparse.Namespace) -> None:
     for node in cluster:
-        print(f"{node.node_id}  {node.url}  pid {node.pid}  log {node.log_path}")
+        print(f"{node.node_id}  {node.url}  peer {node.peer_address}  pid {node.pid}  "
+              f"log {node.log_path}")
     print(f"cluster secret in {args.data_dir / SECRET_FILE} (add nodes: dfsring cluster "
-          f"--seeds {cluster.nodes[0].address} with DFSRING_CLUSTER_SECRET set to it)")
+          f"--data-dir DIR --base-port PORT --seeds {cluster.nodes[0].address} with "
+          "DFSRING_CLUSTER_SECRET set to it)")
+    for line in credentials_hint(args.data_dir):
+        print(line)
     print(
         f"{len(cluster)} nodes ready (N={args.n} R={args.r} W={args.w}); Ctrl-C stops them all",
         flush=True,
@@ -185,7 +208,8 @@ def _stop(cluster: LocalCluster, timeout: float) -> None:
     print(f"stopped ({summary})", file=sys.stderr, flush=True)
 
 
-SECRET_FILE = "cluster.secret"
+SECRET_FILE = "cluster-secret"
+_OLD_SECRET_FILE = "cluster.secret"  # its name before issue 18; still read, never written
 
 
 def _cluster_secret(data_dir: Path) -> str:
@@ -196,26 +220,70 @@ def _cluster_secret(data_dir: Path) -> str:
     if from_env:
         return from_env
     data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        secret = secrets.token_hex(16)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secret + "\n")
-        return secret
+    for existing in (path, data_dir / _OLD_SECRET_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            return existing.read_text().strip()
+    secret = secrets.token_hex(16)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")
+    return secret
 
 
-def _next_index(seeds: list[str]) -> int:
-    """The first free nodeN number in the cluster at the seeds, so joining ids are new."""
+def _root_credentials(data_dir: Path, joining: bool) -> Credentials:
+    """The root key of the cluster, the same on every node, kept in <data-dir>/credentials
+    (0600) where the CLI finds it. Made once for a new cluster; nodes joining a running one
+    (--seeds) take that cluster's, found as the CLI finds them (DFSRING_ACCESS_KEY/
+    DFSRING_SECRET_KEY, the data dir, ./dfsring-data, ~/.config/dfsring)."""
+    env = os.environ
+    if env.get("DFSRING_ADMIN_ACCESS_KEY") and env.get("DFSRING_ADMIN_SECRET_KEY"):
+        found: Credentials | None = Credentials(env["DFSRING_ADMIN_ACCESS_KEY"],
+                                                env["DFSRING_ADMIN_SECRET_KEY"])
+    else:
+        found = credentials.discover(data_dir) if joining else _own_credentials(data_dir)
+    if found is None:
+        if joining:
+            raise UsageError(f"{PROG} cluster: joining needs the cluster's root credentials: "
+                             "set DFSRING_ACCESS_KEY and DFSRING_SECRET_KEY")
+        found = new_root_credentials()
+    path = data_dir / credentials.FILE_NAME
+    if not path.is_file() or credentials.load_file(path) != found:
+        credentials.write_file(path, found)
+    return found
+
+
+def _own_credentials(data_dir: Path) -> Credentials | None:
+    path = data_dir / credentials.FILE_NAME
+    return credentials.load_file(path) if path.is_file() else None
+
+
+def credentials_hint(data_dir: Path) -> list[str]:
+    """How the CLI finds the root credentials: by itself when the data dir is the default
+    (from the directory that holds it), else through --data-dir's file or the environment."""
+    path = data_dir.resolve() / credentials.FILE_NAME
+    lines = [f"root credentials in {path} (0600; admin on the cluster)"]
+    if data_dir.resolve() == credentials.DEFAULT_DATA_DIR.resolve():
+        lines.append("the CLI and the Python client find them there when run from this "
+                     "directory")
+    else:
+        lines.append(f"for the CLI from elsewhere: export {credentials.ENV_ACCESS} and "
+                     f"{credentials.ENV_SECRET} to the access_key and secret_key in that file "
+                     f"(or copy it to ~/.config/dfsring/credentials)")
+    return lines
+
+
+def _join_targets(seeds: list[str], creds: Credentials) -> tuple[int, list[str]]:
+    """The first free nodeN number in the cluster at the seeds (client API addresses), so
+    joining ids are new, and its members' peer addresses, which the new nodes seed from."""
     for seed in seeds:
         try:
-            members = NodeProcess.fetch_json(f"http://{seed}/v1/cluster/members")
+            members = NodeProcess.fetch_json(f"http://{seed}/v1/cluster/members",
+                                             credentials=creds)
         except (OSError, ValueError):
             continue
         numbers = [int(m["node_id"][4:]) for m in members
                    if m["node_id"].startswith("node") and m["node_id"][4:].isdigit()]
-        return max(numbers, default=0) + 1
+        return max(numbers, default=0) + 1, [str(m["address"]) for m in members]
     raise UsageError(f"{PROG} cluster: no seed answered ({', '.join(seeds)})")
 
 
@@ -223,18 +291,25 @@ def run_cluster(args: argparse.Namespace) -> int:
     """Run the cluster in the foreground: 0 after a requested stop, 1 if a node failed."""
     _check_cluster_args(args)
     seeds = [s.strip() for s in args.seeds.split(",") if s.strip()]
+    try:
+        root = _root_credentials(args.data_dir, joining=bool(seeds))
+    except credentials.CredentialsError as exc:
+        raise UsageError(f"{PROG} cluster: {exc}") from exc
+    first_index, peer_seeds = _join_targets(seeds, root) if seeds else (1, [])
     cluster = LocalCluster(
         args.nodes,
         args.data_dir,
         host=args.host,
         base_port=args.base_port,
+        peer_base_port=args.peer_base_port,
         n=args.n,
         r=args.r,
         w=args.w,
         extra_args=("--log-json",) if args.log_json else (),
-        seeds=seeds or None,
-        first_index=_next_index(seeds) if seeds else 1,
+        seeds=peer_seeds or None,
+        first_index=first_index,
         secret=_cluster_secret(args.data_dir),
+        credentials=root,
     )
     with _stop_signals():
         try:

@@ -56,7 +56,7 @@ MAX_MEMBERS = 1024
 MAX_STRING = 255
 MAX_INT = 2**63 - 1  # fits a signed 64-bit integer in any peer or tool
 
-MemberWire = tuple[str, str, str, str, int, int, int, str]
+MemberWire = tuple[str, str, str, str, int, int, int, str, str]
 DigestWire = list[tuple[str, int, int]]
 ViewWire = tuple[list[MemberWire], list[str], Any]
 Version = tuple[int, int]
@@ -109,6 +109,13 @@ def _address_problem(address: str) -> str | None:
     return None
 
 
+def _api_problem(api: object) -> str | None:
+    """The client API address: empty (an entry from before it was gossiped) or host:port."""
+    if api == "":
+        return None
+    return _string_problem("api", api, empty=False) or _address_problem(str(api))
+
+
 @dataclass(frozen=True, slots=True)
 class MemberState:
     """One node's entry, written only by that node (see the module docstring).
@@ -117,6 +124,8 @@ class MemberState:
     when every member of an epoch reports it, that ring can be settled (dfsring.core.ringstate).
     ``acceptor`` is the nonce of the node's Paxos acceptor memory (dfsring.core.epochs): a ring
     member whose nonce differs from the ring's lost that memory and is re-admitted.
+    ``address`` is the node's peer listener (all that peers ever dial); ``api`` its client
+    API, gossiped so that any node and the CLI can name it (``dfsring status`` asks each).
     The constructor validates, so no malformed entry exists past a decoder.
     """
 
@@ -128,6 +137,7 @@ class MemberState:
     heartbeat: int
     synced_epoch: int
     acceptor: str = ""
+    api: str = ""
 
     def __post_init__(self) -> None:
         problem = (_string_problem("node_id", self.node_id, empty=False)
@@ -138,7 +148,8 @@ class MemberState:
                    or _int_problem("incarnation", self.incarnation)
                    or _int_problem("heartbeat", self.heartbeat)
                    or _int_problem("synced_epoch", self.synced_epoch)
-                   or _string_problem("acceptor", self.acceptor, empty=True))
+                   or _string_problem("acceptor", self.acceptor, empty=True)
+                   or _api_problem(self.api))
         if problem:
             raise ValueError(problem)
         object.__setattr__(self, "status", Status(self.status))
@@ -148,14 +159,15 @@ class MemberState:
 
     def to_wire(self) -> MemberWire:
         return (self.node_id, self.address, self.zone, self.status.value,
-                self.incarnation, self.heartbeat, self.synced_epoch, self.acceptor)
+                self.incarnation, self.heartbeat, self.synced_epoch, self.acceptor, self.api)
 
     @classmethod
     def from_wire(cls, raw: Any) -> MemberState:
-        """Inverse of to_wire (a list, as msgpack decodes it, is accepted; the 7-element form
-        of entries written before acceptor nonces too); ValueError for anything else."""
-        if type(raw) not in (list, tuple) or len(raw) not in (7, 8):
-            raise ValueError("a member entry is an 8-element array")
+        """Inverse of to_wire (a list, as msgpack decodes it, is accepted; the 7- and 8-element
+        forms of entries written before acceptor nonces and client addresses too);
+        ValueError for anything else."""
+        if type(raw) not in (list, tuple) or len(raw) not in (7, 8, 9):
+            raise ValueError("a member entry is a 9-element array")
         try:
             return cls(*raw)
         except ValueError as exc:

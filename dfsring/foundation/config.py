@@ -118,8 +118,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("data-dir", str, None, "directory for this node's data (required)", "DIR"),
     Option("host", str, "127.0.0.1", "address to listen on", "HOST"),
     Option("port", int, 7070, "TCP port to listen on", "PORT"),
-    Option("advertise", str, None, "HOST:PORT peers use to reach this node (default: host:port)",
-           "HOST:PORT"),
+    Option("advertise", str, None, "HOST:PORT peers use to reach this node's peer listener "
+           "(default: host:peer-port)", "HOST:PORT"),
+    Option("advertise-api", str, None, "HOST:PORT clients (and the CLI, through the members "
+           "list) use to reach this node's client API (default: host:port)", "HOST:PORT"),
     Option("node-id", str, None, "stable node id (default: generated once, kept in the data dir)",
            "ID"),
     Option("seeds", _seeds, (), "comma-separated HOST:PORT of nodes to join through", "LIST"),
@@ -247,6 +249,7 @@ class NodeConfig:
     host: str = "127.0.0.1"
     port: int = 7070
     advertise: str = ""
+    advertise_api: str = ""
     node_id: str | None = None
     seeds: tuple[str, ...] = ()
     bootstrap_expect: int = 0
@@ -386,11 +389,13 @@ def _validate(values: dict[str, Any]) -> NodeConfig:
     if not 0 < values["peer_port"] < 65536 or values["peer_port"] == values["port"]:
         raise ConfigError(f"--peer-port {values['peer_port']} must be a TCP port other than "
                           f"--port {values['port']}")
-    if not values["advertise"]:
-        if values["host"] in ("0.0.0.0", "::"):
-            raise ConfigError("--advertise is required when listening on all interfaces")
-        values["advertise"] = f"{values['host']}:{values['port']}"
-    for addr in (values["advertise"], *values["seeds"],
+    for knob, port in (("advertise", values["peer_port"]), ("advertise_api", values["port"])):
+        if not values[knob]:
+            if values["host"] in ("0.0.0.0", "::"):
+                raise ConfigError(f"--{knob.replace('_', '-')} is required when listening on "
+                                  "all interfaces")
+            values[knob] = f"{values['host']}:{port}"
+    for addr in (values["advertise"], values["advertise_api"], *values["seeds"],
                  *(a for pair in values["dial"] for a in pair)):
         _check_address(addr)
     try:

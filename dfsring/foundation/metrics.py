@@ -60,9 +60,11 @@ class NodeMetrics:
         self.bytes = Gauge("dfsring_bytes_stored", "bytes of versions held by this node",
                            registry=r)
         self.conns_open = Gauge("dfsring_connections_open",
-                                "client and peer connections the listener holds", registry=r)
+                                "connections the client listener holds (the peer listener "
+                                "has its own, uncounted here)", registry=r)
         self.conns_max = Gauge("dfsring_connections_max",
-                               "the listener's connection cap (--max-connections)", registry=r)
+                               "the client listener's connection cap (--max-connections; the "
+                               "peer listener has the same)", registry=r)
         self.conns_refused = Counter("dfsring_connections_refused",
                                      "connections refused at a cap (reason: listener, source)",
                                      ("reason",), registry=r)

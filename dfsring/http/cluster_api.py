@@ -41,7 +41,8 @@ async def members(request: web.Request) -> web.Response:
         shown = str(status)
         if status in (Status.UP, Status.JOINING, Status.LEAVING) and liveness is not Liveness.UP:
             shown = str(liveness)
-        rows.append({"node_id": m.node_id, "address": m.address, "zone": m.zone,
+        rows.append({"node_id": m.node_id, "address": m.address, "api_address": m.api,
+                     "zone": m.zone,
                      "status": shown, "liveness": str(liveness),
                      "gossip_status": str(status), "incarnation": m.incarnation,
                      "phi": round(min(gossip.phi(m.node_id), 1e6), 2),

@@ -91,13 +91,17 @@ class _Throttle:
 class ConnectionGuard:
     """One listener's table, limits and counters, shared by all its connection handlers."""
 
-    def __init__(self, limits: ConnLimits, metrics: NodeMetrics | None = None) -> None:
+    def __init__(self, limits: ConnLimits, metrics: NodeMetrics | None = None, *,
+                 gauges: bool = True) -> None:
+        """`gauges`: this listener's open count and cap are the node's connection gauges
+        (one listener's only, the client one: a gauge has one value); refusals and closes
+        are counted for every guard."""
         self.limits = limits
         self.table: ConnectionTable[Hashable] = ConnectionTable(limits.max_total,
                                                                 limits.max_per_source)
         self._metrics = metrics
         self._throttle = _Throttle()
-        if metrics is not None:
+        if metrics is not None and gauges:
             metrics.bind_connections(lambda: len(self.table), limits.max_total)
 
     def admit(self, conn: Hashable, source: str) -> Admission[Hashable]:

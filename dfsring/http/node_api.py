@@ -54,6 +54,7 @@ async def health(request: web.Request) -> web.Response:
     else:
         status = "ok" if gossip.complete else "joining"
     doc = {"status": status, "node_id": state.node_id, "address": cfg.advertise,
+           "api_address": cfg.advertise_api, "insecure": cfg.insecure,
            "pid": os.getpid(), "version": __version__, "members": len(gossip.ring.members),
            "ring_epoch": gossip.ring_state.epoch, "ring_hash": gossip.ring.hash,
            "uptime_s": round(time.monotonic() - state.started_at, 3)}

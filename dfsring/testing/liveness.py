@@ -23,7 +23,7 @@ import json
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -62,11 +62,14 @@ class LivenessReport:
 
 
 class LivenessWatch:
-    """``with LivenessWatch(urls) as watch: ...`` then ``watch.report``."""
+    """``with LivenessWatch(urls, headers) as watch: ...`` then ``watch.report``; `headers`
+    authenticate the members list calls (the cluster's credentials)."""
 
-    def __init__(self, urls: Sequence[str], every_s: float = 0.1, timeout_s: float = 5.0,
+    def __init__(self, urls: Sequence[str], headers: Mapping[str, str] | None = None,
+                 every_s: float = 0.1, timeout_s: float = 5.0,
                  threshold_status: Sequence[str] = ("suspect", "down")) -> None:
         self.urls = list(urls)
+        self.headers = dict(headers or {})
         self.every_s = every_s
         self.timeout_s = timeout_s
         self.bad = frozenset(threshold_status)
@@ -102,7 +105,8 @@ class LivenessWatch:
             self._stop.wait(self.every_s)
 
     def _get(self, url: str) -> object:
-        with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:
+        request = urllib.request.Request(url, headers=self.headers)
+        with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
             return json.loads(resp.read())
 
     def _sample(self, url: str) -> None:

@@ -102,7 +102,8 @@ async def start_cluster(root: Path, size: int = 5, *, lmdb: bool = False, seed: 
     nonces = [load_acceptor(d.path / "acceptor.json").nonce for d in dirs]
     ring = RingState(CLUSTER, 1, tuple(RingMember(d.node_id, acceptor=nonce)
                                        for d, nonce in zip(dirs, nonces, strict=True)))
-    members = tuple(MemberState(d.node_id, cfg.advertise, "", Status.UP, 1, 0, 1, nonce)
+    members = tuple(MemberState(d.node_id, cfg.advertise, "", Status.UP, 1, 0, 1, nonce,
+                                cfg.advertise_api)
                     for d, cfg, nonce in zip(dirs, configs, nonces, strict=True))
     for cfg, data_dir in zip(configs, dirs, strict=True):
         save_cluster_file(data_dir.path / "cluster.json",

@@ -263,9 +263,9 @@ class ErrorReply(Message):
 
 # --- membership: gossip (dfsring.gossip) -----------------------------------------------------
 
-# dfsring.core.membership.MemberState.to_wire; the last field is the acceptor nonce
-# (dfsring.core.epochs)
-MemberWire = tuple[str, str, str, str, int, int, int, str]
+# dfsring.core.membership.MemberState.to_wire; the last fields are the acceptor nonce
+# (dfsring.core.epochs) and the client API address
+MemberWire = tuple[str, str, str, str, int, int, int, str, str]
 RingMemberWire = tuple[str, str, int, str]  # node id, zone, weight, acceptor nonce
 RingWire = tuple[str, int, tuple[RingMemberWire, ...], tuple[tuple[RingMemberWire, ...], ...]]
 

@@ -69,7 +69,7 @@ async def test_flipped_values_and_chunks_are_never_served_and_are_repaired(
         config=WorkloadConfig(seed=f"{chaos_seed}/bit-rot", duration_s=BEFORE_S + AFTER_S + 30,
                               file_weight=0.15),
         out_dir=tmp_path / "run",
-        checking=CHECKING)
+        checking=CHECKING, headers=cluster.auth_headers)
     chaos_summary(result.summary)
     print("\n" + cluster.timeline() + "\n" + result.explain())
     assert result.report.ok, result.explain()

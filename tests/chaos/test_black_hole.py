@@ -50,7 +50,7 @@ async def test_a_black_holed_owner_is_filled_by_hinted_handoff(
         heal=lambda: recover(cluster),
         config=WorkloadConfig(seed=f"{chaos_seed}/black-hole", duration_s=HOLD_S + 60),
         out_dir=tmp_path / "run",
-        checking=CHECKING)
+        checking=CHECKING, headers=cluster.auth_headers)
     delivered = await asyncio.to_thread(_hints_delivered, cluster)
     chaos_summary(result.summary)
     print(f"\n{cluster.timeline()}\n{result.explain()}\nhints delivered: {delivered}")

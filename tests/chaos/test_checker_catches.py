@@ -20,14 +20,14 @@ RUN_S = 6.0
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(180)]
 
 
-async def _sabotage(url: str, workload: Workload) -> dict[str, str]:
+async def _sabotage(url: str, workload: Workload, headers: dict[str, str]) -> dict[str, str]:
     acked = [r for r in workload.records if r.outcome is Outcome.OK]
     puts = sorted({r.key for r in acked if r.op is OpKind.PUT})
     shared = sorted({r.key for r in acked if r.op is OpKind.RMW})
     assert len(puts) >= 2 and shared, "the run acknowledged too little to sabotage"
     dropped, haunted, victim = puts[0], puts[1], shared[0]
     bucket = workload.config.bucket
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=headers) as http:
         async with http.delete(f"{url}/v1/kv/{bucket}/{dropped}") as resp:
             assert resp.status == 204
         phantom = encode_value("w-never", b"nobody wrote this")
@@ -59,13 +59,14 @@ async def test_checker_fails_a_sabotaged_run(chaos_cluster: ChaosFactory, chaos_
 
     async def heal() -> None:
         await recover(cluster)
-        done.update(await _sabotage(cluster.node(1).url, seen[0]))
+        done.update(await _sabotage(cluster.node(1).url, seen[0], cluster.auth_headers))
 
     result = await run_chaos(
         "sabotage", chaos_seed, cluster.client_urls, nemesis, heal=heal,
         config=WorkloadConfig(seed=f"{chaos_seed}/sabotage", duration_s=RUN_S),
         # the dropped key never reaches its owners again: do not wait for it
-        out_dir=tmp_path / "run", checking=Checking(converge_timeout=3.0))
+        out_dir=tmp_path / "run", checking=Checking(converge_timeout=3.0),
+        headers=cluster.auth_headers)
     report, why = result.report, f"sabotage {done}\n{result.explain()}"
     print("\n" + why)
     assert set(report.failed_checks()) == {"lost", "phantom", "lost_updates", "replicas"}, why

@@ -42,7 +42,7 @@ async def test_a_founder_whose_disk_is_replaced_rejoins_its_cluster(
     cluster = chaos_cluster(5, extra_args=NODE_ARGS)
     founder = cluster.node(FOUNDER)
     seeds = {n.node_id: n.spec.args[n.spec.args.index("--seeds") + 1] for n in cluster.nodes}
-    assert len(set(seeds.values())) == 1 and founder.address == seeds[founder.node_id].split(
+    assert len(set(seeds.values())) == 1 and founder.peer_address == seeds[founder.node_id].split(
         ",")[0], f"every node must have the same seed list, the founder first: {seeds}"
     cluster_id, members = await asyncio.to_thread(lineage, founder)
     cluster.record(f"cluster {cluster_id}, members {', '.join(sorted(members))}")
@@ -62,7 +62,7 @@ async def test_a_founder_whose_disk_is_replaced_rejoins_its_cluster(
         config=WorkloadConfig(seed=f"{chaos_seed}/disk-replaced",
                               duration_s=BEFORE_S + AFTER_S + 30, file_weight=0.1),
         out_dir=tmp_path / "run",
-        checking=checking)
+        checking=checking, headers=cluster.auth_headers)
     chaos_summary(result.summary)
     print("\n" + cluster.timeline() + "\n" + result.explain())
     assert result.report.ok, result.explain()

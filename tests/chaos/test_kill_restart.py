@@ -40,7 +40,7 @@ async def test_kill_and_restart_random_nodes(chaos_cluster: ChaosFactory, chaos_
         config=WorkloadConfig(seed=f"{chaos_seed}/kill", duration_s=CYCLES * PERIOD_S + 60,
                               file_weight=0.1),
         out_dir=tmp_path / "run",
-        checking=CHECKING)
+        checking=CHECKING, headers=cluster.auth_headers)
     chaos_summary(result.summary)
     print("\n" + cluster.timeline() + "\n" + result.explain())
     assert result.report.ok, result.explain()

@@ -42,7 +42,8 @@ async def test_a_node_leaves_and_rejoins(chaos_cluster: ChaosFactory, chaos_seed
         heal=lambda: recover(cluster),
         config=WorkloadConfig(seed=f"{chaos_seed}/flap", duration_s=CYCLES * 120),
         out_dir=tmp_path / "run",
-        checking=Checking(replicas=replicas_from_env(ReplicaCheck.AFTER_CONVERGENCE)))
+        checking=Checking(replicas=replicas_from_env(ReplicaCheck.AFTER_CONVERGENCE)),
+        headers=cluster.auth_headers)
     chaos_summary(result.summary)
     print("\n" + cluster.timeline() + "\n" + result.explain())
     assert result.report.ok, result.explain()

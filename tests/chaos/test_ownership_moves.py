@@ -71,7 +71,7 @@ async def test_ownership_moves_under_load(chaos_cluster: ChaosFactory, chaos_see
                               w_all_share=W_ALL),
         out_dir=tmp_path / "run",
         checking=checking,
-        judged=lambda: cluster.client_urls)
+        judged=lambda: cluster.client_urls, headers=cluster.auth_headers)
     chaos_summary(result.summary)
     print("\n" + cluster.timeline() + "\n" + result.explain())
     assert result.report.ok, result.explain()

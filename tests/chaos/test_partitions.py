@@ -39,7 +39,7 @@ async def test_rotating_partitions(chaos_cluster: ChaosFactory, chaos_seed: str,
         heal=lambda: recover(cluster),
         config=WorkloadConfig(seed=f"{chaos_seed}/partitions", duration_s=COUNT * PERIOD_S),
         out_dir=tmp_path / "run",
-        checking=CHECKING)
+        checking=CHECKING, headers=cluster.auth_headers)
     chaos_summary(result.summary)
     print("\n" + cluster.timeline() + "\n" + result.explain())
     assert result.report.ok, result.explain()

@@ -66,7 +66,8 @@ async def test_slow_node_does_not_slow_the_others(chaos_cluster: ChaosFactory, c
         config=WorkloadConfig(seed=f"{chaos_seed}/slow", duration_s=2 * PHASE_S, clients=16,
                               ops_per_s=32.0),
         out_dir=tmp_path / "run",
-        checking=Checking(replicas=replicas_from_env(ReplicaCheck.AFTER_CONVERGENCE)))
+        checking=Checking(replicas=replicas_from_env(ReplicaCheck.AFTER_CONVERGENCE)),
+        headers=cluster.auth_headers)
     records, owners = result.workload.records, result.observation.observed.owners
     t1, t2 = phases["slow_from"], phases["slow_to"]
     base = sample(away_from(records, slow_id, owners, WARMUP_S, t1))

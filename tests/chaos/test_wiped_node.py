@@ -44,7 +44,7 @@ async def test_a_wiped_disk_is_refilled_by_anti_entropy(
         config=WorkloadConfig(seed=f"{chaos_seed}/wipe", duration_s=BEFORE_S + AFTER_S + 30,
                               file_weight=0.1),
         out_dir=tmp_path / "run",
-        checking=CHECKING)
+        checking=CHECKING, headers=cluster.auth_headers)
     chaos_summary(result.summary)
     print("\n" + cluster.timeline() + "\n" + result.explain())
     assert result.report.ok, result.explain()

@@ -87,6 +87,7 @@ class Writer:
     urls: list[str]
     prefix: str
     concurrency: int = 4
+    headers: dict[str, str] = field(default_factory=dict)  # the cluster's auth_headers
     acked: set[str] = field(default_factory=set)
     failed: int = 0
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -94,7 +95,7 @@ class Writer:
 
     async def run(self, limit: int = 100_000) -> None:
         timeout = aiohttp.ClientTimeout(total=10)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
+        async with aiohttp.ClientSession(timeout=timeout, headers=self.headers) as http:
             await asyncio.gather(*(self._one(http, i, limit) for i in range(self.concurrency)))
 
     async def _one(self, http: aiohttp.ClientSession, lane: int, limit: int) -> None:
@@ -117,19 +118,22 @@ class Writer:
         self._stop.set()
 
 
-async def load(urls: list[str], count: int, prefix: str = "k", concurrency: int = 32) -> set[str]:
+async def load(urls: list[str], count: int, prefix: str = "k", concurrency: int = 32, *,
+               headers: dict[str, str]) -> set[str]:
     """Write `count` unique keys as fast as the cluster takes them; all must be acked."""
-    writer = Writer(urls, prefix, concurrency)
+    writer = Writer(urls, prefix, concurrency, headers)
     await writer.run(limit=count)
     assert writer.failed == 0, f"{writer.failed} preload writes failed"
     return writer.acked
 
 
-async def read_back(urls: list[str], keys_: Iterable[str]) -> list[str]:
+async def read_back(urls: list[str], keys_: Iterable[str], *,
+                    headers: dict[str, str]) -> list[str]:
     """Keys whose quorum read does not return the value written (the key itself)."""
     bad: list[str] = []
     sem = asyncio.Semaphore(16)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10),
+                                     headers=headers) as http:
         async def one(i: int, key: str) -> None:
             async with sem, http.get(f"{urls[i % len(urls)]}/v1/kv/{BUCKET}/{key}") as resp:
                 body = await resp.read()

@@ -96,13 +96,14 @@ class Reply:
     head: bytes
 
 
-def host_port(node: NodeProcess) -> tuple[str, int]:
-    host, _, port = node.address.rpartition(":")
+def host_port(node: NodeProcess, *, peer: bool = False) -> tuple[str, int]:
+    """The node's client listener, or (peer) its peer listener."""
+    host, _, port = (node.peer_address if peer else node.address).rpartition(":")
     return host.strip("[]"), int(port)
 
 
 def exchange(node: NodeProcess, payload: bytes, *, complete: bool = True,
-             timeout: float = CASE_TIMEOUT) -> Reply:
+             timeout: float = CASE_TIMEOUT, peer: bool = False) -> Reply:
     """Send `payload` and read until the node closes (bounded in time and size).
 
     A `complete` request must be answered within `timeout`. An incomplete one (its framing
@@ -111,7 +112,7 @@ def exchange(node: NodeProcess, payload: bytes, *, complete: bool = True,
     AssertionError for what no sender may ever get: a hang past `timeout` on a complete
     request, or bytes that do not start with an HTTP/1.x status line (an HTTP/0.9 answer)."""
     deadline = time.monotonic() + timeout
-    with socket.create_connection(host_port(node), timeout=timeout) as sock:
+    with socket.create_connection(host_port(node, peer=peer), timeout=timeout) as sock:
         try:
             sock.sendall(payload)
             if not complete:
@@ -150,7 +151,7 @@ def _read_all(sock: socket.socket, deadline: float) -> bytes:
 
 
 class PeerLink:
-    """A keep-alive connection to one node's internal endpoint, as a peer holds one."""
+    """A keep-alive connection to one node's peer listener, as a peer holds one."""
 
     def __init__(self, node: NodeProcess, secret: str) -> None:
         self._node = node
@@ -180,7 +181,7 @@ class PeerLink:
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._conn is None:
-            host, port = host_port(self._node)
+            host, port = host_port(self._node, peer=True)
             self._conn = http.client.HTTPConnection(host, port, timeout=CASE_TIMEOUT)
         return self._conn
 
@@ -205,7 +206,7 @@ def _request(node: NodeProcess, method: str, path: str, body: bytes = b"",
     host, port = host_port(node)
     conn = http.client.HTTPConnection(host, port, timeout=CASE_TIMEOUT)
     try:
-        conn.request(method, path, body=body, headers=headers or {})
+        conn.request(method, path, body=body, headers={**node.auth_headers, **(headers or {})})
         resp = conn.getresponse()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
     finally:

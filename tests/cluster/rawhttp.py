@@ -47,6 +47,14 @@ async def _read_response(reader: asyncio.StreamReader) -> RawResponse:
     return RawResponse(status, headers, body)
 
 
+def with_headers(payload: bytes, headers: dict[str, str]) -> bytes:
+    """`payload` with these header lines added right after its request line, whatever else
+    it carries (how a raw test that means to reach a handler authenticates)."""
+    line, sep, rest = payload.partition(b"\r\n")
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("latin-1")
+    return line + sep + extra + rest if sep else payload
+
+
 def request(method: str, path: str, *, headers: dict[str, str] | None = None,
             body: bytes = b"", content_length: int | None = None) -> bytes:
     hdrs = {"Host": "localhost", "Connection": "close", **(headers or {})}

@@ -45,7 +45,7 @@ def _keys_not_owned_by(ring: dict[str, Any], node: str, count: int) -> list[str]
 
 async def _rpc(cluster: LocalCluster, node: NodeProcess, msg: Message) -> tuple[int, Message]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http, \
-            http.post(f"{node.url}/internal/v1/{msg.KIND}", data=msg.encode(),
+            http.post(f"http://{node.peer_address}/internal/v1/{msg.KIND}", data=msg.encode(),
                       headers={SECRET_HEADER: cluster.secret}) as r:
         return r.status, messages.decode(await r.read())
 
@@ -138,7 +138,8 @@ async def test_write_waiting_on_an_owner_that_lost_the_key_mid_write_completes_o
     assert node3.pid is not None
     os.kill(node3.pid, signal.SIGSTOP)
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=40)) as http:
+        async with aiohttp.ClientSession(headers=cluster.auth_headers,
+                                         timeout=aiohttp.ClientTimeout(total=40)) as http:
             writes = asyncio.gather(*(_put(http, node1.url, k) for k in keys_))
             node5 = cluster.add_node(("--request-timeout", "12"))
             results = dict(zip(keys_, await writes, strict=True))

@@ -74,7 +74,7 @@ async def _values(http: aiohttp.ClientSession, node: NodeProcess, key: str) -> s
 
 async def _assert_kept(cluster: LocalCluster, key: str, *values: bytes) -> None:
     """Every node reads every one of `values` (read repair and anti-entropy included)."""
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=cluster.auth_headers) as http:
         for _ in range(2):  # the second round reads the states the first one repaired
             for node in cluster:
                 seen = await _values(http, node, key)
@@ -95,7 +95,7 @@ async def test_kv679_tombstone_purged_on_one_owner_then_blind_write_is_lost(
     cluster.wait_converged(timeout=20)
     node1 = cluster.node("node1")
     name = keys.object_name(BUCKET, "doomed")
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=cluster.auth_headers) as http:
         ctx = await _put(http, node1, "doomed", b"old")
         async with http.delete(f"{node1.url}/v1/kv/{BUCKET}/doomed",
                                headers={"Dfs-Context": ctx}, params={"w": "all"}) as r:
@@ -110,7 +110,7 @@ async def test_kv679_tombstone_purged_on_one_owner_then_blind_write_is_lost(
 
     await _offline(node1, purge)
     _start(node1, cluster)
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=cluster.auth_headers) as http:
         await _put(http, node1, "doomed", b"reborn")  # blind: node1 holds nothing of it
     await _assert_kept(cluster, "doomed", b"reborn")
 
@@ -122,7 +122,7 @@ async def test_kv679_quarantined_value_then_blind_write_is_lost(
     cluster.wait_converged(timeout=20)
     node1 = cluster.node("node1")
     name = keys.object_name(BUCKET, "rotten")
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=cluster.auth_headers) as http:
         ctx = await _put(http, node1, "rotten", b"ROT-MARKER-first")
         await _put(http, node1, "rotten", b"ROT-MARKER-second", ctx)
     node1.stop()
@@ -134,7 +134,7 @@ async def test_kv679_quarantined_value_then_blind_write_is_lost(
 
     await _offline(node1, quarantine)
     _start(node1, cluster)
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=cluster.auth_headers) as http:
         await _put(http, node1, "rotten", b"after-quarantine")
     await _assert_kept(cluster, "rotten", b"ROT-MARKER-second", b"after-quarantine")
 
@@ -146,7 +146,7 @@ async def test_kv679_partition_dropped_and_regained_then_blind_write_is_lost(
     cluster.wait_converged(timeout=20)
     node1 = cluster.node("node1")
     name = keys.object_name(BUCKET, "moved")
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=cluster.auth_headers) as http:
         ctx = await _put(http, node1, "moved", b"first")
         await _put(http, node1, "moved", b"second", ctx)
     node1.stop()
@@ -157,7 +157,7 @@ async def test_kv679_partition_dropped_and_regained_then_blind_write_is_lost(
 
     await _offline(node1, drop)
     _start(node1, cluster)  # owner again (N=3 of 3), before any transfer brought it back
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=cluster.auth_headers) as http:
         await _put(http, node1, "moved", b"after-regain")
     await _assert_kept(cluster, "moved", b"second", b"after-regain")
 
@@ -169,7 +169,7 @@ async def test_kv679_restored_backup_then_blind_write_is_lost(
     cluster.wait_converged(timeout=20)
     node1 = cluster.node("node1")
     db = node1.spec.data_dir / "db"
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=cluster.auth_headers) as http:
         ctx = await _put(http, node1, "restored", b"first")
         node1.stop()
         shutil.copytree(db, tmp_path / "backup")  # a cold backup of the stopped node

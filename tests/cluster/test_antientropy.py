@@ -50,8 +50,9 @@ def _local(node: NodeProcess, key: str) -> tuple[int, bytes]:
     import urllib.request
 
     try:
-        with urllib.request.urlopen(f"{node.url}/v1/node/local/kv/{BUCKET}/{key}",
-                                    timeout=5) as resp:
+        request = urllib.request.Request(f"{node.url}/v1/node/local/kv/{BUCKET}/{key}",
+                                         headers=node.auth_headers)
+        with urllib.request.urlopen(request, timeout=5) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -60,7 +61,7 @@ def _local(node: NodeProcess, key: str) -> tuple[int, bytes]:
 @pytest.mark.timeout(300)
 async def test_a_wiped_node_is_refilled_without_reads(cluster_factory: ClusterFactory) -> None:
     cluster = cluster_factory(3)
-    written = await clusterops.load(cluster.urls, 10_000)
+    written = await clusterops.load(cluster.urls, 10_000, headers=cluster.auth_headers)
     victim = cluster.node("node3")
 
     # its disk replaced, its cluster state kept: it knows it synced this ring long ago, so
@@ -112,7 +113,7 @@ async def test_flipped_values_are_quarantined_and_repaired_without_reads(
     cluster = cluster_factory(3, node_args={2: FAST_SCRUB})
     cluster.wait_converged(timeout=20)
     values = {f"rot-{i}": b"MARKER-" + secrets.token_hex(20).encode() for i in range(40)}
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=cluster.auth_headers) as http:
         for key, value in values.items():
             async with http.put(f"{cluster.urls[0]}/v1/kv/{BUCKET}/{key}", data=value,
                                 params={"w": "all"}) as r:
@@ -139,7 +140,7 @@ async def test_flipped_values_are_quarantined_and_repaired_without_reads(
     stats = _stats(node2)
     assert stats["corrupt_found"] >= 20
     assert stats["antientropy"]["corrupt_repaired"] + stats["antientropy"]["repaired_in"] >= 20
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=cluster.auth_headers) as http:
         for node in cluster:
             for key, value in values.items():
                 async with http.get(f"{node.url}/v1/kv/{BUCKET}/{key}") as r:
@@ -194,7 +195,7 @@ async def test_a_one_key_difference_costs_log_tree_nodes_not_keys(
     before = {n.node_id: _stats(n)["antientropy"] for n in cluster}
     assert all(a["repaired_in"] == 0 for a in before.values())
     node3.stop()
-    async with aiohttp.ClientSession() as http, http.put(
+    async with aiohttp.ClientSession(headers=cluster.auth_headers) as http, http.put(
             f"{cluster.urls[0]}/v1/kv/{BUCKET}/the-one", data=b"odd") as r:
         assert r.status == 204  # node1 + node2; no fallback exists, so no hint
     node3.start()
@@ -221,7 +222,7 @@ async def test_a_delete_missed_by_a_replica_never_comes_back(
     cluster = cluster_factory(3, extra_args=grace)
     cluster.wait_converged(timeout=20)
     url = cluster.urls[0]
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=cluster.auth_headers) as http:
         async with http.put(f"{url}/v1/kv/{BUCKET}/doomed", data=b"old") as r:
             assert r.status == 204
         node3 = cluster.node("node3")

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from dfsring.cli.launcher import LocalCluster
+from dfsring.cli.launcher import LocalCluster, NodeProcess
 from tests.cluster import rawhttp
 from tests.cluster.rawhttp import request as req
 
@@ -76,15 +76,21 @@ def node(tmp_path_factory: pytest.TempPathFactory):
         yield cluster.nodes[0]
 
 
+def _authed(node: NodeProcess, payload: bytes) -> bytes:
+    """The raw request with the cluster's credentials: these requests mean to reach a handler
+    (or fail to parse before any could), never to be refused as unauthenticated."""
+    return rawhttp.with_headers(payload, node.auth_headers)
+
+
 def _host_port(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     assert parts.hostname and parts.port
     return parts.hostname, parts.port
 
 
-async def _still_serving(url: str) -> None:
-    key = f"{url}/v1/kv/alive/{secrets.token_hex(8)}"
-    async with aiohttp.ClientSession() as http:
+async def _still_serving(node: NodeProcess) -> None:
+    key = f"{node.url}/v1/kv/alive/{secrets.token_hex(8)}"
+    async with aiohttp.ClientSession(headers=node.auth_headers) as http:
         async with http.put(key, data=b"ok") as r:
             assert r.status == 204
         async with http.get(key) as r:
@@ -106,19 +112,19 @@ def _assert_problem(resp: rawhttp.RawResponse, status: int, slug: str) -> None:
 async def test_malformed_request_gets_documented_problem(node, payload: bytes, status: int,
                                                          slug: str) -> None:
     host, port = _host_port(node.url)
-    resp = await rawhttp.send(host, port, payload)
+    resp = await rawhttp.send(host, port, _authed(node, payload))
     _assert_problem(resp, status, slug)
-    await _still_serving(node.url)
+    await _still_serving(node)
 
 
 async def test_truncated_chunked_body_is_400(node) -> None:
     host, port = _host_port(node.url)
     payload = (req("PUT", "/v1/kv/b/trunc", headers={"Transfer-Encoding": "chunked"})
                + b"5\r\nhelloXX\r\nzz\r\n\r\n")
-    resp = await rawhttp.send(host, port, payload)
+    resp = await rawhttp.send(host, port, _authed(node, payload))
     assert resp.status == 400
     assert resp.headers["content-type"].startswith("application/problem+json")
-    await _still_serving(node.url)
+    await _still_serving(node)
 
 
 async def test_body_cut_by_client_close_stores_nothing(node) -> None:
@@ -127,18 +133,19 @@ async def test_body_cut_by_client_close_stores_nothing(node) -> None:
     host, port = _host_port(node.url)
     payload = req("PUT", "/v1/kv/b/cut", content_length=100) + b"only ten b"
     with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-        await rawhttp.send(host, port, payload, half_close=True)
-    async with aiohttp.ClientSession() as http, http.get(f"{node.url}/v1/kv/b/cut") as r:
+        await rawhttp.send(host, port, _authed(node, payload), half_close=True)
+    async with aiohttp.ClientSession(headers=node.auth_headers) as http, \
+            http.get(f"{node.url}/v1/kv/b/cut") as r:
         assert r.status == 404
-    await _still_serving(node.url)
+    await _still_serving(node)
 
 
 async def test_stalled_body_is_408(node) -> None:
     host, port = _host_port(node.url)
     payload = req("PUT", "/v1/kv/b/stall", content_length=100) + b"partial"
-    resp = await rawhttp.send(host, port, payload, wait_s=BODY_TIMEOUT + 10)
+    resp = await rawhttp.send(host, port, _authed(node, payload), wait_s=BODY_TIMEOUT + 10)
     _assert_problem(resp, 408, "http-error")
-    await _still_serving(node.url)
+    await _still_serving(node)
 
 
 async def _bad_request_count(url: str) -> float:
@@ -155,7 +162,7 @@ async def test_rejections_are_counted_in_metrics(node) -> None:
     host, port = _host_port(node.url)
     before = await _bad_request_count(node.url)
     for _ in range(3):
-        await rawhttp.send(host, port, req("GET", "/v1/kv/b/k?r=most"))
+        await rawhttp.send(host, port, _authed(node, req("GET", "/v1/kv/b/k?r=most")))
     assert await _bad_request_count(node.url) == before + 3
 
 
@@ -164,10 +171,10 @@ async def test_internal_endpoints_refuse_outsiders_and_malformed_messages(node) 
     from dfsring.transport.messages import ReplicaRead
     from dfsring.transport.rpc import SECRET_HEADER
 
-    url = f"{node.url}/internal/v1/replica-read"
+    url = f"http://{node.peer_address}/internal/v1/replica-read"
     good = ReplicaRead(b"b", b"k").encode()
     secret = node.spec.env["DFSRING_CLUSTER_SECRET"]
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=node.auth_headers) as http:
         for headers in ({}, {SECRET_HEADER: "wrong"}):
             async with http.post(url, data=good, headers=headers) as r:
                 assert r.status == 401
@@ -176,7 +183,7 @@ async def test_internal_endpoints_refuse_outsiders_and_malformed_messages(node) 
                 assert r.status == 400
         async with http.post(url, data=good, headers={SECRET_HEADER: secret}) as r:
             assert r.status == 200
-    await _still_serving(node.url)
+    await _still_serving(node)
 
 
 async def test_hostile_hint_messages_are_refused_and_store_nothing(node) -> None:
@@ -194,14 +201,14 @@ async def test_hostile_hint_messages_are_refused_and_store_nothing(node) -> None
         ("handoff-batch", HandoffBatch(((b"\xff\xffk", b"\x00\x90"),), 1).encode()),
         ("handoff-batch", HandoffBatch(((b"", b"\x00\x90"),), 1).encode()),
     ]
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=node.auth_headers) as http:
         for kind, body in bad:
-            async with http.post(f"{node.url}/internal/v1/{kind}", data=body,
+            async with http.post(f"http://{node.peer_address}/internal/v1/{kind}", data=body,
                                  headers=secret) as r:
                 assert r.status == 400, (kind, body, r.status, await r.text())
         async with http.get(f"{node.url}/v1/node/stats") as r:
             assert (await r.json())["hints_pending"] == 0
-    await _still_serving(node.url)
+    await _still_serving(node)
 
 
 async def test_malformed_gossip_views_are_refused_as_from_wire_refuses_them(node) -> None:
@@ -219,14 +226,35 @@ async def test_malformed_gossip_views_are_refused_as_from_wire_refuses_them(node
         ("gossip-syn", GossipSyn("", "ghost", (), 0, "", ("",)), "node id"),
         ("gossip-syn", GossipSyn("", "ghost", (), 0, "", ("x", "x")), "node ids name a node"),
     ]
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=node.auth_headers) as http:
         for kind, msg, reason in bad:
-            async with http.post(f"{node.url}/internal/v1/{kind}", data=msg.encode(),
-                                 headers=secret) as r:
+            async with http.post(f"http://{node.peer_address}/internal/v1/{kind}",
+                                 data=msg.encode(), headers=secret) as r:
                 reply = decode(await r.read(), ErrorReply)
                 assert (r.status, reply.code) == (400, "bad-request"), (kind, reply)
                 assert reason in reply.detail, (kind, reply.detail)
         async with http.get(f"{node.url}/v1/cluster/members") as r:
             assert "ghost" not in await r.text()
     assert "malformed peer message" in node.log_path.read_text()
-    await _still_serving(node.url)
+    await _still_serving(node)
+
+
+async def test_peer_message_on_client_port_is_not_served(node) -> None:
+    """Issue 18: peer messages have their own listener (--peer-port). The client port does
+    not route RPC_PATH at all, even with the right cluster secret and root credentials: a 404
+    like any unknown route, and nothing of the message is acted on."""
+    from dfsring.transport.messages import ReplicaRead
+    from dfsring.transport.rpc import RPC_PATH, SECRET_HEADER
+
+    headers = {SECRET_HEADER: node.spec.env["DFSRING_CLUSTER_SECRET"], **node.auth_headers}
+    good = ReplicaRead(b"b", b"k").encode()
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.post(f"{node.url}{RPC_PATH}replica-read", data=good) as r:
+            assert r.status == 404, await r.text()
+            assert r.headers["content-type"].startswith("application/problem+json")
+        async with http.post(f"http://{node.peer_address}{RPC_PATH}replica-read",
+                             data=good) as r:
+            assert r.status == 200  # the same message on the peer listener is served
+        async with http.get(f"http://{node.peer_address}/v1/kv/b/k") as r:
+            assert r.status == 404  # and the peer listener serves no client route
+    await _still_serving(node)

@@ -54,7 +54,7 @@ def sync_stats(node: NodeProcess) -> dict[str, Any]:
 async def upload(node: NodeProcess, path: str, size: int, seed: int) -> tuple[dict[str, Any],
                                                                               bytes]:
     data = b"".join(random_blocks(size, seed))
-    async with aiohttp.ClientSession(timeout=TIMEOUT) as http, \
+    async with aiohttp.ClientSession(headers=node.auth_headers, timeout=TIMEOUT) as http, \
             http.put(f"{node.url}/v1/files/{path}", data=data) as r:
         doc = await r.json()
         assert r.status == 201, doc
@@ -170,7 +170,7 @@ async def test_copies_taken_for_a_down_owner_move_to_it_and_leave_the_fallbacks(
     assert set(placed()) == set(held)
     dropped = sum(sync_stats(n)["stray_chunks_dropped"] for n in cluster.nodes)
     assert dropped >= len(strays)
-    async with aiohttp.ClientSession(timeout=TIMEOUT) as http, \
+    async with aiohttp.ClientSession(headers=cluster.auth_headers, timeout=TIMEOUT) as http, \
             http.get(f"{cluster.nodes[1].url}/v1/files/repair/moved") as r:
         assert r.status == 200 and await r.read() == data
     print(f"\n{len(strays)} of {len(held)} chunks had gone to fallbacks; on exactly their "

@@ -31,9 +31,10 @@ ANSWER_S = 1.0
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _timed_get(url: str) -> tuple[float, int, bytes]:
+def _timed_get(url: str, headers: dict[str, str] | None = None) -> tuple[float, int, bytes]:
     start = time.monotonic()
-    with urllib.request.urlopen(url, timeout=5) as resp:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}),
+                                timeout=5) as resp:
         body = resp.read()
         return time.monotonic() - start, resp.status, body
 
@@ -89,7 +90,8 @@ def test_flood_of_20000_idle_sockets_leaves_health_and_reads_answering_within_1s
     node = cluster_factory(1, n=1, r=1, w=1,
                            extra_args=("--header-timeout", "600", "--idle-timeout", "600"),
                            ).nodes[0]
-    req = urllib.request.Request(f"{node.url}/v1/kv/b/canary", data=b"alive", method="PUT")
+    req = urllib.request.Request(f"{node.url}/v1/kv/b/canary", data=b"alive", method="PUT",
+                                 headers=node.auth_headers)
     with urllib.request.urlopen(req, timeout=5) as resp:
         assert resp.status == 204
     assert node.pid is not None
@@ -109,7 +111,7 @@ def test_flood_of_20000_idle_sockets_leaves_health_and_reads_answering_within_1s
             took, status, _ = _timed_get(f"{node.url}/health")
             assert status == 200
             worst = max(worst, took)
-            took, status, body = _timed_get(f"{node.url}/v1/kv/b/canary")
+            took, status, body = _timed_get(f"{node.url}/v1/kv/b/canary", node.auth_headers)
             assert (status, body) == (200, b"alive")
             worst = max(worst, took)
     finally:

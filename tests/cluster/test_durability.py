@@ -25,11 +25,12 @@ def _single(tmp_path: Path) -> LocalCluster:
     return LocalCluster(1, tmp_path, n=1, r=1, w=1)
 
 
-async def _stream_writes(url: str, acked: dict[str, bytes], enough: asyncio.Event,
+async def _stream_writes(node: NodeProcess, acked: dict[str, bytes], enough: asyncio.Event,
                          writer: int) -> None:
     """Write unique keys until the node dies; record a key only once its 204 arrived."""
     timeout = aiohttp.ClientTimeout(total=5)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
+    url = node.url
+    async with aiohttp.ClientSession(timeout=timeout, headers=node.auth_headers) as http:
         for i in range(MAX_WRITES_PER_WRITER):
             key, value = f"w{writer}-{i}", secrets.token_bytes(64)
             try:
@@ -48,7 +49,7 @@ async def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
         node = cluster.nodes[0]
         acked: dict[str, bytes] = {}
         enough = asyncio.Event()
-        writers = [asyncio.create_task(_stream_writes(node.url, acked, enough, w))
+        writers = [asyncio.create_task(_stream_writes(node, acked, enough, w))
                    for w in range(WRITERS)]
         await asyncio.wait_for(enough.wait(), timeout=60)
         node.kill()  # SIGKILL while the writers are still going
@@ -56,13 +57,14 @@ async def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
         assert len(acked) >= KILL_AFTER_ACKS
         node.start()
         node.wait_ready(30)
-        missing = await _missing(node.url, acked)
+        missing = await _missing(node, acked)
         assert missing == [], f"{len(missing)} acknowledged writes lost, e.g. {missing[:5]}"
 
 
-async def _missing(url: str, expected: dict[str, bytes]) -> list[str]:
+async def _missing(node: NodeProcess, expected: dict[str, bytes]) -> list[str]:
     lost: list[str] = []
-    async with aiohttp.ClientSession() as http:
+    url = node.url
+    async with aiohttp.ClientSession(headers=node.auth_headers) as http:
         for key, value in expected.items():
             async with http.get(f"{url}/v1/kv/dur/{key}") as r:
                 if r.status != 200 or await r.read() != value:
@@ -90,7 +92,7 @@ async def test_corrupted_value_is_an_error_not_data(tmp_path: Path) -> None:
     with _single(tmp_path) as cluster:
         node: NodeProcess = cluster.nodes[0]
         marker = b"MARKER-" + secrets.token_hex(24).encode()
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=cluster.auth_headers) as http:
             for key, value in (("bad", marker), ("good", b"fine")):
                 async with http.put(f"{node.url}/v1/kv/rot/{key}", data=value) as r:
                     assert r.status == 204

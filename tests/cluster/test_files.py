@@ -78,7 +78,7 @@ async def test_one_gib_up_through_a_down_through_c_in_bounded_memory(tmp_path: P
     size = 1024 * MIB
     with LocalCluster(3, tmp_path) as cluster:
         a, _, c = cluster.nodes
-        async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+        async with aiohttp.ClientSession(headers=cluster.auth_headers, timeout=TIMEOUT) as http:
             began = time.monotonic()
             doc, sent = await upload(http, a, "big/one-gib.bin", random_blocks(size), size)
             put_s = time.monotonic() - began
@@ -95,7 +95,7 @@ async def test_one_gib_up_through_a_down_through_c_in_bounded_memory(tmp_path: P
 async def test_the_same_content_twice_is_stored_once(tmp_path: Path) -> None:
     size = 48 * MIB
     with LocalCluster(3, tmp_path) as cluster:
-        async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+        async with aiohttp.ClientSession(headers=cluster.auth_headers, timeout=TIMEOUT) as http:
             before = [disk_bytes(n) for n in cluster.nodes]
             await upload(http, cluster.nodes[0], "dup/first", random_blocks(size, 7), size)
             await _wait_replicated(http, cluster, size)
@@ -156,7 +156,7 @@ async def test_an_edit_in_the_middle_stores_few_new_chunks(tmp_path: Path) -> No
     size = 100 * MIB
     with LocalCluster(3, tmp_path) as cluster:
         a, b, _ = cluster.nodes
-        async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+        async with aiohttp.ClientSession(headers=cluster.auth_headers, timeout=TIMEOUT) as http:
             first, _ = await upload(http, a, "edit/file", random_blocks(size, 3), size)
             await _wait_replicated(http, cluster, size)
             held = await chunk_stats(http, b)
@@ -176,7 +176,7 @@ async def test_a_node_killed_during_a_download(tmp_path: Path) -> None:
     size = 96 * MIB
     with LocalCluster(3, tmp_path, n=2, r=1, w=2) as cluster:
         a, b, c = cluster.nodes
-        async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+        async with aiohttp.ClientSession(headers=cluster.auth_headers, timeout=TIMEOUT) as http:
             _, sent = await upload(http, a, "kill/file", random_blocks(size, 5), size)
             sha, got, killed_at = hashlib.sha256(), 0, None
             async with http.get(f"{c.url}/v1/files/kill/file") as r:
@@ -201,7 +201,7 @@ async def test_an_aborted_upload_leaves_no_version_and_gc_removes_its_chunks(
             "--chunk-size", "65536")  # small chunks: an upload stores its first ones early
     with LocalCluster(3, tmp_path, extra_args=args) as cluster:
         a = cluster.nodes[0]
-        async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+        async with aiohttp.ClientSession(headers=cluster.auth_headers, timeout=TIMEOUT) as http:
             # slower than the grace period: the upload must keep its first chunks alive
             kept, sent = await upload(http, a, "gc/kept", random_blocks(8 * MIB, 11), 8 * MIB,
                                       pause=0.4)
@@ -229,7 +229,8 @@ async def _cut_upload(node: NodeProcess, path: str, total: int, sent: int) -> No
     """A client that announces `total` bytes, sends `sent`, then drops the connection."""
     host, port = node.address.rsplit(":", 1)
     _, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"PUT /v1/files/{path} HTTP/1.1\r\nHost: {node.address}\r\n"
+    auth = "".join(f"{k}: {v}\r\n" for k, v in node.auth_headers.items())
+    writer.write(f"PUT /v1/files/{path} HTTP/1.1\r\nHost: {node.address}\r\n{auth}"
                  f"Content-Length: {total}\r\n\r\n".encode())
     for block in random_blocks(sent, 13):
         writer.write(block)
@@ -242,7 +243,7 @@ async def test_a_corrupt_copy_is_skipped_reported_and_repaired(tmp_path: Path) -
     size = 12 * MIB
     with LocalCluster(3, tmp_path) as cluster:
         a, _, c = cluster.nodes
-        async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+        async with aiohttp.ClientSession(headers=cluster.auth_headers, timeout=TIMEOUT) as http:
             _, sent = await upload(http, a, "rot/file", random_blocks(size, 8), size)
             await _wait_replicated(http, cluster, size)
             chunk_files = sorted(p for p in (c.spec.data_dir / "chunks").rglob("*")

@@ -49,12 +49,13 @@ def _health(node: NodeProcess) -> dict[str, Any]:
     return doc
 
 
-async def _write(urls: list[str], count: int) -> set[str]:
+async def _write(urls: list[str], count: int, headers: dict[str, str]) -> set[str]:
     """`count` keys written through every node in turn, each retried (bounded) until acked:
     the machine is shared, and a 503 under load is not what this test is about."""
     acked: set[str] = set()
     gate = asyncio.Semaphore(8)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20),
+                                     headers=headers) as http:
         async def one(i: int) -> None:
             key = f"f-{i:05d}"
             async with gate:
@@ -73,12 +74,13 @@ async def _write(urls: list[str], count: int) -> set[str]:
     return acked
 
 
-async def _read_back(url: str, keys: list[str]) -> list[str]:
+async def _read_back(url: str, keys: list[str], headers: dict[str, str]) -> list[str]:
     """Keys whose quorum read through `url` does not give the value written. A retried write
     may have left two equal siblings (its first try was stored, though not acked): fine."""
     bad: list[str] = []
     gate = asyncio.Semaphore(8)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20),
+                                     headers=headers) as http:
         async def one(key: str) -> None:
             async with gate, http.get(f"{url}/v1/kv/{BUCKET}/{key}") as resp:
                 body = await resp.read()
@@ -99,9 +101,9 @@ async def test_disk_replaced_seed_rejoins_not_founds(cluster_factory: ClusterFac
     # every node's seeds: all three, itself included
     cluster = cluster_factory(3, extra_args=("--request-timeout", "15"))
     before = cluster.wait_converged(timeout=30)
-    written = await _write(cluster.urls, 1_000)
+    written = await _write(cluster.urls, 1_000, cluster.auth_headers)
     founder = cluster.node("node1")
-    assert founder.address == founder.spec.args[founder.spec.args.index("--seeds") + 1
+    assert founder.peer_address == founder.spec.args[founder.spec.args.index("--seeds") + 1
                                                  ].split(",")[0]
 
     founder.kill()
@@ -133,7 +135,7 @@ async def test_disk_replaced_seed_rejoins_not_founds(cluster_factory: ClusterFac
     assert any(h.get("refilling") is True for h in seen), \
         f"/health never reported the refill: {seen[:3]}"
     assert seen[-1]["status"] == "ok"
-    bad = await _read_back(founder.url, sorted(written))
+    bad = await _read_back(founder.url, sorted(written), founder.auth_headers)
     assert not bad, f"{len(bad)} keys not readable through the rejoined node, e.g. {bad[:5]}"
     assert founder.get_json("/v1/node/stats")["keys"] >= len(written)
     print(f"\nreplaced founder rejoined in {took_rejoin:.1f}s and was refilled with "

@@ -323,7 +323,8 @@ def test_gossip_ack2_entry_about_a_live_node_cannot_mark_it_left(fresh: Any) -> 
     guard, links = fresh
     members = guard.cluster.nodes[0].get_json("/v1/cluster/members")
     target = next(m for m in members if m["node_id"] == "node1")
-    entry = ["node1", target["address"], target["zone"], "left", 2**62, 2**62, 0, ""]
+    entry = ["node1", target["address"], target["zone"], "left", 2**62, 2**62, 0, "",
+             target["api_address"]]
     cluster_name = guard.cluster.nodes[0].get_json("/v1/cluster/ring")["cluster"]
     _send(guard, links, 0, "gossip-ack2", _message("gossip-ack2", cluster_name, [entry], None))
     guard.check()

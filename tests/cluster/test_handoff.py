@@ -60,10 +60,13 @@ def _pending(nodes: list[NodeProcess]) -> int:
     return sum(s["hints_pending"] for s in _stats(nodes).values())
 
 
-async def _put_all(urls: list[str], keys_: list[str], **params: str) -> list[tuple[int, dict]]:
+async def _put_all(nodes: list[NodeProcess], keys_: list[str],
+                   **params: str) -> list[tuple[int, dict]]:
     """PUT each key (value = the key) through the given nodes in turn; (status, headers)."""
     sem = asyncio.Semaphore(16)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
+    urls = [n.url for n in nodes]
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15),
+                                     headers=nodes[0].auth_headers) as http:
         async def one(i: int, key: str) -> tuple[int, dict]:
             async with sem, http.put(f"{urls[i % len(urls)]}/v1/kv/{BUCKET}/{key}",
                                      data=key.encode(), params=params) as resp:
@@ -110,7 +113,7 @@ async def test_writes_for_two_down_owners_are_hinted_readable_and_handed_back(
     await _take_down(down, live)
 
     started = time.monotonic()
-    results = await _put_all([n.url for n in live], keys_, w="2")
+    results = await _put_all(live, keys_, w="2")
     took = time.monotonic() - started
     statuses = {status for status, _ in results}
     assert statuses == {204}, f"write statuses {statuses}"
@@ -119,7 +122,8 @@ async def test_writes_for_two_down_owners_are_hinted_readable_and_handed_back(
     pending = _pending(live)
     assert pending >= len(keys_), f"only {pending} hints pending for {len(keys_)} keys"
     # a value acknowledged with the help of fallbacks is readable with R=2 meanwhile
-    assert await clusterops.read_back([n.url for n in live], keys_[:200]) == []
+    assert await clusterops.read_back([n.url for n in live], keys_[:200],
+                                      headers=cluster.auth_headers) == []
 
     for node in down:
         node.start()
@@ -141,7 +145,7 @@ async def test_hints_survive_a_kill_of_their_fallback(cluster_factory: ClusterFa
     live = [n for n in cluster if n is not owner]
     keys_ = _keys_owned_by(ring, {"node5"}, 300, "k9")
     await _take_down([owner], live)
-    results = await _put_all([n.url for n in live], keys_)
+    results = await _put_all(live, keys_)
     assert {s for s, _ in results} == {204}
     holders = [n for n, s in _stats(live).items() if s["hints_pending"] > 0]
     assert holders, "no fallback holds hints"
@@ -166,9 +170,9 @@ async def test_strict_write_with_two_owners_down_is_refused_without_hints(
     live = [n for n in cluster if n not in down]
     keys_ = _keys_owned_by(ring, {"node4", "node5"}, 5, "strict")
     await _take_down(down, live)
-    results = await _put_all([n.url for n in live], keys_, sloppy="false")
+    results = await _put_all(live, keys_, sloppy="false")
     assert {s for s, _ in results} == {503}
-    async with aiohttp.ClientSession() as http, http.put(
+    async with aiohttp.ClientSession(headers=cluster.auth_headers) as http, http.put(
             f"{live[0].url}/v1/kv/{BUCKET}/{keys_[0]}", data=b"x",
             params={"sloppy": "false"}) as resp:
         problem = await resp.json(content_type=None)
@@ -176,7 +180,7 @@ async def test_strict_write_with_two_owners_down_is_refused_without_hints(
     assert (problem["needed"], problem["acked"]) == (2, 1)
     assert _pending(live) == 0
     # the same writes with fallbacks allowed succeed, hinted
-    results = await _put_all([n.url for n in live], keys_)
+    results = await _put_all(live, keys_)
     assert {s for s, _ in results} == {204}
     assert _pending(live) > 0
 
@@ -195,7 +199,8 @@ async def test_hint_store_stays_within_its_bound_during_a_long_burst(
     await _take_down([owner], live)
     value = b"v" * 1024
     peak = 0
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
+    async with aiohttp.ClientSession(headers=cluster.auth_headers,
+                                     timeout=aiohttp.ClientTimeout(total=15)) as http:
         sem = asyncio.Semaphore(16)
 
         async def one(i: int, key: str) -> int:
@@ -254,7 +259,7 @@ async def test_hints_for_a_down_node_that_lost_the_key_go_to_its_new_owners(
     await asyncio.to_thread(wait_until, lambda: all(
         members_seen_by(n)["node4"]["status"] == "down" for n in live),
         timeout=20, interval=0.1, message="node4 seen down by every live node")
-    results = await _put_all([n.url for n in live], keys_, w="2")
+    results = await _put_all(live, keys_, w="2")
     assert {status for status, _ in results} == {204}
     await async_wait_until(lambda: asyncio.to_thread(lambda: _pending(live) == len(keys_)),
                            timeout=20, message="one hint per key for node4")
@@ -286,7 +291,8 @@ async def test_hints_for_a_down_node_that_lost_the_key_go_to_its_new_owners(
 
 
 def _post_remove(node: NodeProcess, target: str) -> None:
-    req = urllib.request.Request(f"{node.url}/v1/cluster/remove/{target}", method="POST")
+    req = urllib.request.Request(f"{node.url}/v1/cluster/remove/{target}", method="POST",
+                                 headers=node.auth_headers)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(req, timeout=30) as resp:
         assert resp.status == 202, resp.status

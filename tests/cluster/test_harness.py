@@ -33,6 +33,7 @@ from dfsring.cli.launcher import (
     spawn,
 )
 from dfsring.cli.main import main
+from dfsring.client.credentials import ENV_ACCESS, ENV_SECRET, auth_headers, load_file
 from dfsring.testing import wait_until
 
 GRACEFUL_STOP_S = 5.0  # CONTRACT.md: SIGTERM stops a node within 5 s
@@ -173,10 +174,11 @@ def test_free_ports_are_distinct_bindable_and_below_the_ephemeral_range() -> Non
 def cli_cluster(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, int]]:
     """``dfsring cluster --nodes 2`` on free ports, run as a user would; killed if left over
     (its nodes then die with it, by their parent-death signal)."""
-    base = free_port_block(2)
+    base, peer_base = free_port_block(2), free_port_block(2)
     out = tmp_path / "cli.out"
     argv = [sys.executable, "-m", "dfsring.cli.main", "cluster", "--nodes", "2"]
-    argv += ["--base-port", str(base), "--data-dir", str(tmp_path / "data")]
+    argv += ["--base-port", str(base), "--peer-base-port", str(peer_base),
+             "--data-dir", str(tmp_path / "data")]
     with out.open("wb") as fh:
         proc = spawn(argv, output=fh)
     try:
@@ -272,18 +274,21 @@ def test_cli_cluster_grows_with_seeds_and_status_shows_the_joined_ring(
     more_port = free_port()
     more_out = tmp_path / "more.out"
     argv = [sys.executable, "-m", "dfsring.cli.main", "cluster", "--nodes", "1",
-            "--base-port", str(more_port), "--data-dir", str(tmp_path / "more"),
-            "--seeds", f"127.0.0.1:{base}"]
-    secret = (tmp_path / "data" / "cluster.secret").read_text().strip()
+            "--base-port", str(more_port), "--peer-base-port", str(free_port()),
+            "--data-dir", str(tmp_path / "more"), "--seeds", f"127.0.0.1:{base}"]
+    secret = (tmp_path / "data" / "cluster-secret").read_text().strip()
+    root = load_file(tmp_path / "data" / "credentials")
+    as_root = {**os.environ, ENV_ACCESS: root.access_key, ENV_SECRET: root.secret_key}
     with more_out.open("wb") as fh:
-        more = spawn(argv, output=fh, env={**os.environ, "DFSRING_CLUSTER_SECRET": secret})
+        more = spawn(argv, output=fh, env={**as_root, "DFSRING_CLUSTER_SECRET": secret})
     try:
         _wait_cli_ready(more, more_out)
         status = [sys.executable, "-m", "dfsring.cli.main", "status", "--url",
                   f"http://127.0.0.1:{base}", "--json"]
 
         def three_up() -> bool:
-            run = subprocess.run(status, capture_output=True, timeout=30, check=False)
+            run = subprocess.run(status, capture_output=True, timeout=30, check=False,
+                                 env=as_root)
             if run.returncode != 0:
                 return False
             doc = json.loads(run.stdout)
@@ -292,7 +297,7 @@ def test_cli_cluster_grows_with_seeds_and_status_shows_the_joined_ring(
                     and not doc["ring"]["in_transition"])
 
         wait_until(three_up, timeout=30, message="three members up in one ring")
-        ids = {m["node_id"] for m in _members(f"http://127.0.0.1:{base}")}
+        ids = {m["node_id"] for m in _members(f"http://127.0.0.1:{base}", auth_headers(root))}
         assert ids == {"node1", "node2", "node3"}  # the joining node got a fresh id
         more.send_signal(signal.SIGINT)
         assert more.wait(timeout=30) == 0
@@ -302,6 +307,67 @@ def test_cli_cluster_grows_with_seeds_and_status_shows_the_joined_ring(
         more.wait(timeout=10)
 
 
-def _members(url: str) -> list[dict[str, object]]:
-    with _NO_PROXY.open(f"{url}/v1/cluster/members", timeout=5) as resp:
+def _members(url: str, headers: dict[str, str]) -> list[dict[str, object]]:
+    request = urllib.request.Request(f"{url}/v1/cluster/members", headers=headers)
+    with _NO_PROXY.open(request, timeout=5) as resp:
         return json.loads(resp.read())
+
+
+def test_cli_cluster_keeps_its_credentials_0600_and_status_finds_them(tmp_path: Path) -> None:
+    """`dfsring cluster` (the README's first command, default data dir) writes the root
+    credentials once, 0600, and reuses them on the next run; `dfsring status` run from the
+    same directory authenticates with no credential flag or variable, and reads every
+    member through the client address the members list gives (api_address)."""
+    base, peer_base = free_port_block(2), free_port_block(2)
+    argv = [sys.executable, "-m", "dfsring.cli.main", "cluster", "--nodes", "2",
+            "--base-port", str(base), "--peer-base-port", str(peer_base)]
+    env = {k: v for k, v in os.environ.items()
+           if k not in (ENV_ACCESS, ENV_SECRET, "DFSRING_CLUSTER_SECRET",
+                        "DFSRING_ADMIN_ACCESS_KEY", "DFSRING_ADMIN_SECRET_KEY")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "no-config")  # only ./dfsring-data may match
+    creds_file = tmp_path / "dfsring-data" / "credentials"
+    seen = []
+    for run in (1, 2):
+        out = tmp_path / f"run{run}.out"
+        with out.open("wb") as fh:
+            proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=tmp_path,
+                                    env=_with_source(env))
+        try:
+            text = _wait_cli_ready(proc, out)
+            assert f"root credentials in {creds_file}" in text, text
+            assert f"peer 127.0.0.1:{peer_base}" in text, text
+            assert creds_file.stat().st_mode & 0o777 == 0o600
+            assert (tmp_path / "dfsring-data" / "cluster-secret").stat().st_mode & 0o077 == 0
+            seen.append(load_file(creds_file))
+            status = subprocess.run(
+                [sys.executable, "-m", "dfsring.cli.main", "status", "--json"],
+                capture_output=True, timeout=60, check=False, cwd=tmp_path,
+                env=_with_source({**env, "DFSRING_URL": f"http://127.0.0.1:{base}"}))
+            assert status.returncode == 0, status.stderr.decode()
+            doc = json.loads(status.stdout)
+            rows = {m["node_id"]: m for m in doc["members"]}
+            assert set(rows) == {"node1", "node2"}
+            assert all(m["status"] == "up" for m in rows.values()), rows
+            # every member was asked for its stats at its own client address
+            assert all(n["error"] is None and n["stats"]["node_id"] == node
+                       for node, n in doc["nodes"].items()), doc["nodes"]
+            members = _members(f"http://127.0.0.1:{base}", auth_headers(seen[-1]))
+            assert {m["node_id"]: (m["address"], m["api_address"]) for m in members} == {
+                "node1": (f"127.0.0.1:{peer_base}", f"127.0.0.1:{base}"),
+                "node2": (f"127.0.0.1:{peer_base + 1}", f"127.0.0.1:{base + 1}")}
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                assert proc.wait(timeout=30) == 0, out.read_text()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(timeout=10)
+    assert seen[0] == seen[1], "the second run made new root credentials"
+    assert seen[0].secret_key not in (tmp_path / "run1.out").read_text()
+
+
+def _with_source(env: dict[str, str]) -> dict[str, str]:
+    """`env` able to import dfsring from this checkout when run from another directory."""
+    root = str(Path(__file__).resolve().parents[2])
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))}

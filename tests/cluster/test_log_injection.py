@@ -16,8 +16,8 @@ RECORD_START = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ")
 FORGED_RECORD = re.compile(r"^\S+ INFO +" + re.escape(FORGED))
 
 
-def _put(url: str) -> str:
-    req = urllib.request.Request(url, data=b"v", method="PUT")
+def _put(url: str, headers: dict[str, str]) -> str:
+    req = urllib.request.Request(url, data=b"v", method="PUT", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return str(resp.headers["Dfs-Request-Id"])
@@ -26,7 +26,7 @@ def _put(url: str) -> str:
 
 
 def test_crlf_and_nul_in_a_key_forge_no_text_log_line(node1: NodeProcess) -> None:
-    rid = _put(f"{node1.url}/v1/kv/b/{KEY}")
+    rid = _put(f"{node1.url}/v1/kv/b/{KEY}", node1.auth_headers)
     wait_until(lambda: rid in node1.log_path.read_text(errors="replace"), timeout=5,
                message="the request with the hostile key to reach the log")
     # A key the node accepts (a newline is a legal key character) may not be logged at all;

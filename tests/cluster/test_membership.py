@@ -90,8 +90,8 @@ async def _converged(cluster: LocalCluster, members: list[str], within_s: float)
 async def test_join_leave_remove_move_data_without_losing_acknowledged_writes(
         cluster_factory: ClusterFactory) -> None:
     cluster = cluster_factory(3)  # in this thread: children die with the thread that spawned them
-    preloaded = await clusterops.load(cluster.urls, PRELOAD_KEYS)
-    writer = Writer(cluster.urls[:3], "live", concurrency=4)
+    preloaded = await clusterops.load(cluster.urls, PRELOAD_KEYS, headers=cluster.auth_headers)
+    writer = Writer(cluster.urls[:3], "live", concurrency=4, headers=cluster.auth_headers)
     writing = asyncio.create_task(writer.run())
     try:
         # join: a fourth node takes its share while writes continue
@@ -150,13 +150,14 @@ async def _converged_without(cluster: LocalCluster, gone: NodeProcess,
 async def _check(cluster: LocalCluster, expected: set[str], nodes: list[NodeProcess]) -> None:
     await asyncio.to_thread(clusterops.wait_placed, cluster, expected, nodes, 60)
     sample = random.Random(7).sample(sorted(expected), min(300, len(expected)))
-    assert await clusterops.read_back([n.url for n in nodes], sample) == []
+    assert await clusterops.read_back([n.url for n in nodes], sample,
+                                      headers=cluster.auth_headers) == []
 
 
 def _post(node: NodeProcess, path: str) -> None:
     import urllib.request
 
-    req = urllib.request.Request(f"{node.url}{path}", method="POST")
+    req = urllib.request.Request(f"{node.url}{path}", method="POST", headers=node.auth_headers)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(req, timeout=10) as resp:
         assert resp.status == 202
@@ -168,7 +169,8 @@ async def test_transfer_resumes_after_either_side_is_killed(
     """A rate-limited join: the joining node, then one of its sources, is killed with -9
     mid-transfer and restarted; the transfer resumes and every key ends on its owners."""
     cluster = cluster_factory(3)
-    preloaded = await clusterops.load(cluster.urls, 3_000, prefix="r", concurrency=32)
+    preloaded = await clusterops.load(cluster.urls, 3_000, prefix="r", concurrency=32,
+                                      headers=cluster.auth_headers)
     node4 = cluster.add_node(("--transfer-rate", "250000", "--transfer-streams", "2"))
 
     def fetching() -> bool:

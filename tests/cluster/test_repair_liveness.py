@@ -90,7 +90,8 @@ async def _wipe_and_watch(cluster: LocalCluster, victim: NodeProcess, expected: 
     victim.start()
     await asyncio.to_thread(victim.wait_ready, 60)
     started = time.monotonic()
-    with LivenessWatch(cluster.urls, every_s=0.1) as watch:  # each view from its first all-up
+    # each view from its first all-up
+    with LivenessWatch(cluster.urls, cluster.auth_headers, every_s=0.1) as watch:
         await asyncio.to_thread(wait_until, lambda: _keys(victim) >= expected,
                                 timeout=timeout_s, interval=0.5,
                                 message=f"the wiped node holds its {expected} keys again")

@@ -33,7 +33,7 @@ async def test_put_on_a_get_on_c_and_stored_on_exactly_the_preference_list(
         tmp_path: Path) -> None:
     with _cluster(tmp_path, 5) as cluster:
         a, c = cluster.nodes[0], cluster.nodes[2]
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=cluster.auth_headers) as http:
             for i in range(20):
                 async with http.put(f"{a.url}/v1/kv/rep/key{i}", data=f"v{i}".encode()) as r:
                     assert r.status == 204
@@ -83,7 +83,7 @@ async def test_put_on_a_get_on_c_and_stored_on_exactly_the_preference_list(
 async def test_concurrent_writes_become_siblings_and_resolve(tmp_path: Path) -> None:
     with _cluster(tmp_path) as cluster:
         a, b, c = (n.url for n in cluster.nodes)
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=cluster.auth_headers) as http:
             async with http.put(f"{a}/v1/kv/sib/k", data=b"base") as r:
                 ctx = r.headers["Dfs-Context"]
             for url, value in ((a, b"from-a"), (b, b"from-b")):
@@ -140,7 +140,7 @@ async def test_concurrent_read_modify_write_loses_no_acknowledged_update(
     with _cluster(tmp_path) as cluster:
         urls = cluster.urls
         acked: set[str] = set()
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=cluster.auth_headers) as http:
             await asyncio.wait_for(asyncio.gather(*(
                 _rmw_client(http, urls, c, acked, random.Random(c)) for c in range(CLIENTS))),
                 timeout=120)
@@ -157,7 +157,7 @@ async def test_quorum_with_one_node_down_and_503_with_two_down(tmp_path: Path) -
     with _cluster(tmp_path) as cluster:
         a = cluster.nodes[0].url
         cluster.nodes[2].stop()
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=cluster.auth_headers) as http:
             async with http.put(f"{a}/v1/kv/q/k", data=b"v1") as r:
                 assert r.status == 204 and r.headers["Dfs-Acks"] == "2/3"
             async with http.get(f"{a}/v1/kv/q/k") as r:
@@ -182,7 +182,7 @@ async def test_read_repair_fills_a_replica_that_missed_the_write(tmp_path: Path,
     with _cluster(tmp_path, 3, "--ae-interval", "3600") as cluster:
         a, lagging = cluster.nodes[0], cluster.nodes[2]
         lagging.stop()
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=cluster.auth_headers) as http:
             async with http.put(f"{a.url}/v1/kv/rr/k", data=b"value") as r:
                 assert r.status == 204
             lagging.start()
@@ -201,7 +201,7 @@ async def test_read_repair_fills_a_replica_that_missed_the_write(tmp_path: Path,
 async def test_delete_without_context_removes_the_current_value(tmp_path: Path) -> None:
     with _cluster(tmp_path) as cluster:
         a, c = cluster.nodes[0].url, cluster.nodes[2].url
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=cluster.auth_headers) as http:
             async with http.put(f"{a}/v1/kv/del/k", data=b"v") as r:
                 assert r.status == 204
             async with http.delete(f"{c}/v1/kv/del/k") as r:

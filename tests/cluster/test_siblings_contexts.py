@@ -29,8 +29,9 @@ def _token(entries: list[list[object]]) -> str:
 @pytest.mark.timeout(60)
 async def test_too_many_siblings_is_a_409_that_says_how_to_resolve(
         cluster_factory: ClusterFactory) -> None:
-    url = cluster_factory(1, n=1, r=1, w=1).nodes[0].url + f"/v1/kv/{BUCKET}/hot"
-    async with aiohttp.ClientSession() as http:
+    node = cluster_factory(1, n=1, r=1, w=1).nodes[0]
+    url = node.url + f"/v1/kv/{BUCKET}/hot"
+    async with aiohttp.ClientSession(headers=node.auth_headers) as http:
         for i in range(DEFAULT_MAX_SIBLINGS):  # blind writes: each one a sibling
             async with http.put(url, data=b"v%d" % i) as r:
                 assert r.status == 204, await r.text()
@@ -55,7 +56,7 @@ async def test_invalid_context_naming_foreign_actors_or_absurd_counters_is_a_400
         cluster_factory: ClusterFactory) -> None:
     node = cluster_factory(1, n=1, r=1, w=1).nodes[0]
     url = f"{node.url}/v1/kv/{BUCKET}/ctx"
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=node.auth_headers) as http:
         async with http.put(url, data=b"v") as r:
             assert r.status == 204
             issued = r.headers["Dfs-Context"]
@@ -88,7 +89,7 @@ async def test_a_corrupt_local_record_does_not_block_a_write_to_its_key(
     key = next(k for k in (f"rotting-{i}" for i in range(10_000))
                if keys.partition_of(BUCKET.encode(), k.encode(), 10) >= 600)
     url = f"{node1.url}/v1/kv/{BUCKET}/{key}"
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=cluster.auth_headers) as http:
         async with http.put(url, data=b"CORRUPT-ME-please", params={"w": "all"}) as r:
             assert r.status == 204
         node1.stop()
@@ -117,7 +118,7 @@ async def test_too_many_siblings_is_a_409_through_a_node_that_forwards_the_write
     key = next(k for k in (f"far-{i}" for i in range(1000))
                if clusterops.owners(ring, k, BUCKET) == {"node2"})
     url = f"{node1.url}/v1/kv/{BUCKET}/{key}"  # node1 forwards to node2, which coordinates
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=cluster.auth_headers) as http:
         for i in range(DEFAULT_MAX_SIBLINGS):
             async with http.put(url, data=b"v%d" % i) as r:
                 assert r.status == 204, await r.text()

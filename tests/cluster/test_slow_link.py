@@ -39,12 +39,13 @@ def _slow_proxy(client: Toxiproxy, name: str, upstream: str) -> str:
 
 @pytest.mark.timeout(180)
 def test_no_false_down_with_200ms_on_one_nodes_links(toxiproxy: Toxiproxy, tmp_path) -> None:
-    first = free_port_block(SIZE)
-    addr = {i: f"127.0.0.1:{first + i - 1}" for i in range(1, SIZE + 1)}
+    first, peer_first = free_port_block(SIZE), free_port_block(SIZE)
+    addr = {i: f"127.0.0.1:{peer_first + i - 1}" for i in range(1, SIZE + 1)}  # peer listeners
     inbound = _slow_proxy(toxiproxy, "to_node5", addr[SLOW])
     dials = [f"{addr[i]}={_slow_proxy(toxiproxy, f'node5_to_{i}', addr[i])}"
              for i in range(1, SIZE + 1) if i != SLOW]
-    cluster = LocalCluster(SIZE, tmp_path / "c", base_port=first, seed_all=False,
+    cluster = LocalCluster(SIZE, tmp_path / "c", base_port=first, peer_base_port=peer_first,
+                           seed_all=False,
                            node_args={SLOW: ("--advertise", inbound, "--dial", ",".join(dials))})
     # Five one-by-one joins move partitions over 200 ms links: on a loaded CI machine (the
     # chaos suite runs alongside) that took longer than the default 30 s start bound, which

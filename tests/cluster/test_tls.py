@@ -41,8 +41,8 @@ NEVER_JOINS_S = 6.0  # twelve gossip intervals: a node that could join would hav
 
 
 def peer_address(node: NodeProcess) -> str:
-    """Where a node takes peer messages (its --peer-port listener after issue 18's merge)."""
-    return node.address
+    """Where a node takes peer messages: its --peer-port listener."""
+    return node.peer_address
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,16 +12,21 @@ from pathlib import Path
 import pytest
 
 from dfsring.cli.launcher import LocalCluster, free_port
+from dfsring.client.credentials import ENV_ACCESS, ENV_SECRET
 
 pytestmark = pytest.mark.component
 
 MAIN = "import sys; from dfsring.cli.main import main; sys.exit(main())"
+AUTH_ENV: dict[str, str] = {}  # the node's root key, as a user exports it for the CLI
 
 
 @pytest.fixture(scope="module")
 def node_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with LocalCluster(1, tmp_path_factory.mktemp("cli"), n=1, r=1, w=1) as cluster:
+        AUTH_ENV.update({ENV_ACCESS: cluster.credentials.access_key,
+                         ENV_SECRET: cluster.credentials.secret_key})
         yield cluster.urls[0]
+        AUTH_ENV.clear()
 
 
 @pytest.fixture
@@ -38,7 +43,7 @@ def dfsring(
         input=stdin,
         capture_output=True,
         timeout=60,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **AUTH_ENV, **(env or {})},
         check=False,
     )
 

@@ -576,6 +576,26 @@ def test_status_table_with_a_dead_member(
     assert one_line(err).startswith(f"dfsring status: n3 at {n3}: cannot connect")
 
 
+def test_status_asks_each_member_at_its_api_address_not_its_peer_address(
+    capsys: pytest.CaptureFixture[str], servers: FakeServers
+) -> None:
+    """Issue 18: a member's `address` is its peer listener, which serves no client route;
+    `dfsring status` reads each member's stats at the `api_address` gossiped beside it."""
+    n1, n2 = servers.start(FakeNode()), servers.start(FakeNode())
+    members = [{**member("n1", dead_address(), me=True), "api_address": n1.address},
+               {**member("n2", dead_address()), "api_address": n2.address}]
+    n1.on("GET", "/v1/cluster/members", ok(members))
+    n1.on("GET", "/v1/cluster/ring", ok(ring_doc("n1", "n2")))
+    for node, name in ((n1, "n1"), (n2, "n2")):
+        node.on("GET", "/v1/node/stats", ok(stats_doc(name, keys=5, size=100)))
+        node.on("GET", "/v1/cluster/transfers", ok(transfers_doc(name)))
+    status, out, err = dfsring(capsys, "status", "--json", "--url", url(n1), "--timeout", "2")
+    assert status == 0, err
+    nodes = json.loads(out)["nodes"]
+    assert {k: (v["error"], v["stats"]["keys"]) for k, v in nodes.items()} == {
+        "n1": (None, 5), "n2": (None, 5)}
+
+
 def test_status_json_keeps_the_raw_documents(
     capsys: pytest.CaptureFixture[str], cluster: tuple[FakeNode, FakeNode, str]
 ) -> None:

@@ -24,6 +24,7 @@ from dfsring.client import (
     SiblingsError,
     SyncDfsClient,
 )
+from dfsring.client.credentials import Credentials
 
 pytestmark = pytest.mark.component
 
@@ -31,14 +32,24 @@ REQUEST_ID = re.compile(r"[0-9a-f]{16}")
 
 
 @pytest.fixture(scope="module")
-def node_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def one_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     with LocalCluster(1, tmp_path_factory.mktemp("client"), n=1, r=1, w=1) as cluster:
-        yield cluster.urls[0]
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def node_url(one_node: LocalCluster) -> str:
+    return one_node.urls[0]
+
+
+@pytest.fixture(scope="module")
+def creds(one_node: LocalCluster) -> Credentials:
+    return one_node.credentials
 
 
 @pytest.fixture
-async def db(node_url: str) -> AsyncIterator[DfsClient]:
-    async with DfsClient(node_url, timeout=5.0) as client:
+async def db(node_url: str, creds: Credentials) -> AsyncIterator[DfsClient]:
+    async with DfsClient(node_url, timeout=5.0, credentials=creds) as client:
         yield client
 
 
@@ -152,23 +163,25 @@ async def test_problems_map_to_errors_with_request_id(db: DfsClient, bucket: str
     assert too_large.value.status == 413
 
 
-async def test_unknown_route_is_an_error_not_a_missing_key(node_url: str, bucket: str) -> None:
-    async with DfsClient(f"{node_url}/not-the-api") as wrong:
+async def test_unknown_route_is_an_error_not_a_missing_key(node_url: str, bucket: str,
+                                                          creds: Credentials) -> None:
+    async with DfsClient(f"{node_url}/not-the-api", credentials=creds) as wrong:
         with pytest.raises(NotFoundError) as missing:
             await wrong.get(bucket, "k")
     assert missing.value.slug == "no-such-route"
 
 
-async def test_fails_over_from_a_dead_url_to_a_live_one(node_url: str, bucket: str) -> None:
+async def test_fails_over_from_a_dead_url_to_a_live_one(node_url: str, bucket: str,
+                                                        creds: Credentials) -> None:
     dead = dead_url()
-    async with DfsClient([dead, node_url], timeout=5.0) as client:
+    async with DfsClient([dead, node_url], timeout=5.0, credentials=creds) as client:
         await client.put(bucket, "k", b"v")
         assert client.url == node_url
         got = await client.get(bucket, "k")
         assert got is not None and got.value == b"v"
 
     other_dead = dead_url()
-    async with DfsClient(f"{dead},{other_dead}", timeout=5.0) as client:
+    async with DfsClient(f"{dead},{other_dead}", timeout=5.0, credentials=creds) as client:
         with pytest.raises(ConnectionFailed) as failed:
             await client.get(bucket, "k")
     assert set(failed.value.failures) == {dead, other_dead}
@@ -239,11 +252,11 @@ async def test_quorum_not_met_carries_needed_and_acked(stub: tuple[Stub, str]) -
 
 
 async def test_a_lost_write_answer_is_not_retried_but_a_read_fails_over(
-    stub: tuple[Stub, str], node_url: str, bucket: str
+    stub: tuple[Stub, str], node_url: str, bucket: str, creds: Credentials
 ) -> None:
     state, url = stub
     state.hang = True
-    async with DfsClient([url, node_url], timeout=0.5) as client:
+    async with DfsClient([url, node_url], timeout=0.5, credentials=creds) as client:
         with pytest.raises(OutcomeUnknown):
             await client.put(bucket, "k", b"v")
         assert state.calls == ["PUT"]
@@ -254,8 +267,8 @@ async def test_a_lost_write_answer_is_not_retried_but_a_read_fails_over(
 # --- the blocking wrapper ----------------------------------------------------------------------
 
 
-def test_sync_client_round_trip(node_url: str, bucket: str) -> None:
-    with SyncDfsClient([dead_url(), node_url]) as client:
+def test_sync_client_round_trip(node_url: str, bucket: str, creds: Credentials) -> None:
+    with SyncDfsClient([dead_url(), node_url], credentials=creds) as client:
         client.put(bucket, "a", b"1")
         client.update(bucket, "a", lambda values: values[0] + b"2")
         got = client.get(bucket, "a")
@@ -267,6 +280,8 @@ def test_sync_client_round_trip(node_url: str, bucket: str) -> None:
         client.get(bucket, "a")
 
 
-async def test_sync_client_refuses_to_block_an_event_loop(node_url: str) -> None:
-    with SyncDfsClient(node_url) as client, pytest.raises(RuntimeError, match="DfsClient"):
+async def test_sync_client_refuses_to_block_an_event_loop(node_url: str,
+                                                          creds: Credentials) -> None:
+    with SyncDfsClient(node_url, credentials=creds) as client, \
+            pytest.raises(RuntimeError, match="DfsClient"):
         client.get("b", "k")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Iterator
+from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -20,12 +21,21 @@ from tests.cluster import rawhttp
 pytestmark = pytest.mark.component
 
 
+class Edge(NamedTuple):
+    host: str
+    port: int
+    secret: str
+    peer_port: int
+    auth: dict[str, str]  # the root key's header: these requests mean to reach a handler
+
+
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int, str]]:
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     with LocalCluster(1, tmp_path_factory.mktemp("edge"), n=1, r=1, w=1) as cluster:
         url = urlsplit(cluster.urls[0])
         assert url.hostname is not None and url.port is not None
-        yield url.hostname, url.port, cluster.secret
+        peer_port = int(cluster.nodes[0].peer_address.rpartition(":")[2])
+        yield Edge(url.hostname, url.port, cluster.secret, peer_port, cluster.auth_headers)
 
 
 def _raw(method: str, target: bytes, headers: dict[bytes, bytes] | None = None,
@@ -37,8 +47,8 @@ def _raw(method: str, target: bytes, headers: dict[bytes, bytes] | None = None,
     return head + b"".join(k + b": " + v + b"\r\n" for k, v in hdrs.items()) + b"\r\n" + body
 
 
-async def _send(node: tuple[str, int, str], payload: bytes) -> rawhttp.RawResponse:
-    return await rawhttp.send(node[0], node[1], payload)
+async def _send(node: Edge, payload: bytes) -> rawhttp.RawResponse:
+    return await rawhttp.send(node.host, node.port, rawhttp.with_headers(payload, node.auth))
 
 
 def _bucket() -> str:
@@ -46,16 +56,16 @@ def _bucket() -> str:
 
 
 async def test_non_ascii_cluster_secret_header_is_401_not_500(
-        node: tuple[str, int, str]) -> None:
-    resp = await _send(node, _raw("POST", b"/internal/v1/replica-read",
-                                  {b"Dfs-Cluster-Secret": "s\u00e9cr\u00e8t".encode()
-                                   + b"\xff\xfe"}, b"\x90"))
+        node: Edge) -> None:
+    resp = await rawhttp.send(node.host, node.peer_port, _raw(
+        "POST", b"/internal/v1/replica-read",
+        {b"Dfs-Cluster-Secret": "s\u00e9cr\u00e8t".encode() + b"\xff\xfe"}, b"\x90"))
     assert resp.status == 401, resp
 
 
 @pytest.mark.parametrize("limit", ["\u00b2", "\u2460", "\u0661", "+5", " 5", ""])
 async def test_list_limit_with_non_ascii_digits_is_400_not_500(
-        node: tuple[str, int, str], limit: str) -> None:
+        node: Edge, limit: str) -> None:
     for path in (f"/v1/kv/{_bucket()}", f"/v1/files/{_bucket()}", "/v1/node/local/kv/b"):
         resp = await _send(node, _raw("GET", f"{path}?limit={quote(limit)}".encode()))
         assert resp.status == 400, (path, limit, resp)
@@ -63,7 +73,7 @@ async def test_list_limit_with_non_ascii_digits_is_400_not_500(
 
 @pytest.mark.parametrize("header", [b"Dfs-Context", b"Content-Type", b"Dfs-Consistency",
                                     b"Range", b"If-None-Match"])
-async def test_non_utf8_header_bytes_are_never_a_500(node: tuple[str, int, str],
+async def test_non_utf8_header_bytes_are_never_a_500(node: Edge,
                                                      header: bytes) -> None:
     bucket = _bucket()
     for method, path in (("PUT", f"/v1/kv/{bucket}/k"), ("GET", f"/v1/kv/{bucket}/k"),
@@ -74,7 +84,7 @@ async def test_non_utf8_header_bytes_are_never_a_500(node: tuple[str, int, str],
 
 
 async def test_key_with_newline_is_stored_not_404_no_such_route(
-        node: tuple[str, int, str]) -> None:
+        node: Edge) -> None:
     bucket = _bucket()
     target = f"/v1/kv/{bucket}/line1%0Aline2%0D".encode()
     put = await _send(node, _raw("PUT", target, body=b"multi-line key"))
@@ -85,13 +95,13 @@ async def test_key_with_newline_is_stored_not_404_no_such_route(
     assert listed.json()["keys"] == ["line1\nline2\r"]
 
 
-async def test_key_with_nul_is_400_invalid_key(node: tuple[str, int, str]) -> None:
+async def test_key_with_nul_is_400_invalid_key(node: Edge) -> None:
     resp = await _send(node, _raw("PUT", f"/v1/kv/{_bucket()}/a%00b".encode(), body=b"v"))
     assert resp.status == 400 and resp.json()["type"].endswith("/invalid-key"), resp
 
 
 async def test_invalid_utf8_percent_escapes_are_refused_not_stored_literally(
-        node: tuple[str, int, str]) -> None:
+        node: Edge) -> None:
     bucket = _bucket()
     bad = await _send(node, _raw("PUT", f"/v1/kv/{bucket}/%ff%fe".encode(), body=b"one"))
     assert bad.status == 400 and bad.json()["type"].endswith("/invalid-key"), bad
@@ -103,7 +113,7 @@ async def test_invalid_utf8_percent_escapes_are_refused_not_stored_literally(
     assert files.status == 400, files
 
 
-async def test_cursor_aaaa_is_400(node: tuple[str, int, str]) -> None:
+async def test_cursor_aaaa_is_400(node: Edge) -> None:
     for path in (f"/v1/kv/{_bucket()}", f"/v1/files/{_bucket()}"):
         for cursor in ("AAAA", "YQ==", "YR", "a b"):
             resp = await _send(node, _raw("GET", f"{path}?cursor={quote(cursor)}".encode()))
@@ -111,21 +121,21 @@ async def test_cursor_aaaa_is_400(node: tuple[str, int, str]) -> None:
 
 
 @pytest.mark.parametrize("query", ["r=", "r=%D9%A1", "r=%C2%B2", "r=%EF%BC%91"])
-async def test_empty_or_non_ascii_read_level_is_400(node: tuple[str, int, str],
+async def test_empty_or_non_ascii_read_level_is_400(node: Edge,
                                                     query: str) -> None:
     resp = await _send(node, _raw("GET", f"/v1/kv/{_bucket()}/k?{query}".encode()))
     assert resp.status == 400, (query, resp)
 
 
 @pytest.mark.parametrize("query", ["w=", "w=%D9%A1"])
-async def test_empty_or_non_ascii_write_level_is_400(node: tuple[str, int, str],
+async def test_empty_or_non_ascii_write_level_is_400(node: Edge,
                                                      query: str) -> None:
     resp = await _send(node, _raw("PUT", f"/v1/kv/{_bucket()}/k?{query}".encode(), body=b"v"))
     assert resp.status == 400, (query, resp)
 
 
 async def test_gzip_chunked_transfer_encoding_is_refused_not_stored_undecoded(
-        node: tuple[str, int, str]) -> None:
+        node: Edge) -> None:
     bucket = _bucket()
     body = b"3\r\nabc\r\n0\r\n\r\n"
     for target in (f"/v1/kv/{bucket}/k", f"/v1/files/{bucket}/f"):
@@ -137,7 +147,7 @@ async def test_gzip_chunked_transfer_encoding_is_refused_not_stored_undecoded(
     assert got.status == 404
 
 
-async def test_te_header_does_not_change_what_is_stored(node: tuple[str, int, str]) -> None:
+async def test_te_header_does_not_change_what_is_stored(node: Edge) -> None:
     target = f"/v1/kv/{_bucket()}/k".encode()
     put = await _send(node, _raw("PUT", target, {b"TE": b"gzip, chunked"}, b"plain"))
     assert put.status == 204, put
@@ -145,7 +155,7 @@ async def test_te_header_does_not_change_what_is_stored(node: tuple[str, int, st
     assert got.status == 200 and got.body == b"plain"
 
 
-async def test_http09_request_gets_no_http09_response(node: tuple[str, int, str]) -> None:
+async def test_http09_request_gets_no_http09_response(node: Edge) -> None:
     reader, writer = await asyncio.open_connection(node[0], node[1])
     try:
         writer.write(b"GET /health\r\n\r\n")
@@ -158,7 +168,7 @@ async def test_http09_request_gets_no_http09_response(node: tuple[str, int, str]
     assert data.startswith(b"HTTP/1.1 505 "), data[:200]
 
 
-async def test_http10_put_with_content_length_is_served(node: tuple[str, int, str]) -> None:
+async def test_http10_put_with_content_length_is_served(node: Edge) -> None:
     target = f"/v1/kv/{_bucket()}/k".encode()
     put = await _send(node, _raw("PUT", target, body=b"one-oh", version=b"HTTP/1.0"))
     assert put.status == 204, put
@@ -169,7 +179,7 @@ async def test_http10_put_with_content_length_is_served(node: tuple[str, int, st
 
 
 async def test_invalid_utf8_percent_escapes_in_the_query_are_refused_not_taken_literally(
-        node: tuple[str, int, str]) -> None:
+        node: Edge) -> None:
     bucket = _bucket()
     ok = await _send(node, _raw("PUT", f"/v1/kv/{bucket}/%25ff-key".encode(), body=b"v"))
     assert ok.status == 204, ok

@@ -26,16 +26,22 @@ MAIN = "import sys; from dfsring.cli.main import main; sys.exit(main())"
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def one_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     args = ("--chunk-size", "65536", "--file-retention-versions", "3")
     with LocalCluster(1, tmp_path_factory.mktemp("files"), n=1, r=1, w=1,
                       extra_args=args) as cluster:
-        yield cluster.urls[0]
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def url(one_node: LocalCluster) -> str:
+    return one_node.urls[0]
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+async def http(one_node: LocalCluster) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60),
+                                     headers=one_node.auth_headers) as session:
         yield session
 
 

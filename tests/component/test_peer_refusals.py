@@ -96,8 +96,8 @@ HOSTILE: dict[str, list[Sample]] = {
     "gossip-ack2": [
         lambda c: m.GossipAck2(CLUSTER, (), c.ring_at(HUGE)),
         lambda c: m.GossipAck2(CLUSTER, (), c.ring_at(c.ring.epoch + 1_000_000)),
-        lambda c: m.GossipAck2(CLUSTER, ((c.peer, "127.0.0.9:1", "", "left", HUGE, 0, 0, ""),),
-                               None),
+        lambda c: m.GossipAck2(CLUSTER,
+                               ((c.peer, "127.0.0.9:1", "", "left", HUGE, 0, 0, "", ""),), None),
     ],
     "ring-announce": [
         lambda c: m.RingAnnounce(c.ring_at(HUGE)),

@@ -122,7 +122,7 @@ async def test_a_relayed_entry_saying_a_ring_member_left_is_not_merged(
     ring member left did not come from its subject: a stranger marking n2 LEFT."""
     n2 = cluster.node("n2").svc.membership.me
     forged = (n2.node_id, n2.address, n2.zone, "left", n2.incarnation, n2.heartbeat + 1000,
-              n2.synced_epoch, n2.acceptor)
+              n2.synced_epoch, n2.acceptor, n2.api)
     for node_id in ("n1", "n3"):
         await _send(cluster, node_id, GossipAck2(CLUSTER, (forged,), None))
     for node_id in ("n1", "n3"):
@@ -136,7 +136,7 @@ async def test_a_relayed_entry_at_incarnation_2_63_minus_1_cannot_silence_its_su
     for good. A relayed entry may move a node's incarnation by at most INCARNATION_WINDOW."""
     n2 = cluster.node("n2").svc.membership.me
     forged = (n2.node_id, "127.0.0.9:9", n2.zone, "up", 2**63 - 1, 0, n2.synced_epoch,
-              n2.acceptor)
+              n2.acceptor, n2.api)
     reply = await _send(cluster, "n1", GossipAck2(CLUSTER, (forged,), None))
     assert not isinstance(reply, ErrorReply)  # the rest of an ack2 still merges
     held = cluster.node("n1").svc.membership.view.members["n2"]

@@ -25,7 +25,8 @@ def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None
     assert cfg.port == 7002  # env beats file
     assert cfg.zone == "flag-zone"  # flag beats env
     assert cfg.n == 5 and cfg.r == 2  # file, then default
-    assert cfg.advertise == "127.0.0.1:7002"
+    assert cfg.advertise == "127.0.0.1:7102"  # peers: the peer listener, --port + 100
+    assert cfg.advertise_api == "127.0.0.1:7002"
     assert cfg.seeds == ()
 
 
@@ -37,6 +38,10 @@ def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None
     (["--data-dir", "d", "--partitions", "1000"], {}, "power of two"),
     (["--data-dir", "d", "--seeds", "nohost"], {}, "HOST:PORT"),
     (["--data-dir", "d", "--host", "0.0.0.0"], {}, "--advertise is required"),
+    (["--data-dir", "d", "--host", "0.0.0.0", "--advertise", "h:1"], {},
+     "--advertise-api is required"),
+    (["--data-dir", "d", "--advertise-api", "nohost"], {}, "HOST:PORT"),
+    (["--data-dir", "d", "--port", "7000", "--peer-port", "7000"], {}, "other than --port"),
     (["--data-dir", "d"], {"DFSRING_LOG_JSON": "perhaps"}, "not a boolean"),
     (["--data-dir", "d"], {"DFSRING_DURABILITY": "sometimes"}, "fsync, none"),
 ])

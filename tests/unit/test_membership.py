@@ -283,11 +283,14 @@ GOOD = ("a", "h:1", "", "up", 0, 0, 0)
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        (None, "8-element array"),
-        ("abcdefg", "8-element array"),
-        (GOOD[:6], "8-element array"),
+        (None, "9-element array"),
+        ("abcdefg", "9-element array"),
+        (GOOD[:6], "9-element array"),
         ((*GOOD, 0), "acceptor must be a string"),
-        ((*GOOD, "n", 0), "8-element array"),
+        ((*GOOD, "n", 0), "api must be a string"),
+        ((*GOOD, "n", "nohost"), "host:port"),
+        ((*GOOD, "n", "h:0"), "port must be 1..65535"),
+        ((*GOOD, "n", "h:1", 0), "9-element array"),
         (("", *GOOD[1:]), "node_id must not be empty"),
         ((1, *GOOD[1:]), "node_id must be a string"),
         (("a" * 256, *GOOD[1:]), "node_id is longer than 255"),

@@ -19,6 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from dfsring.client.credentials import auth_headers, discover
 from dfsring.testing.chaos.collect import ReplicaCheck
 from dfsring.testing.chaos.scenario import Checking, run_chaos
 from dfsring.testing.chaos.settings import seed_from_env
@@ -72,7 +73,7 @@ async def _main(args: argparse.Namespace) -> int:
         return None
 
     result = await run_chaos("workload", seed, urls, until_done, heal=nothing, config=config,
-                             out_dir=args.out,
+                             out_dir=args.out, headers=auth_headers(discover()),
                              checking=Checking(replicas=ReplicaCheck(args.replicas),
                                                converge_timeout=args.converge_timeout))
     print(result.explain())

@@ -221,8 +221,9 @@ async def _read(http: aiohttp.ClientSession, url: str, deadline: float) -> KeyRe
         return KeyRead(None, error=f"{type(exc).__name__}: {exc}")
 
 
-def _session() -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=READ_CONCURRENCY * 2))
+def _session(headers: Mapping[str, str] | None) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=READ_CONCURRENCY * 2),
+                                 headers=dict(headers or {}))
 
 
 # --- waits and the whole observation -----------------------------------------------------
@@ -230,12 +231,14 @@ def _session() -> aiohttp.ClientSession:
 
 async def wait_converged(urls: Mapping[str, str], *, within_s: float,
                          placed: Collection[Key] = (),
-                         buckets: Sequence[str] = ("chaos",)) -> Convergence:
+                         buckets: Sequence[str] = ("chaos",),
+                         headers: Mapping[str, str] | None = None) -> Convergence:
     """Poll until :func:`convergence_problems` is empty or `within_s` passes; never raises for
-    a cluster that does not converge (the checker reports what is still wrong)."""
+    a cluster that does not converge (the checker reports what is still wrong). `headers`
+    authenticate every call (the cluster's credentials)."""
     start = time.monotonic()
     first: tuple[str, ...] | None = None
-    async with _session() as http:
+    async with _session(headers) as http:
         while True:
             problems = convergence_problems(await snapshot(http, urls, buckets), placed)
             first = tuple(problems) if first is None else first
@@ -251,11 +254,12 @@ async def observe(urls: Mapping[str, str], wanted: Collection[Key], *,
                   placed: Collection[Key] = (), replicas: ReplicaCheck = ReplicaCheck.OFF,
                   read_timeout: float = 60.0, repair_timeout: float = 30.0,
                   buckets: Sequence[str] = ("chaos",),
-                  files: Collection[str] = ()) -> Observation:
+                  files: Collection[str] = (),
+                  headers: Mapping[str, str] | None = None) -> Observation:
     """Snapshot every node, read every key through every node, and (AFTER_READ_REPAIR) poll
     the local listings until the `placed` keys are on all their owners or `repair_timeout`
     passes; returns the Observed state for the checker."""
-    async with _session() as http:
+    async with _session(headers) as http:
         before = await snapshot(http, urls, buckets)
         gaps = placement_gaps(before, placed)
         reads = await read_all(http, urls, wanted, time.monotonic() + read_timeout, files)

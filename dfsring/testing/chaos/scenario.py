@@ -81,18 +81,20 @@ class Checking:
 async def run_chaos(name: str, seed: str, urls: Mapping[str, str], nemesis: Nemesis, *,
                     heal: Callable[[], Awaitable[None]], config: WorkloadConfig, out_dir: Path,
                     checking: Checking | None = None,
-                    judged: Callable[[], Mapping[str, str]] | None = None) -> ChaosResult:
+                    judged: Callable[[], Mapping[str, str]] | None = None,
+                    headers: Mapping[str, str] | None = None) -> ChaosResult:
     """Run the workload while `nemesis` acts, heal, then judge the final state.
 
     The nemesis returns when its faults are over; the workload is then stopped (it would stop
     by itself at its time or op budget). Convergence and observation never raise: what is
     wrong ends up in the report. `judged` gives the nodes to judge at the end when the
     nemesis changed the membership (default: `urls`, the nodes the clients started with).
+    `headers` authenticate the workload's and the judge's requests.
     """
     how = checking or Checking()
     started = time.monotonic()
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
-    workload = Workload(urls, config, out_dir / "history.jsonl")
+    workload = Workload(urls, config, out_dir / "history.jsonl", headers)
     running = asyncio.create_task(workload.run(), name=f"chaos workload {name}")
     try:
         await nemesis(workload)
@@ -104,10 +106,11 @@ async def run_chaos(name: str, seed: str, urls: Mapping[str, str], nemesis: Neme
     acked = acknowledged(workload.records)
     placed = acked if how.replicas is ReplicaCheck.AFTER_CONVERGENCE else set()
     conv = await wait_converged(urls, within_s=how.converge_timeout, placed=placed,
-                                buckets=[config.bucket])
+                                buckets=[config.bucket], headers=headers)
     obs = await observe(urls, workload.keys(), placed=acked, replicas=how.replicas,
                         read_timeout=how.read_timeout, repair_timeout=how.repair_timeout,
-                        buckets=[config.bucket], files=[config.files_bucket])
+                        buckets=[config.bucket], files=[config.files_bucket],
+                        headers=headers)
     options = CheckOptions(require_all_owners=how.replicas.enforced,
                            require_empty_queues=how.empty_queues, why_relaxed=how.why_relaxed,
                            expect_cluster=how.expect_cluster,
@@ -193,7 +196,8 @@ async def leave_and_rejoin(cluster: ChaosCluster, i: int, workload: Workload | N
     node = cluster.node(i)
     others = [n.node_id for n in cluster.nodes if n is not node]
     url = workload.targets.pop(node.node_id, None) if workload is not None else None
-    await asyncio.to_thread(_post, f"{node.url}/v1/cluster/leave")
+    await asyncio.to_thread(_post, f"{node.url}/v1/cluster/leave",
+                            node.auth_headers)
     cluster.record(f"n{i} ({node.node_id}) leaves")
     await async_wait_until(lambda: asyncio.to_thread(_reports_left, node), timeout=within_s,
                            interval=0.25, message=f"{node.node_id} to report itself left")
@@ -239,8 +243,8 @@ def _reports_left(node: NodeProcess) -> bool:
     return any(m.get("self") and m["gossip_status"] == "left" for m in members)
 
 
-def _post(url: str) -> None:
-    request = urllib.request.Request(url, method="POST")
+def _post(url: str, headers: Mapping[str, str]) -> None:
+    request = urllib.request.Request(url, method="POST", headers=dict(headers))
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(request, timeout=10) as resp:
         if resp.status != 202:
@@ -311,7 +315,8 @@ async def leave(cluster: ChaosCluster, i: int, workload: Workload | None = None,
     """Node i leaves (POST /v1/cluster/leave) while clients keep writing through it; once it
     reports `left` it stops being a target, is stopped and retired (not brought back)."""
     node = cluster.node(i)
-    await asyncio.to_thread(_post, f"{node.url}/v1/cluster/leave")
+    await asyncio.to_thread(_post, f"{node.url}/v1/cluster/leave",
+                            node.auth_headers)
     cluster.record(f"n{i} ({node.node_id}) leaves (clients still write through it)")
     await async_wait_until(lambda: asyncio.to_thread(_reports_left, node), timeout=within_s,
                            interval=0.25, message=f"{node.node_id} to report itself left")

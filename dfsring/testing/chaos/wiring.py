@@ -1,9 +1,10 @@
 """A cluster whose every directed inter-node link runs through its own fault proxy.
 
 Node i reaches node j only through proxy ``n{i}_to_n{j}``, whose upstream is node j's real
-address: each node is started with ``--dial ADDR_j=PROXY_ij,...`` (a per-peer dial override
-fixed at start; gossip never changes it), and advertises its real address. Clients talk to the
-nodes directly. With N nodes there are N*(N-1) proxies, so any partition shape can be made
+peer address (its --peer-port listener): each node is started with ``--dial
+ADDR_j=PROXY_ij,...`` (a per-peer dial override fixed at start; gossip never changes it), and
+advertises its real peer address. Clients talk to the nodes' client ports directly. With N
+nodes there are N*(N-1) proxies, so any partition shape can be made
 (:mod:`dfsring.testing.chaos.nemesis` computes which links a fault cuts).
 
 Spare nodes (``spares=k``) are wired the same way from the start (their addresses are in
@@ -54,6 +55,7 @@ from dfsring.cli.launcher import (
     NodeSpec,
     free_port,
     free_port_block,
+    root_env,
     spawn,
 )
 from dfsring.testing.chaos import nemesis
@@ -201,19 +203,21 @@ class ChaosCluster:
         self._proxy_kind = proxy_kind
         self._prefix = f"chaos{secrets.token_hex(3)}_"
         first = free_port_block(self.total, host)
-        self._addr = {i: f"{host}:{first + i - 1}" for i in range(1, self.total + 1)}
+        peer_first = free_port_block(self.total, host)
+        self._addr = {i: f"{host}:{peer_first + i - 1}" for i in range(1, self.total + 1)}
         proxy_first = free_port_block(self.total * (self.total - 1), host)
         self._listen = {link: f"{host}:{proxy_first + k}"
                         for k, link in enumerate(nemesis.all_links(self.total))}
         # Every starting node gets the same seed list, itself included, the first node first
         # (as a StatefulSet or a config tool hands it out): the disk-replaced scenario relies
         # on it. Spares join through that same list.
-        self.cluster = LocalCluster(size, self.base_dir, host=host, base_port=first, n=n, r=r,
+        self.cluster = LocalCluster(size, self.base_dir, host=host, base_port=first,
+                                    peer_base_port=peer_first, n=n, r=r,
                                     w=w, extra_args=extra_args, seed_all=True,
                                     node_args={i: self._node_flags(i)
                                                for i in range(1, size + 1)})
         quorum = ("--n", str(n), "--r", str(r), "--w", str(w), *extra_args)
-        self._spares = {i: self._spare(i, first + i - 1, quorum)
+        self._spares = {i: self._spare(i, first + i - 1, peer_first + i - 1, quorum)
                         for i in range(size + 1, self.total + 1)}
         self.members: set[int] = set(range(1, size + 1))
         self._server: ProxyServer | None = None
@@ -226,14 +230,15 @@ class ChaosCluster:
                          for j in self._addr if j != i)
         return ("--advertise", self._addr[i], "--dial", dials)
 
-    def _spare(self, i: int, port: int, quorum: Sequence[str]) -> NodeProcess:
+    def _spare(self, i: int, port: int, peer_port: int, quorum: Sequence[str]) -> NodeProcess:
         """Node i, joining through the starting members (the seed list they were given)."""
         seeds = ",".join(self._addr[j] for j in range(1, self.size + 1))
         return NodeProcess(NodeSpec(
-            index=i, node_id=f"node{i}", host=self.host, port=port,
+            index=i, node_id=f"node{i}", host=self.host, port=port, peer_port=peer_port,
             data_dir=self.base_dir / f"node{i}", log_path=self.base_dir / f"node{i}.log",
             args=("--seeds", seeds, *quorum, *self._node_flags(i)),
-            env={"DFSRING_CLUSTER_SECRET": self.cluster.secret}))
+            env=root_env(self.cluster.secret, self.cluster.credentials)),
+            self.cluster.credentials)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -296,6 +301,11 @@ class ChaosCluster:
         return next(i for i in range(1, self.total + 1) if self.node(i).node_id == node_id)
 
     @property
+    def auth_headers(self) -> dict[str, str]:
+        """The cluster's root credentials as a header, for the clients of a run."""
+        return self.cluster.auth_headers
+
+    @property
     def client_urls(self) -> dict[str, str]:
         """Node id -> the URL clients use (direct, never through a proxy), for the members."""
         return {n.node_id: n.url for n in self.member_nodes}
@@ -317,6 +327,7 @@ class ChaosCluster:
         self.members.discard(i)
 
     def address(self, i: int) -> str:
+        """Node i's peer address (what it advertises; its proxies' upstream)."""
         return self._addr[i]
 
     def proxy_listen(self, i: int, j: int) -> str:

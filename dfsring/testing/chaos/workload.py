@@ -89,8 +89,10 @@ class _Reply:
 
 class Workload:
     def __init__(self, targets: Mapping[str, str], config: WorkloadConfig | None = None,
-                 history: Path | None = None) -> None:
+                 history: Path | None = None, headers: Mapping[str, str] | None = None) -> None:
+        """`headers` go on every request: the credentials the cluster's clients use."""
         self.config = config or WorkloadConfig()
+        self.headers = dict(headers or {})
         self.targets: dict[str, str] = dict(targets)
         self.records: list[OpRecord] = []
         self.history_path = history
@@ -125,7 +127,8 @@ class Workload:
         timeout = aiohttp.ClientTimeout(total=self.config.request_timeout_s)
         with self._history_file() as out:
             self._out = out
-            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                             headers=self.headers) as http:
                 await asyncio.gather(*(self._client(http, c)
                                        for c in range(self.config.clients)))
         self._out = None

@@ -173,15 +173,18 @@ def test_node_with_certificate_of_another_ca_cannot_send_a_peer_message(
     # Where: the handshake itself. Under TLS 1.3 the server's refusal reaches the client only
     # at its first read (aiohttp: "Server disconnected"); TLS 1.2 shows it in the handshake.
     ca = pki / "ca" / "ca.pem"
-    _served_serial(cluster.nodes[0], ca, present=_files(good), tls12=True)
+    peer_port = cluster.nodes[0].spec.peer_port
+    _served_serial(cluster.nodes[0], ca, present=_files(good), tls12=True, port=peer_port)
     with pytest.raises((ssl.SSLError, ConnectionError)):
-        _served_serial(cluster.nodes[0], ca, present=rogue, tls12=True)
+        _served_serial(cluster.nodes[0], ca, present=rogue, tls12=True, port=peer_port)
+    # the client listener asks no certificate: API keys authenticate clients
+    _served_serial(cluster.nodes[0], ca, present=rogue, tls12=True)
 
 
 def _served_serial(node: NodeProcess, ca: Path, *, present: Tls | TlsFiles | None = None,
-                   tls12: bool = False) -> int:
-    """The serial of the certificate a fresh TLS handshake with the node is given, presenting
-    `present` (default: the launcher's probe certificate)."""
+                   tls12: bool = False, port: int | None = None) -> int:
+    """The serial of the certificate a fresh TLS handshake with the node's client listener
+    (or `port`) is given, presenting `present` (default: the launcher's probe certificate)."""
     mine = present or node.spec.tls
     assert mine is not None
     ctx = client_context_for(ca, cert=mine.cert, key=mine.key)
@@ -190,7 +193,7 @@ def _served_serial(node: NodeProcess, ca: Path, *, present: Tls | TlsFiles | Non
 
     async def handshake() -> int:
         _, writer = await asyncio.wait_for(asyncio.open_connection(
-            HOST, node.spec.port, ssl=ctx, server_hostname=HOST), 5)
+            HOST, port or node.spec.port, ssl=ctx, server_hostname=HOST), 5)
         try:
             der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
             return int(x509.load_der_x509_certificate(der).serial_number)

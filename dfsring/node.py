@@ -31,7 +31,7 @@ from dfsring.foundation.logs import setup_logging
 from dfsring.foundation.metrics import NodeMetrics
 from dfsring.foundation.worker import Supervisor
 from dfsring.gossip import Gossiper, GossipSettings
-from dfsring.http import cluster_api, files_api, internal_api, kv_api, node_api
+from dfsring.http import access_api, cluster_api, files_api, internal_api, kv_api, node_api
 from dfsring.http.appkeys import (
     CONFIG,
     COORDINATOR,
@@ -49,11 +49,16 @@ from dfsring.http.appkeys import (
     WORKERS,
     NodeState,
 )
+from dfsring.http.auth import ACCESS, AuthMetrics, auth_enforced, make_auth_middleware
 from dfsring.http.connlimits import ConnectionGuard, ConnLimits, listener_cap, raise_nofile_limit
 from dfsring.http.middleware import make_middleware
 from dfsring.http.protocol import protocol_guard
 from dfsring.http.server import ProblemAppRunner
 from dfsring.replication import replica
+from dfsring.replication.access import replica as access_replica
+from dfsring.replication.access.secretbox import SecretBox
+from dfsring.replication.access.service import AccessService
+from dfsring.replication.access.tables import AccessTables
 from dfsring.replication.coordinator import ReplicatedCoordinator
 from dfsring.replication.discovery import Discovery
 from dfsring.replication.handoff import HandoffService
@@ -106,6 +111,7 @@ class Services:
     refill: RefillTracker
     workers: Supervisor  # owns the task of every background loop (dfsring.foundation.worker)
     peer: PeerService
+    access: AccessService
 
     def start(self) -> None:
         self.workers.start()
@@ -191,15 +197,21 @@ def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine,
     deps = replica.ReplicaDeps(store=store, hints=hint_store, membership=gossip,
                                acceptor=changer, coordinator=coordinator, metrics=metrics,
                                hint_max_bytes=cfg.hint_max_bytes)
-    peer = PeerService({**replica.handlers(deps), **files_replica.handlers(files.store)},
+    access = AccessService(tables=AccessTables(coordinator, r=cfg.r, w=cfg.w),
+                           box=SecretBox(cfg.cluster_secret),
+                           root=(cfg.admin_access_key, cfg.admin_secret_key), views=gossip,
+                           rpc=rpc)
+    peer = PeerService({**replica.handlers(deps), **files_replica.handlers(files.store),
+                        **access_replica.handlers(access.invalidate)},
                        on_corrupt=metrics.count_corrupt)
     return Services(store, metrics, state, rpc, gossip, changer, transfers, coordinator,
                     hint_store, handoff, exchange, scrubber, files, discovery, refill, workers,
-                    peer)
+                    peer, access)
 
 
 def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
-    app = web.Application(middlewares=[make_middleware(svc.metrics), protocol_guard],
+    auth = make_auth_middleware(cfg, svc.access, AuthMetrics(svc.metrics.registry))
+    app = web.Application(middlewares=[make_middleware(svc.metrics), protocol_guard, auth],
                           client_max_size=cfg.max_value_size,
                           handler_args={"max_field_size": MAX_HEADER_FIELD,
                                         "max_headers": MAX_HEADERS})
@@ -217,11 +229,13 @@ def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
     app[DISCOVERY] = svc.discovery
     app[REFILL] = svc.refill
     app[WORKERS] = svc.workers
+    app[ACCESS] = svc.access
     kv_api.setup(app)
     node_api.setup(app)
     cluster_api.setup(app)
     internal_api.setup(app, svc.peer)
     files_api.setup(app, svc.files)
+    access_api.setup(app)
     return app
 
 
@@ -270,6 +284,9 @@ async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
                   file=sys.stderr)
             return 2
         svc.start()
+        if not auth_enforced(cfg):
+            log.warning("client requests are not authenticated (--insecure, or no root "
+                        "credentials)")
         log.info("node ready", extra={"fields": {
             "node_id": state.node_id, "listen": f"{cfg.host}:{cfg.port}",
             "advertise": cfg.advertise, "durability": cfg.durability, "version": __version__}})

@@ -15,7 +15,7 @@ siblings' contents, and every rule is commutative, associative and idempotent):
 * KeyRecord, the most restrictive wins: deleted if any sibling is deleted, disabled if any
   is disabled, admin only if every sibling says admin, the earliest expiry, the grants
   every sibling holds (bucket by bucket the lowest role). The secret is the one of the
-  sibling with the highest rotation counter (ties: the greater sealed bytes), so of two
+  sibling with the highest rotation counter (ties: the greater sealed bytes, then name), so of two
   concurrent rotations exactly one secret works; the other caller sees a refusal and
   rotates again. A lost "allow" is an inconvenience, a resurrected key a breach: that is
   why the merge never widens access.
@@ -41,6 +41,7 @@ import orjson
 
 from dfsring.core.access import Principal, Role
 from dfsring.core.keys import validate_bucket
+from dfsring.foundation.errors import InvalidKey
 
 KEYS_BUCKET = "dfs..keys"
 BUCKETS_BUCKET = "dfs..buckets"
@@ -148,6 +149,13 @@ def _doc(raw: bytes) -> dict[str, Any]:
     return doc
 
 
+def _bucket_name(text: str) -> None:
+    try:
+        validate_bucket(text)
+    except InvalidKey as exc:
+        raise ValueError(str(exc)) from exc
+
+
 def _int(value: object, what: str) -> int:
     if type(value) is not int or not 0 <= value <= _MAX_INT:
         raise ValueError(f"{what} must be a non-negative integer")
@@ -173,7 +181,7 @@ def decode_key(raw: bytes) -> KeyRecord:
     if not isinstance(grants, dict) or len(grants) > MAX_GRANTS:
         raise ValueError(f"grants must be an object of at most {MAX_GRANTS} entries")
     for bucket in grants:
-        validate_bucket(bucket)
+        _bucket_name(bucket)
     expires = doc.get("expires_ms")
     return KeyRecord(
         access_key=validate_access_key(str(doc.get("access_key"))),
@@ -192,7 +200,7 @@ def decode_bucket(raw: bytes) -> BucketRecord:
     owner = doc.get("owner")
     if not isinstance(bucket, str) or not isinstance(owner, str) or len(owner) > MAX_NAME:
         raise ValueError("bucket and owner must be strings")
-    validate_bucket(bucket)
+    _bucket_name(bucket)
     return BucketRecord(bucket, owner, _int(doc.get("created_ms"), "created_ms"),
                         _bool(doc.get("public_read"), "public_read"))
 
@@ -204,7 +212,7 @@ def merge_keys(records: Iterable[KeyRecord]) -> KeyRecord | None:
     found = list(records)
     if not found:
         return None
-    winner = max(found, key=lambda r: (r.rotation, r.sealed_secret))
+    winner = max(found, key=lambda r: (r.rotation, r.sealed_secret, r.name))
     expiries = [r.expires_ms for r in found if r.expires_ms is not None]
     common = set.intersection(*(set(r.grants) for r in found))
     grants = {b: min(r.grants[b] for r in found) for b in sorted(common)}

@@ -190,10 +190,13 @@ class FailureLimit:
 
 
 def log_audit(request: web.Request, principal: Principal | None, decision: str, reason: str,
-              status: int) -> None:
+              status: int, claimed: str | None = None) -> None:
+    """One audit line. ``claimed``: the access key id a refused caller gave (never its
+    secret), so that guessing at one key shows in the log."""
     route = route_of(request)
     audit.info("access", extra={"fields": {
         "who": principal.access_key if principal is not None else "anonymous",
+        "claimed": claimed[:64] if claimed else "-",
         "method": request.method, "route": route[1] if route else "unmatched",
         "path": request.path[:200], "bucket": request.match_info.get("bucket", "-"),
         "peer": request.remote or "-", "decision": decision, "reason": reason,
@@ -209,9 +212,9 @@ def make_auth_middleware(cfg: NodeConfig, access: AccessService, metrics: AuthMe
     failures = limit or FailureLimit()
 
     def refuse(request: web.Request, principal: Principal | None, reason: str,
-               exc: errors.DfsError) -> errors.DfsError:
+               exc: errors.DfsError, claimed: str | None = None) -> errors.DfsError:
         metrics.refusals.labels(reason).inc()
-        log_audit(request, principal, "refused", reason, exc.status)
+        log_audit(request, principal, "refused", reason, exc.status, claimed)
         return exc
 
     async def authenticate(request: web.Request) -> Principal | None:
@@ -225,16 +228,17 @@ def make_auth_middleware(cfg: NodeConfig, access: AccessService, metrics: AuthMe
         wait = failures.blocked_for(source, clock())
         if wait > 0:
             raise refuse(request, None, "rate_limited", errors.TooManyRequests(
-                "too many failed authentications from this address", wait))
+                "too many failed authentications from this address", wait), creds[0])
         try:
             return await access.authenticate(*creds)
         except errors.Unauthenticated:
             wait = failures.failed(source, clock())
             if wait > 0:
                 raise refuse(request, None, "rate_limited", errors.TooManyRequests(
-                    "too many failed authentications from this address", wait)) from None
-            raise refuse(request, None, "bad_credentials",
-                         errors.Unauthenticated(REFUSED)) from None
+                    "too many failed authentications from this address", wait),
+                    creds[0]) from None
+            raise refuse(request, None, "bad_credentials", errors.Unauthenticated(REFUSED),
+                         creds[0]) from None
 
     async def authorize(request: web.Request, need: Need) -> Principal | None:
         principal = await authenticate(request)

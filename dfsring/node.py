@@ -49,7 +49,13 @@ from dfsring.http.appkeys import (
     WORKERS,
     NodeState,
 )
-from dfsring.http.auth import ACCESS, AuthMetrics, auth_enforced, make_auth_middleware
+from dfsring.http.auth import (
+    ACCESS,
+    AuthMetrics,
+    auth_enforced,
+    make_auth_middleware,
+    root_problem,
+)
 from dfsring.http.connlimits import ConnectionGuard, ConnLimits, listener_cap, raise_nofile_limit
 from dfsring.http.middleware import make_middleware
 from dfsring.http.protocol import protocol_guard
@@ -308,6 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(argv)
     except ConfigError as exc:
         print(f"dfsring: {exc}", file=sys.stderr)
+        return 2
+    if (problem := root_problem(cfg)) is not None:
+        print(f"dfsring: {problem}", file=sys.stderr)
         return 2
     setup_logging(json_lines=cfg.log_json, level=cfg.log_level)
     allocator.tune()  # file chunks: megabyte buffers (dfsring.foundation.allocator says why)

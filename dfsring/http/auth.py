@@ -105,6 +105,15 @@ def auth_enforced(cfg: NodeConfig) -> bool:
     return not cfg.insecure and bool(cfg.admin_access_key or cfg.admin_secret_key)
 
 
+def root_problem(cfg: NodeConfig) -> str | None:
+    """Why the root credentials cannot work, if they cannot: one given without the other
+    would leave a node that refuses everyone, or looks configured and is not."""
+    if bool(cfg.admin_access_key) != bool(cfg.admin_secret_key):
+        return ("give both --admin-access-key and --admin-secret-key (or "
+                "DFSRING_ADMIN_ACCESS_KEY and DFSRING_ADMIN_SECRET_KEY), or neither")
+    return None
+
+
 def route_of(request: web.Request) -> tuple[str, str] | None:
     """(method, canonical route) of a matched request; None when no route matched (the
     router answers 404/405 itself, which says nothing the API docs do not)."""

@@ -51,6 +51,7 @@ log = logging.getLogger("dfsring.access")
 REFUSED = "credentials not accepted"
 KEY_ID_PREFIX = "DK"
 MAX_KEYS_LISTED = 10_000
+LIST_READS = 32  # quorum reads in flight while listing keys
 
 
 @dataclass(frozen=True)
@@ -180,12 +181,14 @@ class AccessService:
         return record
 
     async def list_keys(self) -> list[KeyRecord]:
+        """Every key that is not deleted (at most MAX_KEYS_LISTED), each read with a quorum
+        read, LIST_READS at a time."""
         ids = await self.tables.key_ids(MAX_KEYS_LISTED)
-        found = []
-        for access_key in ids:
-            record, _ = await self.tables.read_key(access_key)
-            if record is not None and not record.deleted:
-                found.append(record)
+        found: list[KeyRecord] = []
+        for start in range(0, len(ids), LIST_READS):
+            batch = ids[start:start + LIST_READS]
+            read = await asyncio.gather(*(self.tables.read_key(k) for k in batch))
+            found += [rec for rec, _ in read if rec is not None and not rec.deleted]
         return found
 
     async def _existing_key(self, access_key: str) -> tuple[KeyRecord, VersionVector]:

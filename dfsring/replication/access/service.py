@@ -98,7 +98,8 @@ class AccessService:
         self.buckets: TtlCache[BucketRecord] = TtlCache(settings.max_entries, settings.ttl_s,
                                                         settings.min_reread_s)
         self._generation = 0  # bumped by every invalidation: a read racing one is not cached
-        self._dummy = box.seal("DUMMY", new_secret())
+        dummy_key = new_access_key()
+        self._dummy = KeyRecord(dummy_key, box.seal(dummy_key, new_secret()), 0)
 
     # --- authentication --------------------------------------------------------------------
 
@@ -127,11 +128,12 @@ class AccessService:
     def _check(self, record: KeyRecord | None, access_key: str, secret: str) -> bool:
         """Whether ``secret`` opens this record; the same work when there is no usable
         record (a dummy is opened and compared)."""
-        usable = record is not None and record.usable(self.now_ms())
-        sealed, aad = (record.sealed_secret, access_key) if usable and record else (
-            self._dummy, "DUMMY")
+        now = self.now_ms()
+        usable = record is not None and record.usable(now)
+        target = record if usable and record is not None else self._dummy
+        target.usable(now)  # the same steps whichever record it is
         try:
-            expected = self.box.open(aad, sealed)
+            expected = self.box.open(target.access_key, target.sealed_secret)
         except SealError:
             log.warning("a key's sealed secret does not open (cluster secret changed?)",
                         extra={"fields": {"access_key": access_key}})

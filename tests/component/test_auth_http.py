@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from dfsring.http.auth import ROUTE_NEEDS
+from dfsring.core.access import Need
+from dfsring.foundation import errors
+from dfsring.http.auth import ROUTE_NEEDS, auth_enforced, need_of, root_problem
 from dfsring.node import build_app
 from dfsring.testing.localcluster import InProcessCluster, start_cluster
 from dfsring.testing.wait import async_wait_until
@@ -211,3 +213,25 @@ async def test_an_owner_manages_grants_on_their_bucket_only(node: Node) -> None:
     status, doc, _ = await node.call("PUT", "/v1/buckets/new", as_owner, json={})
     assert status == 403 and doc["missing_grant"] == "admin"
     assert (await node.root("PUT", "/v1/buckets/mine", json={}))[0] == 409
+
+
+def test_metrics_need_admin_only_with_metrics_auth(cluster: InProcessCluster) -> None:
+    cfg = cluster.nodes[0].cfg
+    assert need_of(("GET", "/metrics"), cfg) is Need.PUBLIC
+    assert need_of(("GET", "/metrics"), replace(cfg, metrics_auth=True)) is Need.ADMIN
+    assert need_of(("GET", "/health"), replace(cfg, metrics_auth=True)) is Need.PUBLIC
+
+
+def test_a_route_missing_from_the_table_is_refused(cluster: InProcessCluster) -> None:
+    with pytest.raises(errors.Forbidden):
+        need_of(("PATCH", "/v1/kv/{bucket}/{key}"), cluster.nodes[0].cfg)
+
+
+def test_enforcement_is_off_only_when_insecure_or_without_root_credentials(
+        cluster: InProcessCluster) -> None:
+    cfg = cluster.nodes[0].cfg
+    assert auth_enforced(cfg)
+    assert not auth_enforced(replace(cfg, insecure=True))
+    assert not auth_enforced(replace(cfg, admin_access_key="", admin_secret_key=""))
+    assert root_problem(replace(cfg, admin_secret_key="")) is not None
+    assert root_problem(cfg) is None

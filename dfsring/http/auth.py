@@ -38,7 +38,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
 from dfsring.core import keys
-from dfsring.core.access import Need, Principal, decide
+from dfsring.core.access import Need, Principal, Role, decide
 from dfsring.core.ratelimit import KeyedBuckets
 from dfsring.foundation import errors
 from dfsring.foundation.config import NodeConfig
@@ -254,8 +254,10 @@ def make_auth_middleware(cfg: NodeConfig, access: AccessService, metrics: AuthMe
         bucket = request.match_info.get("bucket")
         if bucket is not None:
             keys.validate_bucket(bucket)  # 400 invalid-key, before any table read
-        settings = None
-        if need is Need.READ and bucket is not None and not (principal and principal.admin):
+        settings = None  # read only when it can matter: a read the grants do not allow
+        if (need is Need.READ and bucket is not None
+                and not (principal and (principal.admin
+                                        or principal.grants.get(bucket, 0) >= Role.READ))):
             settings = await access.bucket_settings(bucket)
         try:
             decide(principal, need, bucket, settings)

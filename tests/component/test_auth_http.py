@@ -17,10 +17,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from hypothesis import given
+from hypothesis import strategies as st
+from multidict import CIMultiDict
 
 from dfsring.core.access import Need
 from dfsring.foundation import errors
-from dfsring.http.auth import ROUTE_NEEDS, auth_enforced, need_of, root_problem
+from dfsring.http.auth import ROUTE_NEEDS, _credentials, auth_enforced, need_of, root_problem
 from dfsring.node import build_app
 from dfsring.testing.localcluster import InProcessCluster, start_cluster
 from dfsring.testing.wait import async_wait_until
@@ -235,3 +238,20 @@ def test_enforcement_is_off_only_when_insecure_or_without_root_credentials(
     assert not auth_enforced(replace(cfg, admin_access_key="", admin_secret_key=""))
     assert root_problem(replace(cfg, admin_secret_key="")) is not None
     assert root_problem(cfg) is None
+
+
+@given(st.one_of(st.none(), st.text(max_size=80)), st.one_of(st.none(), st.text(max_size=80)))
+def test_credential_parsing_never_fails_with_anything_but_unauthenticated(
+        auth: str | None, api_key: str | None) -> None:
+    headers: CIMultiDict[str] = CIMultiDict()
+    if auth is not None:
+        headers["authorization"] = auth
+    if api_key is not None:
+        headers["x-api-key"] = api_key
+    try:
+        found = _credentials(headers)
+    except errors.Unauthenticated:
+        return
+    if found is not None:
+        access, secret = found
+        assert access and secret and ":" not in access and (access + secret).isprintable()

@@ -70,6 +70,11 @@ class NewSecret:
     secret: str
 
 
+def _raw(text: str) -> bytes:
+    """A credential's bytes, whatever a header held (never an encoding error)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 def new_access_key() -> str:
     """``DK`` and 18 characters of base32 (A-Z, 2-7): 90 random bits, S3's length."""
     return KEY_ID_PREFIX + base64.b32encode(secrets.token_bytes(15)).decode()[:18]
@@ -105,9 +110,8 @@ class AccessService:
 
     async def authenticate(self, access_key: str, secret: str) -> Principal:
         """The principal these credentials stand for; Unauthenticated otherwise."""
-        if self.root is not None and hmac.compare_digest(access_key.encode(),
-                                                         self.root[0].encode()):
-            if hmac.compare_digest(secret.encode(), self.root[1].encode()):
+        if self.root is not None and hmac.compare_digest(_raw(access_key), _raw(self.root[0])):
+            if hmac.compare_digest(_raw(secret), _raw(self.root[1])):
                 return Principal(access_key, True, {})
             raise errors.Unauthenticated(REFUSED)
         if not ar.ACCESS_KEY_RE.fullmatch(access_key):
@@ -138,8 +142,7 @@ class AccessService:
             log.warning("a key's sealed secret does not open (cluster secret changed?)",
                         extra={"fields": {"access_key": access_key}})
             expected = ""
-        same = hmac.compare_digest(secret.encode("utf-8", "surrogateescape"),
-                                   expected.encode("utf-8"))
+        same = hmac.compare_digest(_raw(secret), _raw(expected))
         return usable and same and bool(expected)
 
     async def _load_key(self, access_key: str) -> KeyRecord | None:

@@ -131,3 +131,21 @@ async def test_an_unknown_key_is_read_once_then_cached_as_absent(
             await two.authenticate("DK" + "Q" * 18, "whatever")
     entry = two.keys.fresh("DK" + "Q" * 18, two.clock())
     assert entry is not None and entry.value is None
+
+
+async def test_signing_key_gives_the_clear_secret_of_a_usable_key_only(
+        cluster: InProcessCluster) -> None:
+    """What the SigV4 check needs: the secret itself, and the same freshness rules."""
+    one, two = access(cluster, 0), access(cluster, 1)
+    new = await one.create_key(name="", expires_in_s=None, admin=False)
+    key = new.record.access_key
+    found = await two.signing_key(key)
+    assert found is not None and found[1] == new.secret
+    root = await two.signing_key("ROOT")
+    assert root is not None and root[0].admin and root[1] == "root-secret"
+    rotated = await one.rotate(key)
+    again = await two.signing_key(key, reread=True)
+    assert again is not None and again[1] == rotated.secret
+    await one.set_disabled(key, True)
+    assert await two.signing_key(key) is None
+    assert await two.signing_key("not-a-key") is None

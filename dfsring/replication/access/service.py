@@ -129,6 +129,28 @@ class AccessService:
                 return record.principal()
         raise errors.Unauthenticated(REFUSED)
 
+    async def signing_key(self, access_key: str, *,
+                          reread: bool = False) -> tuple[Principal, str] | None:
+        """The principal and clear secret of a usable key, for a signature check (AWS SigV4
+        needs the secret itself, dfsring.core.sigv4.verify); None if the key cannot
+        authenticate. ``reread=True`` after a failed check reads the record again, at most
+        once per key per ``min_reread_s``, as ``authenticate`` does (a rotated key)."""
+        if self.root is not None and hmac.compare_digest(_raw(access_key), _raw(self.root[0])):
+            return Principal(access_key, True, {}), self.root[1]
+        if not ar.ACCESS_KEY_RE.fullmatch(access_key):
+            return None
+        entry = self.keys.fresh(access_key, self.clock())
+        if entry is None or (reread and self.keys.may_reread(access_key, self.clock())):
+            record = await self._load_key(access_key)
+        else:
+            record = entry.value
+        if record is None or not record.usable(self.now_ms()):
+            return None
+        try:
+            return record.principal(), self.box.open(access_key, record.sealed_secret)
+        except SealError:
+            return None
+
     def _check(self, record: KeyRecord | None, access_key: str, secret: str) -> bool:
         """Whether ``secret`` opens this record; the same work when there is no usable
         record (a dummy is opened and compared)."""

@@ -32,7 +32,7 @@ from dfsring.foundation.logs import setup_logging
 from dfsring.foundation.metrics import NodeMetrics
 from dfsring.foundation.worker import Supervisor
 from dfsring.gossip import Gossiper, GossipSettings
-from dfsring.http import cluster_api, files_api, internal_api, kv_api, node_api
+from dfsring.http import access_api, cluster_api, files_api, internal_api, kv_api, node_api
 from dfsring.http.appkeys import (
     CONFIG,
     COORDINATOR,
@@ -50,11 +50,25 @@ from dfsring.http.appkeys import (
     WORKERS,
     NodeState,
 )
+from dfsring.http.auth import (
+    ACCESS,
+    AuthMetrics,
+    auth_enforced,
+    make_auth_middleware,
+    root_problem,
+)
+from dfsring.http.auth import (
+    Middleware as AuthMiddleware,
+)
 from dfsring.http.connlimits import ConnectionGuard, ConnLimits, listener_cap, raise_nofile_limit
 from dfsring.http.middleware import make_middleware
 from dfsring.http.protocol import protocol_guard
 from dfsring.http.server import ProblemAppRunner
 from dfsring.replication import replica
+from dfsring.replication.access import replica as access_replica
+from dfsring.replication.access.secretbox import SecretBox
+from dfsring.replication.access.service import AccessService
+from dfsring.replication.access.tables import AccessTables
 from dfsring.replication.coordinator import ReplicatedCoordinator
 from dfsring.replication.discovery import Discovery
 from dfsring.replication.handoff import HandoffService
@@ -115,6 +129,7 @@ class Services:
     refill: RefillTracker
     workers: Supervisor  # owns the task of every background loop (dfsring.foundation.worker)
     peer: PeerService
+    access: AccessService
 
     def start(self) -> None:
         self.workers.start()
@@ -203,15 +218,20 @@ def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine,
     deps = replica.ReplicaDeps(store=store, hints=hint_store, membership=gossip,
                                acceptor=changer, coordinator=coordinator, metrics=metrics,
                                hint_max_bytes=cfg.hint_max_bytes)
-    peer = PeerService({**replica.handlers(deps), **files_replica.handlers(files.store)},
+    access = AccessService(tables=AccessTables(coordinator, r=cfg.r, w=cfg.w),
+                           box=SecretBox(cfg.cluster_secret),
+                           root=(cfg.admin_access_key, cfg.admin_secret_key), views=gossip,
+                           rpc=rpc)
+    peer = PeerService({**replica.handlers(deps), **files_replica.handlers(files.store),
+                        **access_replica.handlers(access.invalidate)},
                        on_corrupt=metrics.count_corrupt)
     return Services(store, metrics, state, rpc, gossip, changer, transfers, coordinator,
                     hint_store, handoff, exchange, scrubber, files, discovery, refill, workers,
-                    peer)
+                    peer, access)
 
 
-def _new_app(cfg: NodeConfig, svc: Services) -> web.Application:
-    return web.Application(middlewares=[make_middleware(svc.metrics), protocol_guard],
+def _new_app(cfg: NodeConfig, svc: Services, *extra: AuthMiddleware) -> web.Application:
+    return web.Application(middlewares=[make_middleware(svc.metrics), protocol_guard, *extra],
                            client_max_size=cfg.max_value_size,
                            handler_args={"max_field_size": MAX_HEADER_FIELD,
                                          "max_headers": MAX_HEADERS})
@@ -219,8 +239,10 @@ def _new_app(cfg: NodeConfig, svc: Services) -> web.Application:
 
 def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
     """The client API (cfg.port): key/value, files, node and cluster routes, never peer
-    messages, which only the peer app serves (issue 18: the client port is the one exposed)."""
-    app = _new_app(cfg, svc)
+    messages, which only the peer app serves (issue 18: the client port is the one exposed).
+    Every request passes the auth middleware (dfsring.http.auth)."""
+    auth = make_auth_middleware(cfg, svc.access, AuthMetrics(svc.metrics.registry))
+    app = _new_app(cfg, svc, auth)
     app[CONFIG] = cfg
     app[STORE] = svc.store
     app[METRICS] = svc.metrics
@@ -235,10 +257,12 @@ def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
     app[DISCOVERY] = svc.discovery
     app[REFILL] = svc.refill
     app[WORKERS] = svc.workers
+    app[ACCESS] = svc.access
     kv_api.setup(app)
     node_api.setup(app)
     cluster_api.setup(app)
     files_api.setup(app, svc.files)
+    access_api.setup(app)
     return app
 
 
@@ -347,6 +371,8 @@ async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
             print(f"dfsring: {refused}", file=sys.stderr)
             return 2
         svc.start()
+        if not auth_enforced(cfg):
+            log.warning("client requests are not authenticated (--insecure)")
         log.info("node ready", extra={"fields": {
             "node_id": state.node_id, "listen": f"{cfg.host}:{cfg.port}",
             "tls": "mutual" if cfg.tls_ca else "server" if cfg.tls_cert else "off",
@@ -391,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"dfsring: {exc}", file=sys.stderr)
         return 2
-    refused = insecure_start(cfg)
+    refused = root_problem(cfg) or insecure_start(cfg)
     if refused:
         print(f"dfsring: {refused}", file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ import dfsring
 from dfsring import __version__
 from dfsring.cli import args as cli_args
 from dfsring.cli import files as cli_files
+from dfsring.cli.access import ACCESS_SUBCOMMANDS
 from dfsring.cli.admin import ADMIN_SUBCOMMANDS
 from dfsring.cli.args import add_node_options, positive, seconds, tls_context
 from dfsring.cli.certs import add_certs
@@ -567,6 +568,7 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_del,
     _add_ls,
     *ADMIN_SUBCOMMANDS,
+    *ACCESS_SUBCOMMANDS,
     *cli_files.FILES_SUBCOMMANDS,
     _add_bench,
     add_certs,

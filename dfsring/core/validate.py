@@ -27,7 +27,8 @@ from dfsring.core.vclock import Versions
 from dfsring.foundation.errors import BadRequest, InvalidKey, PayloadTooLarge
 
 MAX_CONTENT_TYPE = 255
-SYSTEM_BUCKETS = frozenset({"dfs..files"})  # dfsring.files.versions.SYSTEM_BUCKET
+# dfsring.files.versions.SYSTEM_BUCKET, dfsring.core.accessrecords KEYS_/BUCKETS_BUCKET
+SYSTEM_BUCKETS = frozenset({"dfs..files", "dfs..keys", "dfs..buckets"})
 
 
 def content_type(raw: str) -> str:

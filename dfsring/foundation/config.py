@@ -177,6 +177,8 @@ OPTIONS: tuple[Option, ...] = (
            "root access key, the same on every node: admin on the cluster, owner of every "
            "bucket", "KEY"),
     Option("admin-secret-key", str, "", "the root access key's secret", "SECRET"),
+    Option("s3-region", str, "us-east-1", "region in AWS Signature V4 scopes (requests signed "
+           "for another region are refused)", "REGION"),
     Option("metrics-auth", _bool, False, "require admin credentials on GET /metrics",
            is_flag=True),
     Option("tls-cert", str, "", "PEM certificate chain: HTTPS on client listeners, and this "
@@ -274,6 +276,7 @@ class NodeConfig:
     insecure: bool = False
     admin_access_key: str = ""
     admin_secret_key: str = field(default="", repr=False)
+    s3_region: str = "us-east-1"
     metrics_auth: bool = False
     tls_cert: str = ""
     tls_key: str = ""

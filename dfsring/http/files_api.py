@@ -27,6 +27,7 @@ from dfsring.files.versions import VersionRef
 from dfsring.files.wiring import FilesNode
 from dfsring.foundation import errors
 from dfsring.http import params
+from dfsring.http.body import PayloadCheck
 from dfsring.http.kv_api import (
     decode_cursor,
     encode_cursor,
@@ -104,11 +105,14 @@ async def put_file(request: web.Request) -> web.StreamResponse:
 async def _body(request: web.Request) -> AsyncIterator[bytes]:
     """The request body as it arrives; a broken or cut-off body is a 400 (the client may be
     gone, but the upload must fail, not store a truncated file)."""
+    check = PayloadCheck(request)
     try:
         async for piece in request.content.iter_any():
+            check.update(piece)
             yield piece
     except (HttpProcessingError, ConnectionError) as exc:
         raise errors.BadRequest(f"request body is malformed or truncated: {exc}") from exc
+    check.finish()  # before the upload commits: a changed body stores nothing
 
 
 # --- download ------------------------------------------------------------------------------

@@ -541,3 +541,17 @@ class ChunkData(Message):
     KIND: ClassVar[str] = "files/chunk-data"
     LIMITS: ClassVar[dict[str, int]] = {"size": MAX_CHUNK_SIZE}
     size: int | None
+
+
+# --- access (dfsring.replication.access) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccessChanged(Message):
+    """A key or bucket record was changed (deleted, disabled, rotated, its grants or settings
+    edited): drop it from your cache now, so the change applies before the cache's TTL.
+    Best effort; the TTL bounds the staleness of a node that missed it. Answered with Ack."""
+
+    KIND: ClassVar[str] = "access-changed"
+    table: str  # "keys" or "buckets"
+    name: str  # the access key id or the bucket name

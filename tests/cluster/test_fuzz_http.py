@@ -35,6 +35,8 @@ ROUTES = (
     "/v1/files/{b}/{k}", "/v1/files/{b}", "/v1/files/{b}/",
     "/v1/cluster/members", "/v1/cluster/ring", "/v1/cluster/transfers",
     "/v1/cluster/remove/{id}", "/v1/cluster/join", "/internal/v1/{kind}",
+    "/v1/admin/keys", "/v1/admin/keys/{id}", "/v1/admin/keys/{id}/rotate",
+    "/v1/buckets/{b}", "/v1/buckets/{b}/settings", "/v1/buckets/{b}/grants/{id}",
     "/", "/v1", "/v1/", "/v2/kv/{b}/{k}", "*",
 )
 METHODS = ("GET", "HEAD", "PUT", "DELETE", "POST", "OPTIONS", "PATCH", "TRACE", "CONNECT",
@@ -53,7 +55,7 @@ FRAMING = ("content-length", "transfer-encoding", "connection")
 HEADER_NAMES = ("Content-Type", "TE", "Dfs-Context",
                 "Dfs-Consistency", "Dfs-Cluster-Secret", "Expect", "Range",
                 "If-None-Match", "If-Match", "Host", "Content-Encoding", "Accept",
-                "X-Forwarded-For", "Upgrade", "Cookie")
+                "X-Forwarded-For", "Upgrade", "Cookie", "Authorization", "X-Api-Key")
 SEGMENT_ATOMS = ("%", "%2", "%zz", "%ff%fe", "%00", "%2F", "%2f", "%25", "%C3%A9", "%c3",
                  "%E2%80%A8", "..", ".", "//", "\t", "\x01", "\x7f", " ", "é", "☃", "\U0001f600",
                  "?", "#", ";", "+", "&", "=", "%0A", "%0D%0A")

@@ -34,8 +34,14 @@ def one_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]
 
 
 @pytest.fixture(scope="module")
-def url(one_node: LocalCluster) -> str:
-    return one_node.urls[0]
+def url(one_node: LocalCluster) -> Iterator[str]:
+    """The node's URL; the CLI runs this module starts find the node's root credentials in
+    their environment, as a user's shell would have them."""
+    creds = one_node.credentials
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DFSRING_ACCESS_KEY", creds.access_key)
+        env.setenv("DFSRING_SECRET_KEY", creds.secret_key)
+        yield one_node.urls[0]
 
 
 @pytest.fixture

@@ -140,6 +140,8 @@ HOSTILE: dict[str, list[Sample]] = {
     "files/chunk-put": [lambda c: m.ChunkPut(CID, HUGE, False),
                         lambda c: m.ChunkPut(CID, -1, True)],
     "files/chunk-get": [lambda c: m.ChunkGet(b"short")],
+    "access-changed": [lambda c: m.AccessChanged("secrets", "DK0000000000000000"),
+                       lambda c: m.AccessChanged("keys", "not\nan id")],
     **{kind.KIND: _reply(kind) for kind in (
         m.ReplicaReadReply, m.WriteReply, m.ListKeysReply, m.Ack, m.ReplicaAck, m.ErrorReply,
         m.GossipAck, m.EpochPromise, m.EpochAccepted, m.PartitionsHeldReply, m.PartitionBatch,

@@ -1,0 +1,215 @@
+"""``dfsring key ...`` and ``dfsring bucket ...``: keys, grants and buckets over the admin API
+(docs/API.md "Access").
+
+Runs through the admin commands' plumbing (dfsring.cli.admin: options, credentials
+discovery, failover, one-line failures and exit statuses). A secret is printed exactly when
+the node returns it, on ``key create`` and ``key rotate``, with a warning on stderr to store
+it: no command can show it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from yarl import URL
+
+from dfsring.cli.admin import _add_admin_parser, _print_json
+from dfsring.cli.args import seconds
+from dfsring.cli.http import Doc, Http, shaped
+from dfsring.client.errors import REQUEST_ID, problem_error
+from dfsring.client.failover import Lost, describe, first_answer
+
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+ROLES = ("read", "write", "owner")
+KEYS = "/v1/admin/keys"
+SECRET_WARNING = ("store the secret now: it is shown only this once (rotate the key if it "
+                  "is lost)")
+
+
+async def send(http: Http, bases: Sequence[str], method: str, path: str,
+               body: Doc | None = None) -> Any:
+    """One admin call with a JSON body; its JSON answer (None for 204). Fails over like the
+    other admin commands; a problem answer raises ProblemError."""
+
+    async def one(base: str) -> tuple[int, bytes, str | None]:
+        async with http.session.request(method, URL(base + path, encoded=True), json=body,
+                                        allow_redirects=False) as resp:
+            return resp.status, await resp.read(), resp.headers.get(REQUEST_ID)
+
+    lost = Lost(method, path, resend=("GET",), note="; it may have been applied")
+    _, (status, raw, rid) = await first_answer(
+        list(bases), one, lost=lost, describe=lambda exc: describe(exc, http.timeout))
+    if status >= 400:
+        raise problem_error(status, raw, rid)
+    return json.loads(raw) if raw else None
+
+
+def _q(text: str) -> str:
+    return quote(text, safe="")
+
+
+def _grants(doc: Doc) -> str:
+    grants = shaped(doc.get("grants") or {}, dict, "grants")
+    return ",".join(f"{k}={v}" for k, v in sorted(grants.items())) or "-"
+
+
+def key_line(doc: Doc) -> str:
+    flags = [f for f in ("admin", "disabled") if doc.get(f)]
+    return (f"{doc.get('access_key')}  {doc.get('name') or '-'}  "
+            f"{','.join(flags) or 'active'}  expires={doc.get('expires') or 'never'}  "
+            f"grants={_grants(doc)}")
+
+
+def _show(args: argparse.Namespace, doc: Any, line: str) -> int:
+    if args.json:
+        _print_json(doc)
+    else:
+        print(line, flush=True)
+    return 0
+
+
+def _show_secret(args: argparse.Namespace, doc: Doc) -> int:
+    if args.json:
+        _print_json(doc)
+    else:
+        print(f"access_key: {doc['access_key']}\nsecret_key: {doc['secret_key']}", flush=True)
+    print(f"dfsring {args.command}: {SECRET_WARNING}", file=sys.stderr, flush=True)
+    return 0
+
+
+# --- dfsring key -----------------------------------------------------------------------------
+
+
+async def _key_create(args: argparse.Namespace, http: Http, bases: list[str]) -> int:
+    body: Doc = {"name": args.name, "admin": args.admin}
+    if args.expires_in is not None:
+        body["expires_in_s"] = max(1, int(args.expires_in))
+    return _show_secret(args, shaped(await send(http, bases, "POST", KEYS, body), dict, KEYS))
+
+
+async def _key_list(args: argparse.Namespace, http: Http, bases: list[str]) -> int:
+    doc = shaped(await send(http, bases, "GET", KEYS), dict, KEYS)
+    keys = [shaped(k, dict, KEYS) for k in shaped(doc.get("keys"), list, KEYS)]
+    return _show(args, doc, "\n".join(key_line(k) for k in keys) or "(no keys)")
+
+
+async def _key_show(args: argparse.Namespace, http: Http, bases: list[str]) -> int:
+    doc = shaped(await send(http, bases, "GET", f"{KEYS}/{_q(args.key)}"), dict, KEYS)
+    return _show(args, doc, key_line(doc))
+
+
+def _key_action(action: str) -> Callable[[argparse.Namespace, Http, list[str]], Any]:
+    async def run(args: argparse.Namespace, http: Http, bases: list[str]) -> int:
+        doc = shaped(await send(http, bases, "POST", f"{KEYS}/{_q(args.key)}/{action}"), dict,
+                     KEYS)
+        if action == "rotate":
+            return _show_secret(args, doc)
+        return _show(args, doc, key_line(doc))
+    return run
+
+
+async def _key_delete(args: argparse.Namespace, http: Http, bases: list[str]) -> int:
+    await send(http, bases, "DELETE", f"{KEYS}/{_q(args.key)}")
+    return _show(args, {"deleted": args.key}, f"{args.key}: deleted")
+
+
+async def _grant(args: argparse.Namespace, http: Http, bases: list[str]) -> int:
+    path = f"/v1/buckets/{_q(args.bucket)}/grants/{_q(args.key)}"
+    doc = await send(http, bases, "PUT", path, {"role": args.role})
+    return _show(args, doc, f"{args.key}: {args.role} on bucket {args.bucket}")
+
+
+async def _revoke(args: argparse.Namespace, http: Http, bases: list[str]) -> int:
+    await send(http, bases, "DELETE", f"/v1/buckets/{_q(args.bucket)}/grants/{_q(args.key)}")
+    return _show(args, {"bucket": args.bucket, "access_key": args.key, "role": None},
+                 f"{args.key}: no grant on bucket {args.bucket}")
+
+
+def _add_key(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser("key", help="API keys: create, list, show, disable, enable, "
+                              "rotate, delete, allow, deny (admin)")
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    c = _add_admin_parser(sub, "create", _key_create, help="create a key; prints its secret "
+                          "once")
+    c.add_argument("--name", default="", help="a label for people")
+    c.add_argument("--expires-in", type=seconds, default=None, metavar="SECONDS",
+                   help="the key stops working after SECONDS")
+    c.add_argument("--admin", action="store_true", help="a cluster admin key")
+    _add_admin_parser(sub, "list", _key_list, help="list the keys (never their secrets)")
+    for name, run, text in (("show", _key_show, "show one key"),
+                            ("disable", _key_action("disable"), "stop a key from working"),
+                            ("enable", _key_action("enable"), "let a disabled key work again"),
+                            ("rotate", _key_action("rotate"), "give a key a new secret "
+                             "(printed once); the old one stops working"),
+                            ("delete", _key_delete, "delete a key for good")):
+        _add_admin_parser(sub, name, run, help=text).add_argument("key", metavar="ACCESS_KEY")
+    a = _add_admin_parser(sub, "allow", _grant, help="grant a key a role on a bucket")
+    a.add_argument("key", metavar="ACCESS_KEY")
+    a.add_argument("bucket", metavar="BUCKET")
+    a.add_argument("role", choices=ROLES)
+    d = _add_admin_parser(sub, "deny", _revoke, help="remove a key's grant on a bucket")
+    d.add_argument("key", metavar="ACCESS_KEY")
+    d.add_argument("bucket", metavar="BUCKET")
+
+
+# --- dfsring bucket --------------------------------------------------------------------------
+
+
+def bucket_line(doc: Doc) -> str:
+    return (f"{doc.get('bucket')}  owner={doc.get('owner') or '-'}  "
+            f"public_read={str(bool(doc.get('public_read'))).lower()}  grants={_grants(doc)}")
+
+
+async def _bucket_create(args: argparse.Namespace, http: Http, bases: list[str]) -> int:
+    body: Doc = {"public_read": args.public_read}
+    if args.owner:
+        body["owner"] = args.owner
+    doc = shaped(await send(http, bases, "PUT", f"/v1/buckets/{_q(args.bucket)}", body), dict,
+                 "bucket")
+    return _show(args, doc, bucket_line(doc))
+
+
+async def _bucket_info(args: argparse.Namespace, http: Http, bases: list[str]) -> int:
+    doc = shaped(await send(http, bases, "GET", f"/v1/buckets/{_q(args.bucket)}"), dict,
+                 "bucket")
+    return _show(args, doc, bucket_line(doc))
+
+
+async def _bucket_public(args: argparse.Namespace, http: Http, bases: list[str]) -> int:
+    body = {"public_read": args.state == "on"}
+    doc = shaped(await send(http, bases, "PUT", f"/v1/buckets/{_q(args.bucket)}/settings",
+                            body), dict, "bucket")
+    return _show(args, doc, bucket_line(doc))
+
+
+def _add_bucket(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser("bucket", help="buckets: create, info, allow, deny, public")
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    c = _add_admin_parser(sub, "create", _bucket_create, help="create a bucket (admin)")
+    c.add_argument("bucket", metavar="BUCKET")
+    c.add_argument("--public-read", action="store_true", help="anyone may read it")
+    c.add_argument("--owner", default="", metavar="ACCESS_KEY",
+                   help="the key that owns it (default: the caller)")
+    _add_admin_parser(sub, "info", _bucket_info, help="owner, settings and grants (owner)"
+                      ).add_argument("bucket", metavar="BUCKET")
+    a = _add_admin_parser(sub, "allow", _grant, help="grant a key a role (owner)")
+    a.add_argument("bucket", metavar="BUCKET")
+    a.add_argument("key", metavar="ACCESS_KEY")
+    a.add_argument("role", choices=ROLES)
+    d = _add_admin_parser(sub, "deny", _revoke, help="remove a key's grant (owner)")
+    d.add_argument("bucket", metavar="BUCKET")
+    d.add_argument("key", metavar="ACCESS_KEY")
+    pub = _add_admin_parser(sub, "public", _bucket_public,
+                            help="make a bucket publicly readable, or not (owner)")
+    pub.add_argument("bucket", metavar="BUCKET")
+    pub.add_argument("state", choices=("on", "off"))
+
+
+ACCESS_SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_key, _add_bucket)

@@ -37,9 +37,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 import ssl as _ssl
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -71,6 +73,7 @@ from dfsring.client.errors import (
     problem_error,
 )
 from dfsring.client.failover import Lost, first_answer
+from dfsring.core import sigv4
 
 __all__ = [
     "BadRequestError",
@@ -311,14 +314,21 @@ class DfsClient:
         credentials: Credentials | None = None,
         discover_credentials: bool = True,
         ssl: _ssl.SSLContext | None = None,
+        sign: bool = False,
+        region: str = "us-east-1",
     ) -> None:
         """Without `credentials`, they are looked up as dfsring.client.credentials says
         (environment, then credentials files) unless `discover_credentials` is False; a
-        source that exists but is unusable raises CredentialsError (a ValueError) here."""
+        source that exists but is unusable raises CredentialsError (a ValueError) here.
+
+        `sign=True` signs every request with AWS Signature V4 (for `region`, the node's
+        --s3-region) instead of sending the secret in a Bearer header: the secret never
+        crosses the wire, and a captured write cannot be replayed."""
         self.base_urls = _base_urls(base_urls)
         if credentials is None and discover_credentials:
             credentials = discover()
-        self._auth = auth_headers(credentials)
+        self._signing = (credentials, region) if sign and credentials is not None else None
+        self._auth = auth_headers(credentials) if self._signing is None else {}
         self._ssl = ssl
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(connect_timeout, timeout))
         self._session = session
@@ -507,11 +517,20 @@ class DfsClient:
         data: bytes | None,
     ) -> _Reply:
         session = self._session_now()
+        sent = {**self._auth, **(headers or {})}
+        if self._signing is not None:
+            url = URL(str(url.update_query(params) if params else url), encoded=True)
+            params = None
+            creds, region = self._signing
+            sent.update(sigv4.sign_headers(
+                method, str(url), sent, access_key=creds.access_key,
+                secret_key=creds.secret_key, region=region, now_s=time.time(),
+                payload_sha256=hashlib.sha256(data or b"").hexdigest()))
         async with session.request(
             method,
             url,
             params=params,
-            headers={**self._auth, **(headers or {})},
+            headers=sent,
             data=data,
             allow_redirects=False,
             timeout=self._timeout,
@@ -575,10 +594,13 @@ class SyncDfsClient:
         credentials: Credentials | None = None,
         discover_credentials: bool = True,
         ssl: _ssl.SSLContext | None = None,
+        sign: bool = False,
+        region: str = "us-east-1",
     ) -> None:
         self.client = DfsClient(base_urls, timeout=timeout, connect_timeout=connect_timeout,
                                 credentials=credentials,
-                                discover_credentials=discover_credentials, ssl=ssl)
+                                discover_credentials=discover_credentials, ssl=ssl,
+                                sign=sign, region=region)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="dfsring-client", daemon=True

@@ -115,7 +115,7 @@ async def local_versions(request: web.Request) -> web.Response:
 
 async def local_keys(request: web.Request) -> web.Response:
     """The live keys of a bucket stored on THIS node (no quorum): where data really is."""
-    unknown = sorted(set(request.query) - {"limit", "cursor"})
+    unknown = sorted(set(request.query) - {"limit", "cursor"} - params.PRESIGN_PARAMS)
     if unknown:
         raise errors.BadRequest(f"unknown query parameter(s) {', '.join(unknown)}")
     bucket = keys.validate_bucket(request.match_info["bucket"])

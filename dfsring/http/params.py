@@ -116,11 +116,18 @@ def serving(request: web.Request, allowed: frozenset[str]) -> None:
     check_query(request, allowed)
 
 
+# A presigned URL's authentication (AWS SigV4 query form), which dfsring.http.auth has
+# already checked; never a parameter of the route itself.
+PRESIGN_PARAMS = frozenset({"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date",
+                            "X-Amz-Expires", "X-Amz-SignedHeaders", "X-Amz-Signature",
+                            "X-Amz-Security-Token"})
+
+
 def check_query(request: web.Request, allowed: frozenset[str]) -> None:
     """Each query parameter one of ``allowed`` and given once, or BadRequest saying which is
     not (the files API's rule too)."""
     check_query_utf8(request)
-    unknown = sorted(set(request.query) - allowed)
+    unknown = sorted(set(request.query) - allowed - PRESIGN_PARAMS)
     if unknown:
         raise errors.BadRequest(f"unknown query parameter(s) {', '.join(unknown)}; "
                                 f"allowed: {', '.join(sorted(allowed)) or 'none'}")

@@ -1,17 +1,11 @@
-"""Helpers for the access tests over real node processes: a LocalCluster whose nodes hold
-root credentials (through the environment, as operators give them), and a plain HTTP call
-that shows every answer, refusals included.
-
-In this branch LocalCluster does not send credentials yet (the listeners branch adds them),
-so AuthCluster polls the ring with the root credentials itself."""
+"""Helpers for the access tests over real node processes: a LocalCluster with its root
+credentials at hand, and a plain HTTP call that shows every answer, refusals included."""
 
 from __future__ import annotations
 
 import http.client
 import json
-import secrets
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -51,27 +45,16 @@ def call(url: str, method: str, path: str, *, headers: dict[str, str] | None = N
 
 
 class AuthCluster(LocalCluster):
-    def __init__(self, size: int, base_dir: Path, **kwargs: Any) -> None:
-        self.root = ("ROOTADMIN" + secrets.token_hex(4).upper(), secrets.token_urlsafe(24))
-        env = {"DFSRING_ADMIN_ACCESS_KEY": self.root[0],
-               "DFSRING_ADMIN_SECRET_KEY": self.root[1], **kwargs.pop("node_env", {})}
-        super().__init__(size, base_dir, node_env=env, **kwargs)
+    """A LocalCluster (root credentials through the environment, its own calls
+    authenticated) with the root credentials at hand as a pair and a header."""
+
+    @property
+    def root(self) -> tuple[str, str]:
+        return self.credentials.access_key, self.credentials.secret_key
 
     @property
     def root_headers(self) -> dict[str, str]:
         return bearer(*self.root)
-
-    def ring_views(self, nodes: Any = None) -> dict[str, Any]:
-        views: dict[str, Any] = {}
-        for node in nodes if nodes is not None else self.nodes:
-            if node.running:
-                try:
-                    got = call(node.url, "GET", "/v1/cluster/ring", headers=self.root_headers,
-                               timeout=2.0)
-                    views[node.node_id] = got.doc if got.status == 200 else f"{got.status}"
-                except (OSError, ValueError) as exc:
-                    views[node.node_id] = f"{type(exc).__name__}: {exc}"
-        return views
 
     def as_root(self, node: NodeProcess, method: str, path: str, **kwargs: Any) -> Resp:
         return call(node.url, method, path, headers=self.root_headers, **kwargs)

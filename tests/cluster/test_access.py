@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from dfsring.cli.launcher import NodeProcess
-from dfsring.http.auth import PEER, ROUTE_NEEDS
-from dfsring.node import build_app
+from dfsring.http.auth import ROUTE_NEEDS
+from dfsring.node import build_app, build_peer_app
 from dfsring.replication.access.service import AccessSettings
 from dfsring.testing.localcluster import start_cluster
 from dfsring.testing.wait import wait_until
@@ -95,13 +95,15 @@ def test_read_key_cannot_write_read_another_bucket_or_call_admin(cluster: AuthCl
                                                                                   "Forbidden")
 
 
-def route_list(tmp_path: Path) -> list[tuple[str, str]]:
-    """(method, canonical) of every route of the node's real app (node.build_app)."""
+def route_list(tmp_path: Path, *, peer: bool = False) -> list[tuple[str, str]]:
+    """(method, canonical) of every route of the node's real client app (node.build_app),
+    or of its peer app (node.build_peer_app)."""
 
     async def routes() -> list[tuple[str, str]]:
         local = await start_cluster(tmp_path, 1, gossip=False)
         try:
-            app = build_app(local.nodes[0].cfg, local.nodes[0].svc)
+            build = build_peer_app if peer else build_app
+            app = build(local.nodes[0].cfg, local.nodes[0].svc)
             return sorted({(r.method, r.resource.canonical) for r in app.router.routes()
                            if r.resource is not None})
         finally:
@@ -116,11 +118,16 @@ def concrete(route: str) -> str:
 
 def test_every_endpoint_refuses_unauthenticated_calls(cluster: AuthCluster,
                                                       tmp_path: Path) -> None:
-    """Enumerates the app's routes, so a new route cannot slip through: each is called on a
-    real node without credentials; only /health and /metrics answer, the peer route wants
-    the cluster secret, and everything else is a 401 problem."""
+    """Enumerates the apps' routes, so a new route cannot slip through: each is called on a
+    real node without credentials; only /health and /metrics answer, every peer route
+    (on the peer listener) wants the cluster secret, and everything else is a 401 problem."""
     node = cluster.nodes[0]
-    routes = route_list(tmp_path)
+    peer_routes = route_list(tmp_path / "peer", peer=True)
+    assert peer_routes
+    for method, route in peer_routes:
+        got = call(f"http://{node.peer_address}", method, concrete(route), body=b"\x80")
+        assert got.status == 401, (method, route, got.status)
+    routes = route_list(tmp_path / "client")
     assert len(routes) == len(ROUTE_NEEDS)
     public = {"/health", "/metrics"}
     for method, route in routes:
@@ -129,8 +136,6 @@ def test_every_endpoint_refuses_unauthenticated_calls(cluster: AuthCluster,
                    else None)
         if route in public:
             assert got.status == 200, (method, route, got.status)
-        elif ROUTE_NEEDS[(method, route)] == PEER:
-            assert got.status == 401, (method, route, got.status)
         else:
             assert got.status == 401, (method, route, got.status, got.body[:200])
             assert got.headers["www-authenticate"].startswith("Bearer"), (method, route)

@@ -417,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"dfsring: {exc}", file=sys.stderr)
         return 2
-    refused = root_problem(cfg) or insecure_start(cfg)
+    refused = insecure_start(cfg) or root_problem(cfg)
     if refused:
         print(f"dfsring: {refused}", file=sys.stderr)
         return 2

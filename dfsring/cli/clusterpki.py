@@ -10,7 +10,8 @@ identities and a client that trusts the CA keeps trusting the nodes. A node cert
 issued again only when it cannot serve: missing or unreadable, not signed by this CA (the CA
 was deleted and made anew), expiring within RENEW_BEFORE, or not naming the host the cluster
 now listens on (peers check that name, dfsring.transport.tls). The CA is never replaced: that
-would orphan every client that trusts it.
+would orphan every client that trusts it. Its key may be moved off the machine (docs/TLS.md):
+certificates that still fit are then reused, and issuing one fails naming the missing key.
 
 Why the plain `dfsring cluster` makes no CA, although it would take milliseconds: nothing
 would use it, a CA key lying around is one more secret to guard, and its ca.pem would be
@@ -96,7 +97,7 @@ def ensure_cluster_pki(data_dir: Path, node_ids: Sequence[str], host: str,
     ca_dir, node_dir = data_dir / PKI_DIR / "ca", data_dir / PKI_DIR / "nodes"
     made: list[str] = []
     ca = CaPaths(cert=ca_dir / "ca.pem", key=ca_dir / "ca.key")
-    if not (ca.cert.is_file() and ca.key.is_file()):
+    if not (ca.cert.exists() or ca.key.exists()):  # a CA with its key moved away is kept
         ca = make_ca(ca_dir)
         made.append(f"made a CA: {ca.cert}")
     ca_cert = x509.load_pem_x509_certificate(ca.cert.read_bytes())

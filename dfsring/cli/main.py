@@ -194,8 +194,9 @@ def _print_ready(cluster: LocalCluster, args: argparse.Namespace,
     if pki is not None:
         for line in ca_hint(args.data_dir, pki):
             print(line)
+    tls = " --tls (DIR/pki/ca: a copy of this CA)" if pki is not None else ""
     print(f"cluster secret in {args.data_dir / SECRET_FILE} (add nodes: dfsring cluster "
-          f"--data-dir DIR --base-port PORT --seeds {cluster.nodes[0].address} with "
+          f"--data-dir DIR --base-port PORT --seeds {cluster.nodes[0].address}{tls} with "
           "DFSRING_CLUSTER_SECRET set to it)")
     for line in credentials_hint(args.data_dir):
         print(line)

@@ -328,7 +328,9 @@ class DfsClient:
     ) -> None:
         """Without `credentials`, they are looked up as dfsring.client.credentials says
         (environment, then credentials files) unless `discover_credentials` is False; a
-        source that exists but is unusable raises CredentialsError (a ValueError) here.
+        source that exists but is unusable raises CredentialsError (a ValueError) here. So
+        does a CA file found for https:// URLs (without `ssl`, unless `discover_ca` is
+        False) that does not load.
 
         `sign=True` signs every request with AWS Signature V4 (for `region`, the node's
         --s3-region) instead of sending the secret in a Bearer header: the secret never

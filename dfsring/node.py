@@ -32,7 +32,15 @@ from dfsring.foundation.logs import setup_logging
 from dfsring.foundation.metrics import NodeMetrics
 from dfsring.foundation.worker import Supervisor
 from dfsring.gossip import Gossiper, GossipSettings
-from dfsring.http import access_api, cluster_api, files_api, internal_api, kv_api, node_api
+from dfsring.http import (
+    access_api,
+    cluster_api,
+    files_api,
+    internal_api,
+    kv_api,
+    node_api,
+    tls_api,
+)
 from dfsring.http.appkeys import (
     CONFIG,
     COORDINATOR,
@@ -237,10 +245,12 @@ def _new_app(cfg: NodeConfig, svc: Services, *extra: AuthMiddleware) -> web.Appl
                                          "max_headers": MAX_HEADERS})
 
 
-def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
+def build_app(cfg: NodeConfig, svc: Services,
+              tls: TlsReloader | None = None) -> web.Application:
     """The client API (cfg.port): key/value, files, node and cluster routes, never peer
     messages, which only the peer app serves (issue 18: the client port is the one exposed).
-    Every request passes the auth middleware (dfsring.http.auth)."""
+    Every request passes the auth middleware (dfsring.http.auth). `tls` reloads the node's
+    certificates (POST /v1/admin/tls/reload); without it the route answers that TLS is off."""
     auth = make_auth_middleware(cfg, svc.access, AuthMetrics(svc.metrics.registry))
     app = _new_app(cfg, svc, auth)
     app[CONFIG] = cfg
@@ -263,6 +273,7 @@ def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
     cluster_api.setup(app)
     files_api.setup(app, svc.files)
     access_api.setup(app)
+    tls_api.setup(app, tls if tls is not None else TlsReloader(cfg, []))
     return app
 
 
@@ -359,7 +370,7 @@ async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
         await svc.files.open()
         state = svc.state
         limits = connection_limits(cfg, raise_nofile_limit())
-        runners = [_runner(build_app(cfg, svc), limits, svc, cfg, gauges=True),
+        runners = [_runner(build_app(cfg, svc, tls), limits, svc, cfg, gauges=True),
                    _runner(build_peer_app(cfg, svc), limits, svc, cfg, gauges=False)]
         for runner in runners:
             await runner.setup()

@@ -12,6 +12,7 @@ import ssl
 from pathlib import Path
 
 from dfsring.client import DEFAULT_URL
+from dfsring.client.credentials import discovered_ca_context
 from dfsring.transport.tls import TlsFileError, client_context_for
 
 
@@ -58,7 +59,8 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
 def add_ca_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ca", type=ca_file, default=os.environ.get("DFSRING_CA") or None,
                    metavar="FILE", help="verify https:// nodes against this CA certificate "
-                   "(env DFSRING_CA; default: the system's trust store)")
+                   "(env DFSRING_CA; default: ./dfsring-data/pki/ca/ca.pem, then "
+                   "~/.config/dfsring/ca.pem if there, else the system's trust store)")
 
 
 def ca_file(raw: str) -> Path:
@@ -71,6 +73,11 @@ def ca_file(raw: str) -> Path:
 
 
 def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
-    """The context that verifies https:// nodes: --ca's, or None for the system store."""
+    """The context that verifies https:// nodes: --ca's (or DFSRING_CA's), else the CA found
+    as credentials are (dfsring.client.credentials.discover_ca) when a URL is https://, or
+    None for the system store. CredentialsError for a found CA file that does not load."""
     ca: Path | None = getattr(args, "ca", None)
-    return client_context_for(ca) if ca is not None else None
+    if ca is not None:
+        return client_context_for(ca)
+    urls = getattr(args, "url", None) or [os.environ.get("DFSRING_URL") or DEFAULT_URL]
+    return discovered_ca_context([u for raw in urls for u in raw.split(",")])

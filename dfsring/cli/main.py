@@ -31,16 +31,20 @@ from dfsring.cli import files as cli_files
 from dfsring.cli.access import ACCESS_SUBCOMMANDS
 from dfsring.cli.admin import ADMIN_SUBCOMMANDS
 from dfsring.cli.args import add_node_options, positive, seconds, tls_context
-from dfsring.cli.certs import add_certs
+from dfsring.cli.certs import CertsError, add_certs
+from dfsring.cli.clusterpki import PKI_DIR, ClusterPki, ensure_cluster_pki
 from dfsring.cli.launcher import (
     LauncherError,
     LocalCluster,
     NodeProcess,
+    TlsFiles,
     new_root_credentials,
     port_in_use,
 )
+from dfsring.cli.tlsreload import TLS_SUBCOMMANDS
 from dfsring.client import DEFAULT_URL, DfsClientError, GetResult, SyncDfsClient, credentials
 from dfsring.client.credentials import Credentials
+from dfsring.transport.tls import client_context_for
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -89,6 +93,10 @@ def _add_cluster(subparsers: Subparsers) -> None:
     p.add_argument("--r", type=positive, default=2, help="replies needed for a read (2)")
     p.add_argument("--w", type=positive, default=2, help="acks needed for a write (2)")
     p.add_argument("--log-json", action="store_true", help="nodes log JSON lines")
+    p.add_argument("--tls", action="store_true",
+                   help="HTTPS for clients and mutual TLS between nodes, with a dev CA made "
+                   "once in DATA_DIR/pki/ca and a certificate per node, reused by later runs "
+                   "(docs/TLS.md)")
     p.add_argument("--seeds", default="",
                    help="HOST:PORT,...: client API address of nodes of a running cluster: join "
                    "these nodes to it instead of founding a new one (raise its size); the root "
@@ -178,12 +186,17 @@ def _wait_for_exit(cluster: LocalCluster) -> NodeProcess:
             os.waitpid(info.si_pid, 0)
 
 
-def _print_ready(cluster: LocalCluster, args: argparse.Namespace) -> None:
+def _print_ready(cluster: LocalCluster, args: argparse.Namespace,
+                 pki: ClusterPki | None) -> None:
     for node in cluster:
         print(f"{node.node_id}  {node.url}  peer {node.peer_address}  pid {node.pid}  "
               f"log {node.log_path}")
+    if pki is not None:
+        for line in ca_hint(args.data_dir, pki):
+            print(line)
+    tls = " --tls (DIR/pki/ca: a copy of this CA)" if pki is not None else ""
     print(f"cluster secret in {args.data_dir / SECRET_FILE} (add nodes: dfsring cluster "
-          f"--data-dir DIR --base-port PORT --seeds {cluster.nodes[0].address} with "
+          f"--data-dir DIR --base-port PORT --seeds {cluster.nodes[0].address}{tls} with "
           "DFSRING_CLUSTER_SECRET set to it)")
     for line in credentials_hint(args.data_dir):
         print(line)
@@ -273,13 +286,59 @@ def credentials_hint(data_dir: Path) -> list[str]:
     return lines
 
 
-def _join_targets(seeds: list[str], creds: Credentials) -> tuple[int, list[str]]:
+def ca_hint(data_dir: Path, pki: ClusterPki) -> list[str]:
+    """Where the CA is and how clients find it (never a key's content)."""
+    lines = [*pki.made, f"CA certificate {pki.ca.cert.resolve()} (its key stays beside it, "
+             f"0600); node certificates in {pki.ca.cert.parent.parent.resolve() / 'nodes'}"]
+    if data_dir.resolve() == credentials.DEFAULT_DATA_DIR.resolve():
+        lines.append("the CLI and the Python client trust it for https:// URLs when run from "
+                     "this directory")
+    else:
+        lines.append(f"for the CLI from elsewhere: --ca {pki.ca.cert.resolve()} or "
+                     f"export {credentials.ENV_CA}={pki.ca.cert.resolve()}")
+    return lines
+
+
+def _cluster_tls(args: argparse.Namespace, node_ids: list[str]) -> ClusterPki | None:
+    """The cluster's certificates with --tls (see dfsring.cli.clusterpki), else None."""
+    if not args.tls:
+        return None
+    try:
+        return ensure_cluster_pki(args.data_dir, node_ids, args.host)
+    except (CertsError, OSError) as exc:
+        raise UsageError(f"{PROG} cluster: certificates: {exc}") from exc
+
+
+def _tls_files(pki: ClusterPki | None, node_ids: list[str]
+               ) -> tuple[TlsFiles | None, dict[int, tuple[str, ...]]]:
+    """The launcher's TLS (its probes present the first node's certificate) and each node's
+    own --tls-cert/--tls-key (1-based position, as LocalCluster's node_args)."""
+    if pki is None:
+        return None, {}
+    files = [TlsFiles(pki.nodes[n].cert, pki.nodes[n].key, pki.ca.cert) for n in node_ids]
+    return files[0], {i + 1: f.args() for i, f in enumerate(files)}
+
+
+def _join_ca(args: argparse.Namespace) -> Path:
+    """Joining a running TLS cluster needs its CA: a new one would make these nodes
+    strangers to it."""
+    ca = args.data_dir / PKI_DIR / "ca" / "ca.pem"
+    if not ca.is_file():
+        raise UsageError(f"{PROG} cluster: joining with --tls needs the cluster's CA in "
+                         f"{ca.parent} (copy ca.pem and ca.key from the cluster's data dir)")
+    return ca
+
+
+def _join_targets(seeds: list[str], creds: Credentials,
+                  ca: Path | None = None) -> tuple[int, list[str]]:
     """The first free nodeN number in the cluster at the seeds (client API addresses), so
-    joining ids are new, and its members' peer addresses, which the new nodes seed from."""
+    joining ids are new, and its members' peer addresses, which the new nodes seed from.
+    With `ca`, the seeds are asked over https:// and verified against it."""
+    scheme, ctx = ("https", client_context_for(ca)) if ca is not None else ("http", None)
     for seed in seeds:
         try:
-            members = NodeProcess.fetch_json(f"http://{seed}/v1/cluster/members",
-                                             credentials=creds)
+            members = NodeProcess.fetch_json(f"{scheme}://{seed}/v1/cluster/members",
+                                             credentials=creds, tls=ctx)
         except (OSError, ValueError):
             continue
         numbers = [int(m["node_id"][4:]) for m in members
@@ -296,7 +355,11 @@ def run_cluster(args: argparse.Namespace) -> int:
         root = _root_credentials(args.data_dir, joining=bool(seeds))
     except credentials.CredentialsError as exc:
         raise UsageError(f"{PROG} cluster: {exc}") from exc
-    first_index, peer_seeds = _join_targets(seeds, root) if seeds else (1, [])
+    ca = _join_ca(args) if seeds and args.tls else None
+    first_index, peer_seeds = _join_targets(seeds, root, ca) if seeds else (1, [])
+    node_ids = [f"node{first_index + i}" for i in range(args.nodes)]
+    pki = _cluster_tls(args, node_ids)
+    tls, per_node = _tls_files(pki, node_ids)
     cluster = LocalCluster(
         args.nodes,
         args.data_dir,
@@ -311,11 +374,13 @@ def run_cluster(args: argparse.Namespace) -> int:
         first_index=first_index,
         secret=_cluster_secret(args.data_dir),
         credentials=root,
+        tls=tls,
+        node_args=per_node,
     )
     with _stop_signals():
         try:
             cluster.start(args.start_timeout)
-            _print_ready(cluster, args)
+            _print_ready(cluster, args, pki)
             _report_death(_wait_for_exit(cluster))
             return 1
         except _StopRequested as stop:
@@ -569,6 +634,7 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_ls,
     *ADMIN_SUBCOMMANDS,
     *ACCESS_SUBCOMMANDS,
+    *TLS_SUBCOMMANDS,
     *cli_files.FILES_SUBCOMMANDS,
     _add_bench,
     add_certs,

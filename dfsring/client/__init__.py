@@ -54,7 +54,12 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from dfsring.client.credentials import Credentials, auth_headers, discover
+from dfsring.client.credentials import (
+    Credentials,
+    auth_headers,
+    discover,
+    discovered_ca_context,
+)
 from dfsring.client.errors import (
     PROBLEM_BASE,
     REQUEST_ID,
@@ -300,7 +305,10 @@ class DfsClient:
     as is and not closed. ``timeout`` bounds each attempt against one node, in seconds, and
     ``connect_timeout`` the connecting part of it, so an unreachable node costs little before
     the next one is tried. ``ssl`` verifies https:// nodes (dfsring.transport.tls
-    .client_context_for(CA file)); without it the system's trust store does.
+    .client_context_for(CA file)); without it the CA is looked up as credentials are
+    (dfsring.client.credentials.discover_ca: DFSRING_CA, ./dfsring-data/pki/ca/ca.pem,
+    ~/.config/dfsring/ca.pem) unless ``discover_ca`` is False, else the system's trust store
+    verifies them.
     """
 
     def __init__(
@@ -316,10 +324,13 @@ class DfsClient:
         ssl: _ssl.SSLContext | None = None,
         sign: bool = False,
         region: str = "us-east-1",
+        discover_ca: bool = True,
     ) -> None:
         """Without `credentials`, they are looked up as dfsring.client.credentials says
         (environment, then credentials files) unless `discover_credentials` is False; a
-        source that exists but is unusable raises CredentialsError (a ValueError) here.
+        source that exists but is unusable raises CredentialsError (a ValueError) here. So
+        does a CA file found for https:// URLs (without `ssl`, unless `discover_ca` is
+        False) that does not load.
 
         `sign=True` signs every request with AWS Signature V4 (for `region`, the node's
         --s3-region) instead of sending the secret in a Bearer header: the secret never
@@ -329,6 +340,8 @@ class DfsClient:
             credentials = discover()
         self._signing = (credentials, region) if sign and credentials is not None else None
         self._auth = auth_headers(credentials) if self._signing is None else {}
+        if ssl is None and discover_ca:
+            ssl = discovered_ca_context(self.base_urls)
         self._ssl = ssl
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(connect_timeout, timeout))
         self._session = session
@@ -596,11 +609,12 @@ class SyncDfsClient:
         ssl: _ssl.SSLContext | None = None,
         sign: bool = False,
         region: str = "us-east-1",
+        discover_ca: bool = True,
     ) -> None:
         self.client = DfsClient(base_urls, timeout=timeout, connect_timeout=connect_timeout,
                                 credentials=credentials,
                                 discover_credentials=discover_credentials, ssl=ssl,
-                                sign=sign, region=region)
+                                sign=sign, region=region, discover_ca=discover_ca)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="dfsring-client", daemon=True

@@ -12,23 +12,44 @@ looks for them in one order, the first found wins:
 The file is JSON, ``{"access_key": "...", "secret_key": "..."}``, written with mode 0600
 and read only if no other user can read it (as ssh does for its keys): a secret that others
 could read is already leaked, and saying so beats using it silently.
+
+The CA that verifies https:// nodes is found the same way, so that after `dfsring cluster
+--tls` the CLI works from the same directory without flags (docs/TLS.md), first found wins:
+
+1. ``--ca FILE`` (the CLI) or ``ssl=`` (the Python client), then ``DFSRING_CA``;
+2. ``<data dir>/pki/ca/ca.pem`` when a data dir is given (what `dfsring cluster --tls` makes);
+3. ``./dfsring-data/pki/ca/ca.pem``;
+4. ``$XDG_CONFIG_HOME/dfsring/ca.pem`` (default ``~/.config/dfsring/ca.pem``);
+5. else the system's trust store.
+
+A CA found trusts that CA only, not the system store as well: which certificates a client
+accepts must not depend on two sources at once. It is looked for only when a URL is
+https://, so a broken file never stands in the way of plain HTTP. A CA certificate is
+public: unlike credentials, its file mode is not checked.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import ssl
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dfsring.transport.tls import TlsFileError, client_context_for
+
 __all__ = ["ENV_ACCESS", "ENV_SECRET", "FILE_NAME", "Credentials", "CredentialsError",
-           "auth_headers", "candidates", "discover", "load_file", "write_file"]
+           "auth_headers", "ca_candidates", "candidates", "discover", "discover_ca",
+           "discovered_ca_context", "load_file", "write_file"]
 
 ENV_ACCESS = "DFSRING_ACCESS_KEY"
 ENV_SECRET = "DFSRING_SECRET_KEY"
 FILE_NAME = "credentials"
+ENV_CA = "DFSRING_CA"
+CA_PATH = Path("pki", "ca", "ca.pem")  # under a data dir, where `dfsring cluster --tls` puts it
+CA_CONFIG_NAME = "ca.pem"
 DEFAULT_DATA_DIR = Path("dfsring-data")
 MAX_FILE_BYTES = 64 << 10
 MAX_FIELD = 256
@@ -63,10 +84,45 @@ def candidates(data_dir: Path | None, env: Mapping[str, str]) -> list[Path]:
     if data_dir is not None:
         paths.append(Path(data_dir) / FILE_NAME)
     paths.append(DEFAULT_DATA_DIR / FILE_NAME)
+    paths.append(_config_dir(env) / FILE_NAME)
+    return paths
+
+
+def _config_dir(env: Mapping[str, str]) -> Path:
     config_home = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME") or Path.home())
                                                      / ".config")
-    paths.append(Path(config_home) / "dfsring" / FILE_NAME)
-    return paths
+    return Path(config_home) / "dfsring"
+
+
+def ca_candidates(data_dir: Path | None, env: Mapping[str, str]) -> list[Path]:
+    """The CA files looked at after DFSRING_CA, in order (see the module docstring)."""
+    paths = [Path(data_dir) / CA_PATH] if data_dir is not None else []
+    return [*paths, DEFAULT_DATA_DIR / CA_PATH, _config_dir(env) / CA_CONFIG_NAME]
+
+
+def discover_ca(data_dir: Path | None = None,
+                env: Mapping[str, str] | None = None) -> Path | None:
+    """DFSRING_CA, else the first CA file that exists, else None (the system store)."""
+    env = os.environ if env is None else env
+    if env.get(ENV_CA):
+        return Path(env[ENV_CA])
+    return next((path for path in ca_candidates(data_dir, env) if path.is_file()), None)
+
+
+def discovered_ca_context(urls: Sequence[str], data_dir: Path | None = None,
+                          env: Mapping[str, str] | None = None) -> ssl.SSLContext | None:
+    """The context verifying https:// `urls` against the CA discover_ca finds; None when no
+    URL is https:// or no CA is found (the system store then verifies). CredentialsError
+    for a CA file that is there but does not load, naming it."""
+    if not any(url.strip().lower().startswith("https://") for url in urls):
+        return None
+    path = discover_ca(data_dir, env)
+    if path is None:
+        return None
+    try:
+        return client_context_for(path)
+    except TlsFileError as exc:
+        raise CredentialsError(f"CA file {path}: {str(exc).split(': ', 1)[-1]}") from exc
 
 
 def discover(data_dir: Path | None = None,

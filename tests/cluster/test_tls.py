@@ -96,7 +96,9 @@ def _client_tls(pki: Path) -> ssl.SSLContext:
 
 
 async def _put_get(a: NodeProcess, b: NodeProcess, tls: ssl.SSLContext) -> bytes | None:
-    async with DfsClient(a.url, ssl=tls) as one, DfsClient(b.url, ssl=tls) as other:
+    creds = a.credentials
+    async with DfsClient(a.url, ssl=tls, credentials=creds) as one, \
+            DfsClient(b.url, ssl=tls, credentials=creds) as other:
         await one.put("tls", "k", b"over mutual TLS")
         found = await other.get("tls", "k")
         return None if found is None else found.value
@@ -230,10 +232,13 @@ def test_sighup_reloads_a_replaced_certificate_and_survives_a_broken_one(
 
 
 def test_cli_verifies_an_https_node_against_the_ca_it_is_given(
-        cluster_factory: ClusterFactory, pki: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        cluster_factory: ClusterFactory, pki: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     paths = _issue(pki / "ca", "node1", pki / "certs")
     cluster = cluster_factory(1, n=1, r=1, w=1,
                               tls=dataclasses.replace(_files(paths), mutual=False))
+    monkeypatch.setenv("DFSRING_ACCESS_KEY", cluster.credentials.access_key)
+    monkeypatch.setenv("DFSRING_SECRET_KEY", cluster.credentials.secret_key)
     url = cluster.nodes[0].url
     assert url.startswith("https://")
     ca = ["--url", url, "--ca", str(paths.ca)]

@@ -12,6 +12,8 @@ from dfsring.client.credentials import (
     CredentialsError,
     auth_headers,
     discover,
+    discover_ca,
+    discovered_ca_context,
     write_file,
 )
 
@@ -66,3 +68,48 @@ def test_secret_never_in_repr_and_bearer_header() -> None:
     assert "s3cr3t" not in repr(creds)
     assert auth_headers(creds) == {"Authorization": "Bearer AKID:s3cr3t"}
     assert auth_headers(None) == {}
+
+
+# --- the CA for https:// URLs (discover_ca) ----------------------------------------------------
+
+
+def _ca(path: Path) -> Path:
+    from dfsring.cli.certs import make_ca
+    return make_ca(path).cert
+
+
+def test_ca_is_found_in_the_documented_order(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    home = tmp_path / "home"
+    env = {"HOME": str(home)}
+    assert discover_ca(None, env) is None
+    user = _ca(home / ".config" / "dfsring")
+    assert discover_ca(None, env) == user
+    local = _ca(tmp_path / "dfsring-data" / "pki" / "ca")
+    assert discover_ca(None, env) == Path("dfsring-data/pki/ca/ca.pem")
+    assert discover_ca(None, env).resolve() == local.resolve()  # type: ignore[union-attr]
+    given = _ca(tmp_path / "d" / "pki" / "ca")
+    assert discover_ca(tmp_path / "d", env) == given
+    assert discover_ca(tmp_path / "d", {**env, "DFSRING_CA": "/x/ca.pem"}) == Path("/x/ca.pem")
+
+
+def test_a_ca_is_looked_for_only_for_https_urls(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    broken = tmp_path / "dfsring-data" / "pki" / "ca" / "ca.pem"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("not a certificate\n")
+    env = {"HOME": str(tmp_path / "home")}
+    assert discovered_ca_context(["http://127.0.0.1:7070"], env=env) is None
+    with pytest.raises(CredentialsError, match=r"CA file dfsring-data/pki/ca/ca.pem"):
+        discovered_ca_context(["http://a:1", "HTTPS://b:2"], env=env)
+
+
+def test_a_found_ca_is_the_only_trust(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _ca(tmp_path / "dfsring-data" / "pki" / "ca")
+    ctx = discovered_ca_context(["https://127.0.0.1:7070"], env={"HOME": str(tmp_path)})
+    assert ctx is not None and len(ctx.get_ca_certs()) == 1
+    assert discovered_ca_context(["https://h:1"], env={"HOME": str(tmp_path / "nohome"),
+                                                       "DFSRING_CA": ""}) is not None

@@ -22,7 +22,9 @@ siblings' contents, and every rule is commutative, associative and idempotent):
 * A key is deleted by writing a record marked deleted (a grave), not a tombstone: a
   tombstone loses to a concurrent write (dfsring.core.vclock), a grave never does.
 * BucketRecord: public only if every sibling says public, the earliest creation, and the
-  owner of the sibling created first (ties: the smaller owner id).
+  owner of the sibling created first (ties: the smaller owner id). CORS rules: the node's
+  if no sibling has rules of its own, else the rules every sibling holds
+  (dfsring.core.cors.merge_rules), so a conflict never lets in an origin one side left out.
 
 The sealing of the secret (AES-256-GCM under a key derived from the cluster secret) is the
 caller's: this module only carries the sealed bytes.
@@ -39,6 +41,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from dfsring.core import cors as corsrules
 from dfsring.core.access import Principal, Role
 from dfsring.core.keys import validate_bucket
 from dfsring.foundation.errors import InvalidKey
@@ -118,6 +121,7 @@ class BucketRecord:
     owner: str
     created_ms: int
     public_read: bool = False
+    cors: tuple[corsrules.CorsRule, ...] | None = None  # None: the node's rules (--cors-*)
 
 
 # --- encoding ------------------------------------------------------------------------------
@@ -133,8 +137,11 @@ def encode_key(rec: KeyRecord) -> bytes:
 
 
 def encode_bucket(rec: BucketRecord) -> bytes:
-    return orjson.dumps({"v": FORMAT, "bucket": rec.bucket, "owner": rec.owner,
-                         "created_ms": rec.created_ms, "public_read": rec.public_read})
+    doc: dict[str, Any] = {"v": FORMAT, "bucket": rec.bucket, "owner": rec.owner,
+                           "created_ms": rec.created_ms, "public_read": rec.public_read}
+    if rec.cors is not None:  # absent, not null: records written before CORS read the same
+        doc["cors"] = corsrules.rules_doc(rec.cors)
+    return orjson.dumps(doc)
 
 
 def _doc(raw: bytes) -> dict[str, Any]:
@@ -201,8 +208,10 @@ def decode_bucket(raw: bytes) -> BucketRecord:
     if not isinstance(bucket, str) or not isinstance(owner, str) or len(owner) > MAX_NAME:
         raise ValueError("bucket and owner must be strings")
     _bucket_name(bucket)
+    rules = doc.get("cors")
     return BucketRecord(bucket, owner, _int(doc.get("created_ms"), "created_ms"),
-                        _bool(doc.get("public_read"), "public_read"))
+                        _bool(doc.get("public_read"), "public_read"),
+                        None if rules is None else corsrules.parse_rules(rules))
 
 
 # --- merging siblings (module docstring) ---------------------------------------------------
@@ -228,7 +237,8 @@ def merge_buckets(records: Iterable[BucketRecord]) -> BucketRecord | None:
     if not found:
         return None
     first = min(found, key=lambda r: (r.created_ms, r.owner))
-    return replace(first, public_read=all(r.public_read for r in found))
+    return replace(first, public_read=all(r.public_read for r in found),
+                   cors=corsrules.merge_rules([r.cors for r in found]))
 
 
 def decode_all(values: Iterable[bytes],

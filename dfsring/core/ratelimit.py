@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+MAX_KEYS = 10_000  # keys KeyLimits tracks
 EVICTION_SCAN = 8  # LRU buckets looked at for a full one before evicting the oldest anyway
 
 
@@ -53,6 +54,13 @@ class KeyedBuckets:
             return 0.0
         return (needed - bucket.tokens) / self.rate
 
+    def charge(self, key: str, amount: float, now_s: float) -> None:
+        """Spend `amount` tokens whatever the bucket holds, leaving it in debt if need be:
+        for what was already done (bytes of an answer sent), which the next `take` pays for."""
+        if not amount >= 0:
+            raise ValueError("amount must be >= 0")
+        self._bucket(key, now_s).tokens -= amount
+
     def tokens(self, key: str, now_s: float) -> float:
         """The tokens `key` would have at `now_s` (burst for a key not tracked)."""
         bucket = self._buckets.get(key)
@@ -81,3 +89,30 @@ class KeyedBuckets:
                 del self._buckets[key]
                 return
         self._buckets.popitem(last=False)
+
+
+class KeyLimits:
+    """Requests and bytes per access key (dfsring.http.keylimits): two KeyedBuckets, None
+    for a limit that is off (0). The bytes' burst is one second's worth."""
+
+    def __init__(self, rate: float, burst: float, bandwidth: int,
+                 max_keys: int = MAX_KEYS) -> None:
+        self.requests = KeyedBuckets(rate, burst or rate, max_keys) if rate > 0 else None
+        self.bytes = KeyedBuckets(bandwidth, bandwidth, max_keys) if bandwidth > 0 else None
+
+    def admit(self, key: str, body_bytes: int, now_s: float) -> tuple[str, float] | None:
+        """None if the request may go on (its body charged), else (reason, seconds to
+        wait). A request refused for its bytes still counts as a request."""
+        if self.requests is not None:
+            wait = self.requests.take(key, 1.0, now_s)
+            if wait > 0:
+                return "requests", wait
+        if self.bytes is not None:
+            wait = self.bytes.take(key, float(body_bytes), now_s)
+            if wait > 0:
+                return "bandwidth", wait
+        return None
+
+    def sent(self, key: str, nbytes: int, now_s: float) -> None:
+        if self.bytes is not None and nbytes > 0:
+            self.bytes.charge(key, float(nbytes), now_s)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dfsring.core.ratelimit import EVICTION_SCAN, KeyedBuckets
+from dfsring.core.ratelimit import EVICTION_SCAN, KeyedBuckets, KeyLimits
 
 CALLS = st.lists(st.tuples(st.sampled_from("abcdef"), st.floats(0, 3), st.floats(0, 2)),
                  max_size=200)
@@ -105,3 +105,27 @@ def test_bad_parameters_are_refused(rate: float, burst: float, keys: int) -> Non
 def test_negative_amount_is_refused() -> None:
     with pytest.raises(ValueError):
         KeyedBuckets(1, 1, 1).take("k", -1, 0)
+
+
+def test_charge_leaves_debt_that_the_next_take_waits_for() -> None:
+    b = KeyedBuckets(rate=100.0, burst=100.0, max_keys=4)
+    b.charge("k", 300.0, 0.0)  # an answer of 300 bytes already sent
+    assert b.tokens("k", 0.0) == pytest.approx(-200.0)
+    assert b.take("k", 0.0, 0.0) == pytest.approx(2.0)
+    assert b.take("k", 0.0, 2.0) == 0.0
+    with pytest.raises(ValueError):
+        b.charge("k", -1.0, 2.0)
+
+
+def test_key_limits_refuse_past_the_burst_and_recover_after_the_wait() -> None:
+    limits = KeyLimits(rate=2.0, burst=3.0, bandwidth=1000)
+    assert [limits.admit("k", 0, 0.0) for _ in range(3)] == [None] * 3
+    refused = limits.admit("k", 0, 0.0)
+    assert refused is not None and refused[0] == "requests"
+    assert refused[1] == pytest.approx(0.5)
+    assert limits.admit("k", 0, refused[1]) is None
+    assert limits.admit("other", 0, 0.0) is None  # keys are independent
+    limits.sent("k", 5000, 1.0)  # a read of 5000 bytes: 4 s of debt at 1000 B/s
+    byte_refusal = limits.admit("k", 10, 2.0)
+    assert byte_refusal is not None and byte_refusal[0] == "bandwidth"
+    assert KeyLimits(0, 0, 0).admit("k", 10**12, 0.0) is None  # 0: unlimited

@@ -61,6 +61,8 @@ from dfsring.http.auth import (
     Middleware as AuthMiddleware,
 )
 from dfsring.http.connlimits import ConnectionGuard, ConnLimits, listener_cap, raise_nofile_limit
+from dfsring.http.cors import add_cors_headers, make_cors_middleware, node_rules
+from dfsring.http.keylimits import LimitMetrics, key_limits, make_limits_middleware
 from dfsring.http.middleware import make_middleware
 from dfsring.http.protocol import protocol_guard
 from dfsring.http.server import ProblemAppRunner
@@ -242,7 +244,9 @@ def build_app(cfg: NodeConfig, svc: Services) -> web.Application:
     messages, which only the peer app serves (issue 18: the client port is the one exposed).
     Every request passes the auth middleware (dfsring.http.auth)."""
     auth = make_auth_middleware(cfg, svc.access, AuthMetrics(svc.metrics.registry))
-    app = _new_app(cfg, svc, auth)
+    limits = make_limits_middleware(key_limits(cfg), LimitMetrics(svc.metrics.registry))
+    app = _new_app(cfg, svc, make_cors_middleware(cfg, svc.access), auth, limits)
+    app.on_response_prepare.append(add_cors_headers)
     app[CONFIG] = cfg
     app[STORE] = svc.store
     app[METRICS] = svc.metrics
@@ -414,6 +418,11 @@ def insecure_start(cfg: NodeConfig) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_config(argv)
+    except ConfigError as exc:
+        print(f"dfsring: {exc}", file=sys.stderr)
+        return 2
+    try:
+        node_rules(cfg)
     except ConfigError as exc:
         print(f"dfsring: {exc}", file=sys.stderr)
         return 2

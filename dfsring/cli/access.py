@@ -189,8 +189,39 @@ async def _bucket_public(args: argparse.Namespace, http: Http, bases: list[str])
     return _show(args, doc, bucket_line(doc))
 
 
+def cors_lines(doc: Doc) -> str:
+    rules = doc.get("rules")
+    if rules is None:
+        return f"{doc.get('bucket')}: no rules of its own (the nodes' --cors-* apply)"
+    out = [f"{doc.get('bucket')}: {len(shaped(rules, list, 'rules'))} rule(s)"]
+    for rule in shaped(rules, list, "rules"):
+        r = shaped(rule, dict, "rule")
+        out.append(f"  origins={','.join(r.get('origins') or [])}  "
+                   f"methods={','.join(r.get('methods') or [])}  "
+                   f"headers={','.join(r.get('headers') or []) or '-'}  "
+                   f"max_age_s={r.get('max_age_s', 0)}")
+    return "\n".join(out)
+
+
+async def _bucket_cors(args: argparse.Namespace, http: Http, bases: list[str]) -> int:
+    """Show the rules (no option), replace them by one rule (--origin/--method...), or
+    drop them (--clear: the nodes' options apply again)."""
+    path = f"/v1/buckets/{_q(args.bucket)}/cors"
+    if args.clear:
+        await send(http, bases, "DELETE", path)
+        return _show(args, {"bucket": args.bucket, "rules": None},
+                     f"{args.bucket}: no rules of its own (the nodes' --cors-* apply)")
+    if not args.origin and not args.method:
+        doc = shaped(await send(http, bases, "GET", path), dict, "cors")
+        return _show(args, doc, cors_lines(doc))
+    rule: Doc = {"origins": args.origin or [], "methods": args.method or ["GET", "HEAD"],
+                 "headers": args.header or [], "max_age_s": args.max_age}
+    doc = shaped(await send(http, bases, "PUT", path, {"rules": [rule]}), dict, "cors")
+    return _show(args, doc, cors_lines(doc))
+
+
 def _add_bucket(subparsers: Subparsers) -> None:
-    p = subparsers.add_parser("bucket", help="buckets: create, info, allow, deny, public")
+    p = subparsers.add_parser("bucket", help="buckets: create, info, allow, deny, public, cors")
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     c = _add_admin_parser(sub, "create", _bucket_create, help="create a bucket (admin)")
     c.add_argument("bucket", metavar="BUCKET")
@@ -210,6 +241,20 @@ def _add_bucket(subparsers: Subparsers) -> None:
                             help="make a bucket publicly readable, or not (owner)")
     pub.add_argument("bucket", metavar="BUCKET")
     pub.add_argument("state", choices=("on", "off"))
+    cr = _add_admin_parser(sub, "cors", _bucket_cors, help="a bucket's CORS rules: show "
+                           "them, set one rule, or --clear them (owner)")
+    cr.add_argument("bucket", metavar="BUCKET")
+    cr.add_argument("--origin", action="append", metavar="ORIGIN",
+                    help="an allowed origin: '*', https://host[:port] or https://*.domain "
+                         "(repeat for more)")
+    cr.add_argument("--method", action="append", metavar="METHOD", type=str.upper,
+                    help="an allowed method (repeat; default GET and HEAD)")
+    cr.add_argument("--header", action="append", metavar="HEADER",
+                    help="a request header the origin may send, e.g. authorization (repeat)")
+    cr.add_argument("--max-age", type=int, default=600, metavar="SECONDS",
+                    help="seconds a browser may cache a preflight answer (default 600)")
+    cr.add_argument("--clear", action="store_true",
+                    help="drop the bucket's rules: the nodes' --cors-* apply again")
 
 
 ACCESS_SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_key, _add_bucket)

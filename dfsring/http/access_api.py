@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from dfsring.core import accessrecords as ar
-from dfsring.core import keys
+from dfsring.core import cors, keys
 from dfsring.core.access import Principal, Role
 from dfsring.core.accessrecords import BucketRecord, KeyRecord
 from dfsring.foundation import errors
@@ -27,6 +27,7 @@ from dfsring.http.problems import json_doc
 from dfsring.replication.access.service import NewSecret
 
 MAX_BODY = 4096
+MAX_CORS_BODY = 64 * 1024
 MAX_EXPIRES_S = 10 * 366 * 86_400
 ROOT_OWNER = "root"
 _KEY_ACTIONS = ("disable", "enable", "rotate")
@@ -43,6 +44,9 @@ def setup(app: web.Application) -> None:
     app.router.add_put("/v1/buckets/{bucket}/settings", bucket_settings)
     app.router.add_put("/v1/buckets/{bucket}/grants/{access_key}", put_grant)
     app.router.add_delete("/v1/buckets/{bucket}/grants/{access_key}", delete_grant)
+    app.router.add_get("/v1/buckets/{bucket}/cors", show_cors)
+    app.router.add_put("/v1/buckets/{bucket}/cors", put_cors)
+    app.router.add_delete("/v1/buckets/{bucket}/cors", delete_cors)
 
 
 # --- documents -----------------------------------------------------------------------------
@@ -72,6 +76,7 @@ def bucket_doc(bucket: str, rec: BucketRecord | None, grants: dict[str, Role]) -
     return {"bucket": bucket, "created": _time(rec.created_ms) if rec else None,
             "owner": rec.owner if rec else None,
             "public_read": rec.public_read if rec else False,
+            "cors": None if rec is None or rec.cors is None else cors.rules_doc(rec.cors),
             "grants": {k: ar.role_name(r) for k, r in sorted(grants.items())}}
 
 
@@ -211,4 +216,49 @@ async def put_grant(request: web.Request) -> web.Response:
 async def delete_grant(request: web.Request) -> web.Response:
     bucket, access_key = _bucket(request), _access_key(request)
     await request.app[ACCESS].set_grant(bucket, access_key, None)
+    return web.Response(status=204)
+
+
+# --- CORS ----------------------------------------------------------------------------------
+
+
+def _cors_doc(bucket: str, rules: tuple[cors.CorsRule, ...] | None) -> dict[str, Any]:
+    """``rules`` null: the bucket has none of its own and the node's (--cors-*) apply."""
+    return {"bucket": bucket, "rules": None if rules is None else cors.rules_doc(rules)}
+
+
+async def show_cors(request: web.Request) -> web.Response:
+    bucket = _bucket(request)
+    record, _ = await request.app[ACCESS].tables.read_bucket(bucket)
+    return json_doc(_cors_doc(bucket, None if record is None else record.cors))
+
+
+async def put_cors(request: web.Request) -> web.Response:
+    """Replace the bucket's rules with the body's: a JSON list of rules (or {"rules": [...]}),
+    at most cors.MAX_RULES of at most cors.MAX_ORIGINS origins; an empty list allows no
+    origin at all on this bucket, whatever the node's options say."""
+    bucket = _bucket(request)
+    raw = await read_body(request, MAX_CORS_BODY, request.app[CONFIG].request_timeout)
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise errors.BadRequest(f"the body is not JSON: {exc}") from exc
+    try:
+        rules = cors.parse_rules(doc)
+    except ValueError as exc:
+        raise errors.BadRequest(str(exc)) from exc
+    if len(orjson.dumps(cors.rules_doc(rules))) > cors.MAX_ENCODED:
+        raise errors.BadRequest(f"the rules take more than {cors.MAX_ENCODED} bytes; use fewer "
+                                "or shorter origins (a *.domain pattern covers many)")
+    principal = _principal(request)
+    record = await request.app[ACCESS].set_cors(
+        bucket, rules, owner=principal.access_key if principal else ROOT_OWNER)
+    return json_doc(_cors_doc(bucket, record.cors))
+
+
+async def delete_cors(request: web.Request) -> web.Response:
+    bucket = _bucket(request)
+    principal = _principal(request)
+    await request.app[ACCESS].set_cors(bucket, None,
+                                       owner=principal.access_key if principal else ROOT_OWNER)
     return web.Response(status=204)

@@ -193,8 +193,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("cors-max-age", _non_negative(int), 600,
            "seconds a browser may cache a CORS preflight answer", "SECONDS"),
     Option("key-rate", _non_negative(float), 2000.0,
-           "requests/s per access key (per source address when anonymous) on this node; "
-           "0: unlimited", "RATE"),
+           "requests/s per access key on this node (root and admin keys too; anonymous "
+           "requests are not counted); 0: unlimited", "RATE"),
     Option("key-burst", _non_negative(float), 4000.0,
            "requests a key may make at once above --key-rate (0: as --key-rate)", "N"),
     Option("key-bandwidth", _non_negative(int), 1 << 30,
@@ -465,6 +465,7 @@ def options_table() -> str:
     """The README's configuration table, generated so it matches --help."""
     rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
     for o in OPTIONS:
-        default = "" if o.default in (None, "", ()) else f"`{o.default}`"
+        shown = ",".join(o.default) if isinstance(o.default, tuple) else o.default
+        default = "" if o.default in (None, "", ()) else f"`{shown}`"
         rows.append(f"| `--{o.name}` | `{o.env}` | {default} | {o.help} |")
     return "\n".join(rows)

@@ -95,4 +95,5 @@ def make_cors_middleware(cfg: NodeConfig, access: AccessService) -> Middleware:
 async def add_cors_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
     """on_response_prepare: the headers the middleware chose, on whatever answer is sent."""
     for name, value in request.get(CORS_HEADERS, {}).items():
-        response.headers[name] = value
+        before = response.headers.get(name) if name == "Vary" else None
+        response.headers[name] = f"{before}, {value}" if before else value

@@ -73,3 +73,27 @@ def test_a_non_admin_key_gets_one_line_naming_the_missing_grant(
     code = main(["key", "list", "--url", cluster.urls[0]])
     _, err = capsys.readouterr()
     assert code == 1 and "admin" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_bucket_cors_sets_shows_and_clears_one_rule(cluster: AuthCluster,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    url = cluster.urls[0]
+    code, out, _ = run(cluster, monkeypatch, capsys, "bucket", "cors", "web",
+                       "--origin", "https://app.example", "--origin", "https://*.cdn.example",
+                       "--method", "get", "--method", "PUT", "--header", "Authorization",
+                       "--max-age", "90")
+    assert code == 0, out
+    assert ("origins=https://*.cdn.example,https://app.example  methods=GET,PUT  "
+            "headers=authorization  max_age_s=90") in out
+    code, out, _ = run(cluster, monkeypatch, capsys, "bucket", "cors", "web")
+    assert code == 0 and "1 rule(s)" in out
+    preflight = {"Origin": "https://a.cdn.example", "Access-Control-Request-Method": "PUT",
+                 "Access-Control-Request-Headers": "authorization"}
+    assert call(url, "OPTIONS", "/v1/kv/web/k", headers=preflight).status == 204
+    code, _, err = run(cluster, monkeypatch, capsys, "bucket", "cors", "web",
+                       "--origin", "ftp://nope")
+    assert code != 0 and "origin" in err
+    code, out, _ = run(cluster, monkeypatch, capsys, "bucket", "cors", "web", "--clear")
+    assert code == 0 and "no rules of its own" in out
+    assert call(url, "OPTIONS", "/v1/kv/web/k", headers=preflight).status == 403

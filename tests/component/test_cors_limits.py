@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from dfsring.node import build_app
 from dfsring.testing.localcluster import InProcessCluster, start_cluster
+from dfsring.testing.wait import async_wait_until
 
 pytestmark = pytest.mark.component
 ROOT = ("ROOTKEY", "root-secret-value-0123456789")
@@ -199,11 +200,20 @@ async def test_a_key_past_its_burst_gets_429_with_retry_after(node_factory: Any)
 
 
 async def test_bandwidth_counts_request_bodies_and_read_answers(node_factory: Any) -> None:
-    node = await node_factory(key_bandwidth=10_000, key_rate=0)
-    status, _, _ = await node.root("PUT", "/v1/kv/b/k", data=b"x" * 9_000)
+    node = await node_factory(key_bandwidth=1_000, key_rate=0)
+    status, _, _ = await node.root("PUT", "/v1/kv/b/k", data=b"x" * 1_000)  # the whole burst
     assert status in (200, 201, 204)
-    status, doc, headers = await node.root("PUT", "/v1/kv/b/k2", data=b"x" * 5_000)
+    status, doc, headers = await node.root("PUT", "/v1/kv/b/k2", data=b"x" * 900)
     assert status == 429 and "bandwidth" in doc["detail"], doc
     assert "Retry-After" in headers
+
+    async def served() -> bool:
+        return (await node.root("HEAD", "/v1/kv/b/k"))[0] == 200
+
+    await async_wait_until(served, timeout=5.0, message="the key has bandwidth again")
+    status, body, _ = await node.root("GET", "/v1/kv/b/k")  # 1000 bytes sent: a second of debt
+    assert status == 200 and len(body) == 1_000
+    status, doc, _ = await node.root("HEAD", "/v1/kv/b/k")
+    assert status == 429, doc
     status, body, _ = await node.call("GET", "/metrics")
-    assert b'dfsring_rate_limited_total{reason="bandwidth"} 1.0' in body
+    assert b'dfsring_rate_limited_total{reason="bandwidth"} 2.0' in body

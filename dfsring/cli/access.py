@@ -115,6 +115,36 @@ def _key_action(action: str) -> Callable[[argparse.Namespace, Http, list[str]], 
     return run
 
 
+def _limit(text: str) -> str:
+    """A limit option, checked by argparse: a number >= 0 (0: none), or "node" for the
+    node's own option."""
+    if text == "node":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'node'") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("a limit is >= 0 (0: none)")
+    return text
+
+
+async def _key_limit(args: argparse.Namespace, http: Http, bases: list[str]) -> int:
+    body: Doc = {}
+    if args.rate is not None:
+        body["rate"] = None if args.rate == "node" else float(args.rate)
+    if args.bandwidth is not None:
+        body["bandwidth"] = None if args.bandwidth == "node" else int(float(args.bandwidth))
+    if not body:
+        print("dfsring key limit: give --rate and/or --bandwidth", file=sys.stderr)
+        return 2
+    doc = shaped(await send(http, bases, "POST", f"{KEYS}/{_q(args.key)}/limits", body),
+                 dict, KEYS)
+    line = (f"{key_line(doc)}  rate={doc.get('rate') if doc.get('rate') is not None else 'node'}"
+            f"  bandwidth={doc.get('bandwidth') if doc.get('bandwidth') is not None else 'node'}")
+    return _show(args, doc, line)
+
+
 async def _key_delete(args: argparse.Namespace, http: Http, bases: list[str]) -> int:
     await send(http, bases, "DELETE", f"{KEYS}/{_q(args.key)}")
     return _show(args, {"deleted": args.key}, f"{args.key}: deleted")
@@ -134,7 +164,7 @@ async def _revoke(args: argparse.Namespace, http: Http, bases: list[str]) -> int
 
 def _add_key(subparsers: Subparsers) -> None:
     p = subparsers.add_parser("key", help="API keys: create, list, show, disable, enable, "
-                              "rotate, delete, allow, deny (admin)")
+                              "rotate, limit, delete, allow, deny (admin)")
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     c = _add_admin_parser(sub, "create", _key_create, help="create a key; prints its secret "
                           "once")
@@ -150,6 +180,13 @@ def _add_key(subparsers: Subparsers) -> None:
                              "(printed once); the old one stops working"),
                             ("delete", _key_delete, "delete a key for good")):
         _add_admin_parser(sub, name, run, help=text).add_argument("key", metavar="ACCESS_KEY")
+    lim = _add_admin_parser(sub, "limit", _key_limit, help="a key's own request rate and "
+                            "bandwidth on each node ('node': the node's options, 0: none)")
+    lim.add_argument("key", metavar="ACCESS_KEY")
+    lim.add_argument("--rate", type=_limit, metavar="REQUESTS_PER_S",
+                     help="requests/s, 0 or 'node'")
+    lim.add_argument("--bandwidth", type=_limit, metavar="BYTES_PER_S",
+                     help="bytes/s, 0 or 'node'")
     a = _add_admin_parser(sub, "allow", _grant, help="grant a key a role on a bucket")
     a.add_argument("key", metavar="ACCESS_KEY")
     a.add_argument("bucket", metavar="BUCKET")

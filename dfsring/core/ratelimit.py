@@ -21,6 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 MAX_KEYS = 10_000  # keys KeyLimits tracks
+OWN_LIMITS = 32  # distinct limits of keys' own that KeyLimits keeps buckets for at once
 EVICTION_SCAN = 8  # LRU buckets looked at for a full one before evicting the oldest anyway
 
 
@@ -92,27 +93,64 @@ class KeyedBuckets:
 
 
 class KeyLimits:
-    """Requests and bytes per access key (dfsring.http.keylimits): two KeyedBuckets, None
-    for a limit that is off (0). The bytes' burst is one second's worth."""
+    """Requests and bytes per access key (dfsring.http.keylimits): token buckets for the
+    node's limits, and for each distinct limit a key has of its own (at most OWN_LIMITS of
+    those at once, the least recently used dropped first, which forgives its keys one burst).
+    A limit of 0 is no limit. A request rate's burst is `burst` for the node's rate and twice
+    the rate for a key's own; a bandwidth's burst is one second's worth."""
 
     def __init__(self, rate: float, burst: float, bandwidth: int,
                  max_keys: int = MAX_KEYS) -> None:
-        self.requests = KeyedBuckets(rate, burst or rate, max_keys) if rate > 0 else None
-        self.bytes = KeyedBuckets(bandwidth, bandwidth, max_keys) if bandwidth > 0 else None
+        self.rate = rate
+        self.burst = burst or rate
+        self.bandwidth = bandwidth
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[tuple[str, float], KeyedBuckets] = OrderedDict()
 
-    def admit(self, key: str, body_bytes: int, now_s: float) -> tuple[str, float] | None:
+    def _of(self, kind: str, own: float | None) -> KeyedBuckets | None:
+        node = self.rate if kind == "requests" else float(self.bandwidth)
+        limit = node if own is None else own
+        if not limit > 0:
+            return None
+        found = self._buckets.get((kind, limit))
+        if found is None:
+            if own is None or limit == node:
+                burst = self.burst if kind == "requests" else limit
+                found = KeyedBuckets(limit, burst, self.max_keys)
+            else:
+                if len(self._buckets) >= OWN_LIMITS + 2:
+                    self._evict_own()
+                found = KeyedBuckets(limit, 2 * limit if kind == "requests" else limit,
+                                     max(1, self.max_keys // OWN_LIMITS))
+            self._buckets[(kind, limit)] = found
+        self._buckets.move_to_end((kind, limit))
+        return found
+
+    def _evict_own(self) -> None:
+        nodes = {("requests", self.rate), ("bytes", float(self.bandwidth))}
+        for pair in self._buckets:
+            if pair not in nodes:
+                del self._buckets[pair]
+                return
+
+    def admit(self, key: str, body_bytes: int, now_s: float, rate: float | None = None,
+              bandwidth: int | None = None) -> tuple[str, float] | None:
         """None if the request may go on (its body charged), else (reason, seconds to
-        wait). A request refused for its bytes still counts as a request."""
-        if self.requests is not None:
-            wait = self.requests.take(key, 1.0, now_s)
+        wait). ``rate``/``bandwidth``: the key's own limits (None: the node's). A request
+        refused for its bytes still counts as a request."""
+        requests = self._of("requests", rate)
+        if requests is not None:
+            wait = requests.take(key, 1.0, now_s)
             if wait > 0:
                 return "requests", wait
-        if self.bytes is not None:
-            wait = self.bytes.take(key, float(body_bytes), now_s)
+        nbytes = self._of("bytes", None if bandwidth is None else float(bandwidth))
+        if nbytes is not None:
+            wait = nbytes.take(key, float(body_bytes), now_s)
             if wait > 0:
                 return "bandwidth", wait
         return None
 
-    def sent(self, key: str, nbytes: int, now_s: float) -> None:
-        if self.bytes is not None and nbytes > 0:
-            self.bytes.charge(key, float(nbytes), now_s)
+    def sent(self, key: str, nbytes: int, now_s: float, bandwidth: int | None = None) -> None:
+        buckets = self._of("bytes", None if bandwidth is None else float(bandwidth))
+        if buckets is not None and nbytes > 0:
+            buckets.charge(key, float(nbytes), now_s)

@@ -30,7 +30,7 @@ MAX_BODY = 4096
 MAX_CORS_BODY = 64 * 1024
 MAX_EXPIRES_S = 10 * 366 * 86_400
 ROOT_OWNER = "root"
-_KEY_ACTIONS = ("disable", "enable", "rotate")
+_KEY_ACTIONS = ("disable", "enable", "rotate", "limits")
 
 
 def setup(app: web.Application) -> None:
@@ -64,7 +64,7 @@ def key_doc(rec: KeyRecord) -> dict[str, Any]:
     return {"access_key": rec.access_key, "name": rec.name, "created": _time(rec.created_ms),
             "expires": _time(rec.expires_ms), "disabled": rec.disabled, "admin": rec.admin,
             "grants": {b: ar.role_name(r) for b, r in sorted(rec.grants.items())},
-            "rotation": rec.rotation}
+            "rotation": rec.rotation, "rate": rec.rate, "bandwidth": rec.bandwidth}
 
 
 def _secret_doc(new: NewSecret) -> dict[str, Any]:
@@ -162,9 +162,34 @@ async def key_action(request: web.Request) -> web.Response:
     service = request.app[ACCESS]
     if action == "rotate":
         return json_doc(_secret_doc(await service.rotate(access_key)))
+    if action == "limits":
+        return json_doc(key_doc(await service.set_limits(access_key,
+                                                         **await _limits_body(request))))
     if action not in _KEY_ACTIONS:
         raise errors.NotFound(f"no key action {action[:40]!r}; one of {', '.join(_KEY_ACTIONS)}")
     return json_doc(key_doc(await service.set_disabled(access_key, action == "disable")))
+
+
+async def _limits_body(request: web.Request) -> dict[str, Any]:
+    """{"rate": requests/s, "bandwidth": bytes/s}: each optional, null for the node's
+    (--key-rate, --key-bandwidth), 0 for none. A field left out is left as it is."""
+    doc = await _body(request, frozenset({"rate", "bandwidth"}))
+    if not doc:
+        raise errors.BadRequest("give rate and/or bandwidth (null: the node's, 0: none)")
+    out: dict[str, Any] = {}
+    if "rate" in doc:
+        rate = doc["rate"]
+        if rate is not None and (type(rate) not in (int, float) or not 0 <= rate <= ar.MAX_RATE):
+            raise errors.BadRequest(f"rate must be null or requests/s from 0 to {ar.MAX_RATE:g}")
+        out["rate"] = None if rate is None else float(rate)
+    if "bandwidth" in doc:
+        bandwidth = doc["bandwidth"]
+        if bandwidth is not None and (type(bandwidth) is not int
+                                      or not 0 <= bandwidth <= ar.MAX_BANDWIDTH):
+            raise errors.BadRequest("bandwidth must be null or bytes/s from 0 to "
+                                    f"{ar.MAX_BANDWIDTH}")
+        out["bandwidth"] = bandwidth
+    return out
 
 
 # --- buckets -------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def make_limits_middleware(limits: KeyLimits, metrics: LimitMetrics,
             return await handler(request)
         key = principal.access_key
         declared = request.content_length or 0
-        refused = limits.admit(key, declared, clock())
+        refused = limits.admit(key, declared, clock(), principal.rate, principal.bandwidth)
         if refused is not None:
             reason, wait = refused
             metrics.limited.labels(reason).inc()
@@ -73,8 +73,8 @@ def make_limits_middleware(limits: KeyLimits, metrics: LimitMetrics,
         finally:
             read = request.content.total_bytes
             if read > declared:  # a body without Content-Length: charged as read
-                limits.sent(key, read - declared, clock())
-        limits.sent(key, _answer_bytes(request, resp), clock())
+                limits.sent(key, read - declared, clock(), principal.bandwidth)
+        limits.sent(key, _answer_bytes(request, resp), clock(), principal.bandwidth)
         return resp
 
     return limits_middleware

@@ -97,3 +97,19 @@ def test_bucket_cors_sets_shows_and_clears_one_rule(cluster: AuthCluster,
     code, out, _ = run(cluster, monkeypatch, capsys, "bucket", "cors", "web", "--clear")
     assert code == 0 and "no rules of its own" in out
     assert call(url, "OPTIONS", "/v1/kv/web/k", headers=preflight).status == 403
+
+
+def test_key_limit_sets_and_clears_a_key_s_own_limits(cluster: AuthCluster,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(cluster, monkeypatch, capsys, "key", "create", "--name", "lim")
+    found = re.search(r"access_key: (\S+)", out)
+    assert code == 0 and found is not None
+    key = found.group(1)
+    code, out, _ = run(cluster, monkeypatch, capsys, "key", "limit", key, "--rate", "3",
+                       "--bandwidth", "1000")
+    assert code == 0 and "rate=3.0" in out and "bandwidth=1000" in out, out
+    code, out, _ = run(cluster, monkeypatch, capsys, "key", "limit", key, "--rate", "node")
+    assert code == 0 and "rate=node" in out and "bandwidth=1000" in out, out
+    with pytest.raises(SystemExit):
+        run(cluster, monkeypatch, capsys, "key", "limit", key, "--rate", "fast")

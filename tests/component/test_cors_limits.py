@@ -217,3 +217,23 @@ async def test_bandwidth_counts_request_bodies_and_read_answers(node_factory: An
     assert status == 429, doc
     status, body, _ = await node.call("GET", "/metrics")
     assert b'dfsring_rate_limited_total{reason="bandwidth"} 2.0' in body
+
+
+async def test_an_admin_sets_a_key_s_own_rate(node_factory: Any) -> None:
+    node = await node_factory()
+    _, key, _ = await node.root("POST", "/v1/admin/keys", json={"name": "slow"})
+    path = f"/v1/admin/keys/{key['access_key']}/limits"
+    for bad, words in (({"rate": -1}, "rate must be"), ({"bandwidth": 1.5}, "bandwidth must"),
+                       ({}, "give rate"), ({"burst": 1}, "unknown field")):
+        status, doc, _ = await node.root("POST", path, json=bad)
+        assert status == 400 and words in doc["detail"], doc
+    status, doc, _ = await node.root("POST", path, json={"rate": 1})
+    assert status == 200 and doc["rate"] == 1.0 and doc["bandwidth"] is None, doc
+    auth = bearer(key["access_key"], key["secret_key"])
+    statuses = [(await node.call("GET", "/v1/node/stats", auth))[0] for _ in range(2)]
+    assert statuses == [200, 200]  # a burst of twice the rate
+    status, _, headers = await node.call("GET", "/v1/node/stats", auth)
+    assert status == 429 and headers["Retry-After"] == "1"
+    status, doc, _ = await node.root("POST", path, json={"rate": None})
+    assert status == 200 and doc["rate"] is None
+    assert (await node.call("GET", "/v1/node/stats", auth))[0] == 200

@@ -139,3 +139,23 @@ def test_a_bucket_record_written_before_cors_decodes_without_rules() -> None:
     assert b"cors" not in ar.encode_bucket(ar.decode_bucket(old))
     with pytest.raises(ValueError):
         ar.decode_bucket(old[:-1] + b',"cors":[{"origins":["*"],"methods":["TRACE"]}]}')
+
+
+@given(st.lists(st.tuples(st.sampled_from([None, 0.0, 1.0, 5.0]),
+                          st.sampled_from([None, 0, 100, 7])), min_size=1, max_size=4))
+def test_key_limits_merge_to_the_lowest_and_never_to_unlimited_against_a_limit(
+        limits: list[tuple[float | None, int | None]]) -> None:
+    records = [KeyRecord("DKAAAAAAAAAAAAAAAAAA", b"s", 1, rate=r, bandwidth=b)
+               for r, b in limits]
+    out = ar.merge_keys(records)
+    assert out is not None and out == ar.merge_keys(list(reversed(records)))
+    assert ar.decode_key(ar.encode_key(out)) == out
+    for got, values in ((out.rate, [r for r, _ in limits]), (out.bandwidth,
+                                                             [b for _, b in limits])):
+        real = [v for v in values if v]
+        if real:
+            assert got == min(real)
+        elif None in values:
+            assert got is None
+        else:
+            assert got == 0

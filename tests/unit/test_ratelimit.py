@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dfsring.core.ratelimit import EVICTION_SCAN, KeyedBuckets, KeyLimits
+from dfsring.core.ratelimit import EVICTION_SCAN, OWN_LIMITS, KeyedBuckets, KeyLimits
 
 CALLS = st.lists(st.tuples(st.sampled_from("abcdef"), st.floats(0, 3), st.floats(0, 2)),
                  max_size=200)
@@ -129,3 +129,23 @@ def test_key_limits_refuse_past_the_burst_and_recover_after_the_wait() -> None:
     byte_refusal = limits.admit("k", 10, 2.0)
     assert byte_refusal is not None and byte_refusal[0] == "bandwidth"
     assert KeyLimits(0, 0, 0).admit("k", 10**12, 0.0) is None  # 0: unlimited
+
+
+def test_a_key_s_own_limits_replace_the_node_s() -> None:
+    limits = KeyLimits(rate=100.0, burst=100.0, bandwidth=0)
+    assert [limits.admit("slow", 0, 0.0, rate=1.0) for _ in range(2)] == [None] * 2  # 2 x 1
+    refused = limits.admit("slow", 0, 0.0, rate=1.0)
+    assert refused is not None and refused[1] == pytest.approx(1.0)
+    assert all(limits.admit("fast", 0, 0.0) is None for _ in range(100))
+    assert all(limits.admit("free", 0, 0.0, rate=0.0) is None for _ in range(1000))
+    assert limits.admit("capped", 10, 0.0, bandwidth=5) is None  # a full bucket lets it in
+    refused = limits.admit("capped", 10, 0.0, bandwidth=5)
+    assert refused is not None and refused[0] == "bandwidth"
+
+
+@given(st.lists(st.floats(0.5, 50.0), min_size=1, max_size=80))
+def test_own_limits_keep_a_bounded_number_of_buckets(rates: list[float]) -> None:
+    limits = KeyLimits(rate=10.0, burst=10.0, bandwidth=100)
+    for i, rate in enumerate(rates):
+        limits.admit(f"k{i}", 1, float(i), rate=rate)
+    assert len(limits._buckets) <= OWN_LIMITS + 2

@@ -258,6 +258,10 @@ class AccessService:
             r, sealed_secret=self.box.seal(access_key, secret), rotation=r.rotation + 1))
         return NewSecret(record, secret)
 
+    async def set_limits(self, access_key: str, **limits: float | int | None) -> KeyRecord:
+        """Set a key's own ``rate`` and/or ``bandwidth`` (None: the node's; 0: none)."""
+        return await self._change_key(access_key, lambda r: replace(r, **limits))
+
     async def set_grant(self, bucket: str, access_key: str, role: Role | None) -> KeyRecord:
         return await self._change_key(access_key, lambda r: r.with_grant(bucket, role))
 

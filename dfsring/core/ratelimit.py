@@ -135,19 +135,22 @@ class KeyLimits:
 
     def admit(self, key: str, body_bytes: int, now_s: float, rate: float | None = None,
               bandwidth: int | None = None) -> tuple[str, float] | None:
-        """None if the request may go on (its body charged), else (reason, seconds to
-        wait). ``rate``/``bandwidth``: the key's own limits (None: the node's). A request
-        refused for its bytes still counts as a request."""
+        """None if the request may go on, else (reason, seconds to wait). The key must have
+        tokens for the body it announces (up to a burst) but is charged only what is read
+        (`sent`): a request refused before its body is read costs no bytes, whatever its
+        Content-Length said. ``rate``/``bandwidth``: the key's own limits (None: the
+        node's). A request refused for its bytes still counts as a request."""
         requests = self._of("requests", rate)
         if requests is not None:
             wait = requests.take(key, 1.0, now_s)
             if wait > 0:
                 return "requests", wait
         nbytes = self._of("bytes", None if bandwidth is None else float(bandwidth))
-        if nbytes is not None:
-            wait = nbytes.take(key, float(body_bytes), now_s)
-            if wait > 0:
-                return "bandwidth", wait
+        if nbytes is not None:  # checked, not spent: the body is charged as it is read
+            needed = min(float(body_bytes), nbytes.burst)
+            have = nbytes.tokens(key, now_s)
+            if have < needed:
+                return "bandwidth", (needed - have) / nbytes.rate
         return None
 
     def sent(self, key: str, nbytes: int, now_s: float, bandwidth: int | None = None) -> None:

@@ -4,10 +4,11 @@ Two token buckets per key (dfsring.core.ratelimit.KeyedBuckets), on this node on
 cluster of N nodes lets a key make N times the rate if it spreads its requests.
 
 * Requests: ``--key-rate`` per second, ``--key-burst`` at once.
-* Bytes: ``--key-bandwidth`` per second with a burst of one second's worth. A request's body
-  is charged before it is handled (its Content-Length; a body without one is charged as
-  read, after the handler); a read's answer is charged when it is sent, so it may leave the
-  key in debt (a large file is sent whole) which its next requests pay for.
+* Bytes: ``--key-bandwidth`` per second with a burst of one second's worth. A request is let
+  in if the key has tokens for the body its Content-Length announces (up to the burst), and
+  is charged the bytes actually read (a request refused before its body is read, say 413,
+  costs none, whatever it announced); a read's answer is charged when it is sent. Both may
+  leave the key in debt (a large file is sent whole), which its next requests wait for.
 
 Past either limit: 429 ``too-many-requests`` with Retry-After, counted by reason in
 ``dfsring_rate_limited_total{reason}``. Only authenticated requests are limited, the root
@@ -70,10 +71,8 @@ def make_limits_middleware(limits: KeyLimits, metrics: LimitMetrics,
                 " on this node", wait)
         try:
             resp = await handler(request)
-        finally:
-            read = request.content.total_bytes
-            if read > declared:  # a body without Content-Length: charged as read
-                limits.sent(key, read - declared, clock(), principal.bandwidth)
+        finally:  # the body as read, not as announced (a refused request reads none)
+            limits.sent(key, request.content.total_bytes, clock(), principal.bandwidth)
         limits.sent(key, _answer_bytes(request, resp), clock(), principal.bandwidth)
         return resp
 

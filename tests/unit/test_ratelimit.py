@@ -139,6 +139,7 @@ def test_a_key_s_own_limits_replace_the_node_s() -> None:
     assert all(limits.admit("fast", 0, 0.0) is None for _ in range(100))
     assert all(limits.admit("free", 0, 0.0, rate=0.0) is None for _ in range(1000))
     assert limits.admit("capped", 10, 0.0, bandwidth=5) is None  # a full bucket lets it in
+    limits.sent("capped", 10, 0.0, bandwidth=5)  # and its body is read
     refused = limits.admit("capped", 10, 0.0, bandwidth=5)
     assert refused is not None and refused[0] == "bandwidth"
 
@@ -149,3 +150,14 @@ def test_own_limits_keep_a_bounded_number_of_buckets(rates: list[float]) -> None
     for i, rate in enumerate(rates):
         limits.admit(f"k{i}", 1, float(i), rate=rate)
     assert len(limits._buckets) <= OWN_LIMITS + 2
+
+
+def test_an_announced_body_is_checked_but_only_bytes_read_are_charged() -> None:
+    """Regression: a huge Content-Length refused with 413 before anything was read left the
+    key hours in debt."""
+    limits = KeyLimits(rate=0, burst=0, bandwidth=1000)
+    assert limits.admit("k", 10**13, 0.0) is None  # a full bucket: any announced size
+    assert limits.admit("k", 10**13, 0.0) is None  # nothing read, nothing charged
+    limits.sent("k", 600, 0.0)
+    refused = limits.admit("k", 500, 0.0)
+    assert refused is not None and refused == ("bandwidth", pytest.approx(0.1))

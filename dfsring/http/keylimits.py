@@ -42,6 +42,8 @@ class LimitMetrics:
 def _answer_bytes(request: web.Request, resp: web.StreamResponse) -> int:
     if request.method != "GET":  # HEAD: the length is announced, nothing is sent
         return 0
+    if resp.prepared:  # streamed by its handler (a file): what was written
+        return resp.body_length
     if isinstance(resp, web.Response) and isinstance(resp.body, bytes | bytearray):
         return len(resp.body)
     return resp.content_length or 0

@@ -237,3 +237,18 @@ async def test_an_admin_sets_a_key_s_own_rate(node_factory: Any) -> None:
     status, doc, _ = await node.root("POST", path, json={"rate": None})
     assert status == 200 and doc["rate"] is None
     assert (await node.call("GET", "/v1/node/stats", auth))[0] == 200
+
+
+async def test_a_streamed_file_answer_is_charged_what_was_written(node_factory: Any) -> None:
+    node = await node_factory(key_bandwidth=1_000, key_rate=0)
+    status, doc, _ = await node.root("PUT", "/v1/files/b/f.bin", data=b"y" * 1_500)
+    assert status in (200, 201), doc
+
+    async def served() -> bool:
+        return (await node.root("HEAD", "/v1/files/b/f.bin"))[0] == 200
+
+    await async_wait_until(served, timeout=5.0, message="the key has bandwidth again")
+    status, body, _ = await node.root("GET", "/v1/files/b/f.bin")
+    assert status == 200 and len(body) == 1_500
+    status, _, _ = await node.root("GET", "/v1/files/b/f.bin", headers={"Range": "bytes=0-0"})
+    assert status == 429  # 1500 bytes streamed left the key in debt

@@ -69,6 +69,8 @@ from dfsring.http.auth import (
     Middleware as AuthMiddleware,
 )
 from dfsring.http.connlimits import ConnectionGuard, ConnLimits, listener_cap, raise_nofile_limit
+from dfsring.http.cors import add_cors_headers, make_cors_middleware, node_rules
+from dfsring.http.keylimits import LimitMetrics, key_limits, make_limits_middleware
 from dfsring.http.middleware import make_middleware
 from dfsring.http.protocol import protocol_guard
 from dfsring.http.server import ProblemAppRunner
@@ -252,7 +254,9 @@ def build_app(cfg: NodeConfig, svc: Services,
     Every request passes the auth middleware (dfsring.http.auth). `tls` reloads the node's
     certificates (POST /v1/admin/tls/reload); without it the route answers that TLS is off."""
     auth = make_auth_middleware(cfg, svc.access, AuthMetrics(svc.metrics.registry))
-    app = _new_app(cfg, svc, auth)
+    limits = make_limits_middleware(key_limits(cfg), LimitMetrics(svc.metrics.registry))
+    app = _new_app(cfg, svc, make_cors_middleware(cfg, svc.access), auth, limits)
+    app.on_response_prepare.append(add_cors_headers)
     app[CONFIG] = cfg
     app[STORE] = svc.store
     app[METRICS] = svc.metrics
@@ -425,6 +429,11 @@ def insecure_start(cfg: NodeConfig) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_config(argv)
+    except ConfigError as exc:
+        print(f"dfsring: {exc}", file=sys.stderr)
+        return 2
+    try:
+        node_rules(cfg)
     except ConfigError as exc:
         print(f"dfsring: {exc}", file=sys.stderr)
         return 2

@@ -115,6 +115,36 @@ def _key_action(action: str) -> Callable[[argparse.Namespace, Http, list[str]], 
     return run
 
 
+def _limit(text: str) -> str:
+    """A limit option, checked by argparse: a number >= 0 (0: none), or "node" for the
+    node's own option."""
+    if text == "node":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'node'") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("a limit is >= 0 (0: none)")
+    return text
+
+
+async def _key_limit(args: argparse.Namespace, http: Http, bases: list[str]) -> int:
+    body: Doc = {}
+    if args.rate is not None:
+        body["rate"] = None if args.rate == "node" else float(args.rate)
+    if args.bandwidth is not None:
+        body["bandwidth"] = None if args.bandwidth == "node" else int(float(args.bandwidth))
+    if not body:
+        print("dfsring key limit: give --rate and/or --bandwidth", file=sys.stderr)
+        return 2
+    doc = shaped(await send(http, bases, "POST", f"{KEYS}/{_q(args.key)}/limits", body),
+                 dict, KEYS)
+    line = (f"{key_line(doc)}  rate={doc.get('rate') if doc.get('rate') is not None else 'node'}"
+            f"  bandwidth={doc.get('bandwidth') if doc.get('bandwidth') is not None else 'node'}")
+    return _show(args, doc, line)
+
+
 async def _key_delete(args: argparse.Namespace, http: Http, bases: list[str]) -> int:
     await send(http, bases, "DELETE", f"{KEYS}/{_q(args.key)}")
     return _show(args, {"deleted": args.key}, f"{args.key}: deleted")
@@ -134,7 +164,7 @@ async def _revoke(args: argparse.Namespace, http: Http, bases: list[str]) -> int
 
 def _add_key(subparsers: Subparsers) -> None:
     p = subparsers.add_parser("key", help="API keys: create, list, show, disable, enable, "
-                              "rotate, delete, allow, deny (admin)")
+                              "rotate, limit, delete, allow, deny (admin)")
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     c = _add_admin_parser(sub, "create", _key_create, help="create a key; prints its secret "
                           "once")
@@ -150,6 +180,13 @@ def _add_key(subparsers: Subparsers) -> None:
                              "(printed once); the old one stops working"),
                             ("delete", _key_delete, "delete a key for good")):
         _add_admin_parser(sub, name, run, help=text).add_argument("key", metavar="ACCESS_KEY")
+    lim = _add_admin_parser(sub, "limit", _key_limit, help="a key's own request rate and "
+                            "bandwidth on each node ('node': the node's options, 0: none)")
+    lim.add_argument("key", metavar="ACCESS_KEY")
+    lim.add_argument("--rate", type=_limit, metavar="REQUESTS_PER_S",
+                     help="requests/s, 0 or 'node'")
+    lim.add_argument("--bandwidth", type=_limit, metavar="BYTES_PER_S",
+                     help="bytes/s, 0 or 'node'")
     a = _add_admin_parser(sub, "allow", _grant, help="grant a key a role on a bucket")
     a.add_argument("key", metavar="ACCESS_KEY")
     a.add_argument("bucket", metavar="BUCKET")
@@ -189,8 +226,39 @@ async def _bucket_public(args: argparse.Namespace, http: Http, bases: list[str])
     return _show(args, doc, bucket_line(doc))
 
 
+def cors_lines(doc: Doc) -> str:
+    rules = doc.get("rules")
+    if rules is None:
+        return f"{doc.get('bucket')}: no rules of its own (the nodes' --cors-* apply)"
+    out = [f"{doc.get('bucket')}: {len(shaped(rules, list, 'rules'))} rule(s)"]
+    for rule in shaped(rules, list, "rules"):
+        r = shaped(rule, dict, "rule")
+        out.append(f"  origins={','.join(r.get('origins') or [])}  "
+                   f"methods={','.join(r.get('methods') or [])}  "
+                   f"headers={','.join(r.get('headers') or []) or '-'}  "
+                   f"max_age_s={r.get('max_age_s', 0)}")
+    return "\n".join(out)
+
+
+async def _bucket_cors(args: argparse.Namespace, http: Http, bases: list[str]) -> int:
+    """Show the rules (no option), replace them by one rule (--origin/--method...), or
+    drop them (--clear: the nodes' options apply again)."""
+    path = f"/v1/buckets/{_q(args.bucket)}/cors"
+    if args.clear:
+        await send(http, bases, "DELETE", path)
+        return _show(args, {"bucket": args.bucket, "rules": None},
+                     f"{args.bucket}: no rules of its own (the nodes' --cors-* apply)")
+    if not args.origin and not args.method:
+        doc = shaped(await send(http, bases, "GET", path), dict, "cors")
+        return _show(args, doc, cors_lines(doc))
+    rule: Doc = {"origins": args.origin or [], "methods": args.method or ["GET", "HEAD"],
+                 "headers": args.header or [], "max_age_s": args.max_age}
+    doc = shaped(await send(http, bases, "PUT", path, {"rules": [rule]}), dict, "cors")
+    return _show(args, doc, cors_lines(doc))
+
+
 def _add_bucket(subparsers: Subparsers) -> None:
-    p = subparsers.add_parser("bucket", help="buckets: create, info, allow, deny, public")
+    p = subparsers.add_parser("bucket", help="buckets: create, info, allow, deny, public, cors")
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     c = _add_admin_parser(sub, "create", _bucket_create, help="create a bucket (admin)")
     c.add_argument("bucket", metavar="BUCKET")
@@ -210,6 +278,20 @@ def _add_bucket(subparsers: Subparsers) -> None:
                             help="make a bucket publicly readable, or not (owner)")
     pub.add_argument("bucket", metavar="BUCKET")
     pub.add_argument("state", choices=("on", "off"))
+    cr = _add_admin_parser(sub, "cors", _bucket_cors, help="a bucket's CORS rules: show "
+                           "them, set one rule, or --clear them (owner)")
+    cr.add_argument("bucket", metavar="BUCKET")
+    cr.add_argument("--origin", action="append", metavar="ORIGIN",
+                    help="an allowed origin: '*', https://host[:port] or https://*.domain "
+                         "(repeat for more)")
+    cr.add_argument("--method", action="append", metavar="METHOD", type=str.upper,
+                    help="an allowed method (repeat; default GET and HEAD)")
+    cr.add_argument("--header", action="append", metavar="HEADER",
+                    help="a request header the origin may send, e.g. authorization (repeat)")
+    cr.add_argument("--max-age", type=int, default=600, metavar="SECONDS",
+                    help="seconds a browser may cache a preflight answer (default 600)")
+    cr.add_argument("--clear", action="store_true",
+                    help="drop the bucket's rules: the nodes' --cors-* apply again")
 
 
 ACCESS_SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_key, _add_bucket)

@@ -58,6 +58,8 @@ class Principal:
     access_key: str
     admin: bool
     grants: Mapping[str, Role] = field(default_factory=dict)  # bucket -> role
+    rate: float | None = None  # this key's own request rate (None: the node's; 0: none)
+    bandwidth: int | None = None  # this key's own bytes/s (None: the node's; 0: none)
 
 
 @dataclass(frozen=True)

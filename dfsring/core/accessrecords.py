@@ -14,7 +14,9 @@ siblings' contents, and every rule is commutative, associative and idempotent):
 
 * KeyRecord, the most restrictive wins: deleted if any sibling is deleted, disabled if any
   is disabled, admin only if every sibling says admin, the earliest expiry, the grants
-  every sibling holds (bucket by bucket the lowest role). The secret is the one of the
+  every sibling holds (bucket by bucket the lowest role), the lowest rate and bandwidth of
+  its own any sibling names (else the node's if a sibling uses it; 0, "unlimited", only if
+  every sibling says so). The secret is the one of the
   sibling with the highest rotation counter (ties: the greater sealed bytes, then name), so of two
   concurrent rotations exactly one secret works; the other caller sees a refusal and
   rotates again. A lost "allow" is an inconvenience, a resurrected key a breach: that is
@@ -22,7 +24,9 @@ siblings' contents, and every rule is commutative, associative and idempotent):
 * A key is deleted by writing a record marked deleted (a grave), not a tombstone: a
   tombstone loses to a concurrent write (dfsring.core.vclock), a grave never does.
 * BucketRecord: public only if every sibling says public, the earliest creation, and the
-  owner of the sibling created first (ties: the smaller owner id).
+  owner of the sibling created first (ties: the smaller owner id). CORS rules: the node's
+  if no sibling has rules of its own, else the rules every sibling holds
+  (dfsring.core.cors.merge_rules), so a conflict never lets in an origin one side left out.
 
 The sealing of the secret (AES-256-GCM under a key derived from the cluster secret) is the
 caller's: this module only carries the sealed bytes.
@@ -39,6 +43,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from dfsring.core import cors as corsrules
 from dfsring.core.access import Principal, Role
 from dfsring.core.keys import validate_bucket
 from dfsring.foundation.errors import InvalidKey
@@ -51,10 +56,13 @@ MAX_NAME = 128
 MAX_GRANTS = 1_000
 MAX_SEALED = 512
 MAX_RECORD_BYTES = 64 * 1024
+MAX_RATE = 1e9  # requests/s a key's own limit may name
+MAX_BANDWIDTH = 1 << 50  # bytes/s a key's own limit may name
 ACCESS_KEY_RE = re.compile(r"[A-Z0-9]{16,64}")
 ROLE_NAMES = {"read": Role.READ, "write": Role.WRITE, "owner": Role.OWNER}
 _MAX_INT = 2**63 - 1
 T = TypeVar("T")
+L = TypeVar("L", float | None, int | None)
 
 
 def role_name(role: Role) -> str:
@@ -92,6 +100,8 @@ class KeyRecord:
     admin: bool = False
     grants: Mapping[str, Role] = field(default_factory=dict)
     rotation: int = 0
+    rate: float | None = None  # requests/s of its own (None: the node's --key-rate; 0: none)
+    bandwidth: int | None = None  # bytes/s of its own (None: --key-bandwidth; 0: none)
 
     def usable(self, now_ms: int) -> bool:
         """May this key authenticate now: not deleted, not disabled, not expired."""
@@ -99,7 +109,8 @@ class KeyRecord:
                     or (self.expires_ms is not None and self.expires_ms <= now_ms))
 
     def principal(self) -> Principal:
-        return Principal(self.access_key, self.admin, dict(self.grants))
+        return Principal(self.access_key, self.admin, dict(self.grants), self.rate,
+                         self.bandwidth)
 
     def with_grant(self, bucket: str, role: Role | None) -> KeyRecord:
         grants = dict(self.grants)
@@ -118,6 +129,7 @@ class BucketRecord:
     owner: str
     created_ms: int
     public_read: bool = False
+    cors: tuple[corsrules.CorsRule, ...] | None = None  # None: the node's rules (--cors-*)
 
 
 # --- encoding ------------------------------------------------------------------------------
@@ -129,12 +141,17 @@ def encode_key(rec: KeyRecord) -> bytes:
         "secret": base64.b64encode(rec.sealed_secret).decode(), "created_ms": rec.created_ms,
         "expires_ms": rec.expires_ms, "disabled": rec.disabled, "deleted": rec.deleted,
         "admin": rec.admin, "rotation": rec.rotation,
-        "grants": {b: role_name(r) for b, r in sorted(rec.grants.items())}})
+        "grants": {b: role_name(r) for b, r in sorted(rec.grants.items())},
+        **({} if rec.rate is None else {"rate": rec.rate}),
+        **({} if rec.bandwidth is None else {"bandwidth": rec.bandwidth})})
 
 
 def encode_bucket(rec: BucketRecord) -> bytes:
-    return orjson.dumps({"v": FORMAT, "bucket": rec.bucket, "owner": rec.owner,
-                         "created_ms": rec.created_ms, "public_read": rec.public_read})
+    doc: dict[str, Any] = {"v": FORMAT, "bucket": rec.bucket, "owner": rec.owner,
+                           "created_ms": rec.created_ms, "public_read": rec.public_read}
+    if rec.cors is not None:  # absent, not null: records written before CORS read the same
+        doc["cors"] = corsrules.rules_doc(rec.cors)
+    return orjson.dumps(doc)
 
 
 def _doc(raw: bytes) -> dict[str, Any]:
@@ -191,7 +208,18 @@ def decode_key(raw: bytes) -> KeyRecord:
         disabled=_bool(doc.get("disabled"), "disabled"),
         deleted=_bool(doc.get("deleted"), "deleted"), admin=_bool(doc.get("admin"), "admin"),
         grants={b: parse_role(r) for b, r in grants.items()},
-        rotation=_int(doc.get("rotation"), "rotation"))
+        rotation=_int(doc.get("rotation"), "rotation"),
+        rate=_optional_rate(doc.get("rate")),
+        bandwidth=None if doc.get("bandwidth") is None else min(
+            _int(doc["bandwidth"], "bandwidth"), MAX_BANDWIDTH))
+
+
+def _optional_rate(value: object) -> float | None:
+    if value is None:
+        return None
+    if type(value) not in (int, float) or not 0 <= value <= MAX_RATE:  # type: ignore[operator]
+        raise ValueError(f"rate must be a number from 0 to {MAX_RATE}")
+    return float(value)  # type: ignore[arg-type]
 
 
 def decode_bucket(raw: bytes) -> BucketRecord:
@@ -201,8 +229,10 @@ def decode_bucket(raw: bytes) -> BucketRecord:
     if not isinstance(bucket, str) or not isinstance(owner, str) or len(owner) > MAX_NAME:
         raise ValueError("bucket and owner must be strings")
     _bucket_name(bucket)
+    rules = doc.get("cors")
     return BucketRecord(bucket, owner, _int(doc.get("created_ms"), "created_ms"),
-                        _bool(doc.get("public_read"), "public_read"))
+                        _bool(doc.get("public_read"), "public_read"),
+                        None if rules is None else corsrules.parse_rules(rules))
 
 
 # --- merging siblings (module docstring) ---------------------------------------------------
@@ -220,7 +250,19 @@ def merge_keys(records: Iterable[KeyRecord]) -> KeyRecord | None:
                    expires_ms=min(expiries) if expiries else None,
                    disabled=any(r.disabled for r in found),
                    deleted=any(r.deleted for r in found),
-                   admin=all(r.admin for r in found), grants=grants)
+                   admin=all(r.admin for r in found), grants=grants,
+                   rate=_lowest(r.rate for r in found),
+                   bandwidth=_lowest(r.bandwidth for r in found))
+
+
+def _lowest(values: Iterable[L]) -> L:
+    """The lowest limit any sibling names; else the node's (None) if any sibling uses it;
+    else 0 (no limit, which every sibling says)."""
+    found = list(values)
+    limited = [v for v in found if v]
+    if limited:
+        return min(limited)
+    return None if None in found else found[0]
 
 
 def merge_buckets(records: Iterable[BucketRecord]) -> BucketRecord | None:
@@ -228,7 +270,8 @@ def merge_buckets(records: Iterable[BucketRecord]) -> BucketRecord | None:
     if not found:
         return None
     first = min(found, key=lambda r: (r.created_ms, r.owner))
-    return replace(first, public_read=all(r.public_read for r in found))
+    return replace(first, public_read=all(r.public_read for r in found),
+                   cors=corsrules.merge_rules([r.cors for r in found]))
 
 
 def decode_all(values: Iterable[bytes],

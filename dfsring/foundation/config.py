@@ -181,6 +181,25 @@ OPTIONS: tuple[Option, ...] = (
            "for another region are refused)", "REGION"),
     Option("metrics-auth", _bool, False, "require admin credentials on GET /metrics",
            is_flag=True),
+    Option("cors-origins", _seeds, (),
+           "browser origins allowed by CORS on every bucket without rules of its own: '*', "
+           "https://host[:port] or https://*.domain, comma separated (default: none, no CORS)",
+           "LIST"),
+    Option("cors-methods", _seeds, ("GET", "HEAD", "PUT", "DELETE"),
+           "methods the --cors-origins may use", "LIST"),
+    Option("cors-headers", _seeds, ("authorization", "content-type", "dfs-context",
+                                    "x-api-key", "x-amz-content-sha256", "x-amz-date"),
+           "request headers the --cors-origins may send ('*': any)", "LIST"),
+    Option("cors-max-age", _non_negative(int), 600,
+           "seconds a browser may cache a CORS preflight answer", "SECONDS"),
+    Option("key-rate", _non_negative(float), 2000.0,
+           "requests/s per access key on this node (root and admin keys too; anonymous "
+           "requests are not counted); 0: unlimited", "RATE"),
+    Option("key-burst", _non_negative(float), 4000.0,
+           "requests a key may make at once above --key-rate (0: as --key-rate)", "N"),
+    Option("key-bandwidth", _non_negative(int), 1 << 30,
+           "bytes/s per access key (request bodies and read answers) on this node, with a "
+           "burst of one second; 0: unlimited", "BYTES"),
     Option("tls-cert", str, "", "PEM certificate chain: HTTPS on client listeners, and this "
            "node's certificate toward its peers", "FILE"),
     Option("tls-key", str, "", "PEM private key of --tls-cert", "FILE"),
@@ -278,6 +297,14 @@ class NodeConfig:
     admin_secret_key: str = field(default="", repr=False)
     s3_region: str = "us-east-1"
     metrics_auth: bool = False
+    cors_origins: tuple[str, ...] = ()
+    cors_methods: tuple[str, ...] = ("GET", "HEAD", "PUT", "DELETE")
+    cors_headers: tuple[str, ...] = ("authorization", "content-type", "dfs-context",
+                                     "x-api-key", "x-amz-content-sha256", "x-amz-date")
+    cors_max_age: int = 600
+    key_rate: float = 2000.0
+    key_burst: float = 4000.0
+    key_bandwidth: int = 1 << 30
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""
@@ -438,6 +465,7 @@ def options_table() -> str:
     """The README's configuration table, generated so it matches --help."""
     rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
     for o in OPTIONS:
-        default = "" if o.default in (None, "", ()) else f"`{o.default}`"
+        shown = ",".join(o.default) if isinstance(o.default, tuple) else o.default
+        default = "" if o.default in (None, "", ()) else f"`{shown}`"
         rows.append(f"| `--{o.name}` | `{o.env}` | {default} | {o.help} |")
     return "\n".join(rows)

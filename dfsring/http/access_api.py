@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from dfsring.core import accessrecords as ar
-from dfsring.core import keys
+from dfsring.core import cors, keys
 from dfsring.core.access import Principal, Role
 from dfsring.core.accessrecords import BucketRecord, KeyRecord
 from dfsring.foundation import errors
@@ -27,9 +27,10 @@ from dfsring.http.problems import json_doc
 from dfsring.replication.access.service import NewSecret
 
 MAX_BODY = 4096
+MAX_CORS_BODY = 64 * 1024
 MAX_EXPIRES_S = 10 * 366 * 86_400
 ROOT_OWNER = "root"
-_KEY_ACTIONS = ("disable", "enable", "rotate")
+_KEY_ACTIONS = ("disable", "enable", "rotate", "limits")
 
 
 def setup(app: web.Application) -> None:
@@ -43,6 +44,9 @@ def setup(app: web.Application) -> None:
     app.router.add_put("/v1/buckets/{bucket}/settings", bucket_settings)
     app.router.add_put("/v1/buckets/{bucket}/grants/{access_key}", put_grant)
     app.router.add_delete("/v1/buckets/{bucket}/grants/{access_key}", delete_grant)
+    app.router.add_get("/v1/buckets/{bucket}/cors", show_cors)
+    app.router.add_put("/v1/buckets/{bucket}/cors", put_cors)
+    app.router.add_delete("/v1/buckets/{bucket}/cors", delete_cors)
 
 
 # --- documents -----------------------------------------------------------------------------
@@ -60,7 +64,7 @@ def key_doc(rec: KeyRecord) -> dict[str, Any]:
     return {"access_key": rec.access_key, "name": rec.name, "created": _time(rec.created_ms),
             "expires": _time(rec.expires_ms), "disabled": rec.disabled, "admin": rec.admin,
             "grants": {b: ar.role_name(r) for b, r in sorted(rec.grants.items())},
-            "rotation": rec.rotation}
+            "rotation": rec.rotation, "rate": rec.rate, "bandwidth": rec.bandwidth}
 
 
 def _secret_doc(new: NewSecret) -> dict[str, Any]:
@@ -72,6 +76,7 @@ def bucket_doc(bucket: str, rec: BucketRecord | None, grants: dict[str, Role]) -
     return {"bucket": bucket, "created": _time(rec.created_ms) if rec else None,
             "owner": rec.owner if rec else None,
             "public_read": rec.public_read if rec else False,
+            "cors": None if rec is None or rec.cors is None else cors.rules_doc(rec.cors),
             "grants": {k: ar.role_name(r) for k, r in sorted(grants.items())}}
 
 
@@ -157,9 +162,34 @@ async def key_action(request: web.Request) -> web.Response:
     service = request.app[ACCESS]
     if action == "rotate":
         return json_doc(_secret_doc(await service.rotate(access_key)))
+    if action == "limits":
+        return json_doc(key_doc(await service.set_limits(access_key,
+                                                         **await _limits_body(request))))
     if action not in _KEY_ACTIONS:
         raise errors.NotFound(f"no key action {action[:40]!r}; one of {', '.join(_KEY_ACTIONS)}")
     return json_doc(key_doc(await service.set_disabled(access_key, action == "disable")))
+
+
+async def _limits_body(request: web.Request) -> dict[str, Any]:
+    """{"rate": requests/s, "bandwidth": bytes/s}: each optional, null for the node's
+    (--key-rate, --key-bandwidth), 0 for none. A field left out is left as it is."""
+    doc = await _body(request, frozenset({"rate", "bandwidth"}))
+    if not doc:
+        raise errors.BadRequest("give rate and/or bandwidth (null: the node's, 0: none)")
+    out: dict[str, Any] = {}
+    if "rate" in doc:
+        rate = doc["rate"]
+        if rate is not None and (type(rate) not in (int, float) or not 0 <= rate <= ar.MAX_RATE):
+            raise errors.BadRequest(f"rate must be null or requests/s from 0 to {ar.MAX_RATE:g}")
+        out["rate"] = None if rate is None else float(rate)
+    if "bandwidth" in doc:
+        bandwidth = doc["bandwidth"]
+        if bandwidth is not None and (type(bandwidth) is not int
+                                      or not 0 <= bandwidth <= ar.MAX_BANDWIDTH):
+            raise errors.BadRequest("bandwidth must be null or bytes/s from 0 to "
+                                    f"{ar.MAX_BANDWIDTH}")
+        out["bandwidth"] = bandwidth
+    return out
 
 
 # --- buckets -------------------------------------------------------------------------------
@@ -211,4 +241,49 @@ async def put_grant(request: web.Request) -> web.Response:
 async def delete_grant(request: web.Request) -> web.Response:
     bucket, access_key = _bucket(request), _access_key(request)
     await request.app[ACCESS].set_grant(bucket, access_key, None)
+    return web.Response(status=204)
+
+
+# --- CORS ----------------------------------------------------------------------------------
+
+
+def _cors_doc(bucket: str, rules: tuple[cors.CorsRule, ...] | None) -> dict[str, Any]:
+    """``rules`` null: the bucket has none of its own and the node's (--cors-*) apply."""
+    return {"bucket": bucket, "rules": None if rules is None else cors.rules_doc(rules)}
+
+
+async def show_cors(request: web.Request) -> web.Response:
+    bucket = _bucket(request)
+    record, _ = await request.app[ACCESS].tables.read_bucket(bucket)
+    return json_doc(_cors_doc(bucket, None if record is None else record.cors))
+
+
+async def put_cors(request: web.Request) -> web.Response:
+    """Replace the bucket's rules with the body's: a JSON list of rules (or {"rules": [...]}),
+    at most cors.MAX_RULES of at most cors.MAX_ORIGINS origins; an empty list allows no
+    origin at all on this bucket, whatever the node's options say."""
+    bucket = _bucket(request)
+    raw = await read_body(request, MAX_CORS_BODY, request.app[CONFIG].request_timeout)
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise errors.BadRequest(f"the body is not JSON: {exc}") from exc
+    try:
+        rules = cors.parse_rules(doc)
+    except ValueError as exc:
+        raise errors.BadRequest(str(exc)) from exc
+    if len(orjson.dumps(cors.rules_doc(rules))) > cors.MAX_ENCODED:
+        raise errors.BadRequest(f"the rules take more than {cors.MAX_ENCODED} bytes; use fewer "
+                                "or shorter origins (a *.domain pattern covers many)")
+    principal = _principal(request)
+    record = await request.app[ACCESS].set_cors(
+        bucket, rules, owner=principal.access_key if principal else ROOT_OWNER)
+    return json_doc(_cors_doc(bucket, record.cors))
+
+
+async def delete_cors(request: web.Request) -> web.Response:
+    bucket = _bucket(request)
+    principal = _principal(request)
+    await request.app[ACCESS].set_cors(bucket, None,
+                                       owner=principal.access_key if principal else ROOT_OWNER)
     return web.Response(status=204)

@@ -104,6 +104,9 @@ ROUTE_NEEDS: dict[tuple[str, str], Guard] = {
     ("PUT", "/v1/buckets/{bucket}/grants/{access_key}"): _O,
     ("DELETE", "/v1/buckets/{bucket}/grants/{access_key}"): _O,
     ("POST", "/v1/admin/tls/reload"): _A,
+    **_reads("/v1/buckets/{bucket}/cors", _O),
+    ("PUT", "/v1/buckets/{bucket}/cors"): _O,
+    ("DELETE", "/v1/buckets/{bucket}/cors"): _O,
 }
 
 

@@ -73,3 +73,43 @@ def test_a_non_admin_key_gets_one_line_naming_the_missing_grant(
     code = main(["key", "list", "--url", cluster.urls[0]])
     _, err = capsys.readouterr()
     assert code == 1 and "admin" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_bucket_cors_sets_shows_and_clears_one_rule(cluster: AuthCluster,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    url = cluster.urls[0]
+    code, out, _ = run(cluster, monkeypatch, capsys, "bucket", "cors", "web",
+                       "--origin", "https://app.example", "--origin", "https://*.cdn.example",
+                       "--method", "get", "--method", "PUT", "--header", "Authorization",
+                       "--max-age", "90")
+    assert code == 0, out
+    assert ("origins=https://*.cdn.example,https://app.example  methods=GET,PUT  "
+            "headers=authorization  max_age_s=90") in out
+    code, out, _ = run(cluster, monkeypatch, capsys, "bucket", "cors", "web")
+    assert code == 0 and "1 rule(s)" in out
+    preflight = {"Origin": "https://a.cdn.example", "Access-Control-Request-Method": "PUT",
+                 "Access-Control-Request-Headers": "authorization"}
+    assert call(url, "OPTIONS", "/v1/kv/web/k", headers=preflight).status == 204
+    code, _, err = run(cluster, monkeypatch, capsys, "bucket", "cors", "web",
+                       "--origin", "ftp://nope")
+    assert code != 0 and "origin" in err
+    code, out, _ = run(cluster, monkeypatch, capsys, "bucket", "cors", "web", "--clear")
+    assert code == 0 and "no rules of its own" in out
+    assert call(url, "OPTIONS", "/v1/kv/web/k", headers=preflight).status == 403
+
+
+def test_key_limit_sets_and_clears_a_key_s_own_limits(cluster: AuthCluster,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(cluster, monkeypatch, capsys, "key", "create", "--name", "lim")
+    found = re.search(r"access_key: (\S+)", out)
+    assert code == 0 and found is not None
+    key = found.group(1)
+    code, out, _ = run(cluster, monkeypatch, capsys, "key", "limit", key, "--rate", "3",
+                       "--bandwidth", "1000")
+    assert code == 0 and "rate=3.0" in out and "bandwidth=1000" in out, out
+    code, out, _ = run(cluster, monkeypatch, capsys, "key", "limit", key, "--rate", "node")
+    assert code == 0 and "rate=node" in out and "bandwidth=1000" in out, out
+    code, _, err = run(cluster, monkeypatch, capsys, "key", "limit", key, "--rate", "fast")
+    assert code == 2 and "not a number or 'node'" in err

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dfsring.core import accessrecords as ar
+from dfsring.core import cors
 from dfsring.core.access import Role
 from dfsring.core.accessrecords import BucketRecord, KeyRecord
 
@@ -109,3 +110,52 @@ def test_access_key_ids_are_checked() -> None:
     for bad in ("", "dkaaaaaaaaaaaaaaaaaa", "DK/AAAAAAAAAAAAAAAA", "DK" + "A" * 70):
         with pytest.raises(ValueError):
             ar.validate_access_key(bad)
+
+
+_RULES = st.sampled_from([
+    None, (), (cors.make_rule(["https://app.example"], ["GET"]),),
+    (cors.make_rule(["*"], ["GET", "PUT"], ["authorization"], 60),),
+    cors.canonical([cors.make_rule(["https://app.example"], ["GET"]),
+                    cors.make_rule(["https://*.cdn.example"], ["HEAD"])])])
+
+
+@given(st.lists(st.builds(BucketRecord, st.just("a"), st.sampled_from(["k1", "root"]),
+                          st.integers(0, 3), st.booleans(), _RULES), min_size=1, max_size=4))
+def test_bucket_cors_merge_is_deterministic_and_never_wider(records: list[BucketRecord]) -> None:
+    out = ar.merge_buckets(records)
+    assert out is not None
+    assert out == ar.merge_buckets(list(reversed(records)))
+    assert ar.decode_bucket(ar.encode_bucket(out)) == out
+    if all(r.cors is None for r in records):
+        assert out.cors is None
+    else:
+        assert out.cors is not None
+        assert all(set(out.cors) <= set(r.cors or ()) for r in records)
+
+
+def test_a_bucket_record_written_before_cors_decodes_without_rules() -> None:
+    old = b'{"v":1,"bucket":"a","owner":"root","created_ms":1,"public_read":false}'
+    assert ar.decode_bucket(old).cors is None
+    assert b"cors" not in ar.encode_bucket(ar.decode_bucket(old))
+    with pytest.raises(ValueError):
+        ar.decode_bucket(old[:-1] + b',"cors":[{"origins":["*"],"methods":["TRACE"]}]}')
+
+
+@given(st.lists(st.tuples(st.sampled_from([None, 0.0, 1.0, 5.0]),
+                          st.sampled_from([None, 0, 100, 7])), min_size=1, max_size=4))
+def test_key_limits_merge_to_the_lowest_and_never_to_unlimited_against_a_limit(
+        limits: list[tuple[float | None, int | None]]) -> None:
+    records = [KeyRecord("DKAAAAAAAAAAAAAAAAAA", b"s", 1, rate=r, bandwidth=b)
+               for r, b in limits]
+    out = ar.merge_keys(records)
+    assert out is not None and out == ar.merge_keys(list(reversed(records)))
+    assert ar.decode_key(ar.encode_key(out)) == out
+    for got, values in ((out.rate, [r for r, _ in limits]), (out.bandwidth,
+                                                             [b for _, b in limits])):
+        real = [v for v in values if v]
+        if real:
+            assert got == min(real)
+        elif None in values:
+            assert got is None
+        else:
+            assert got == 0

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dfsring.core.ratelimit import EVICTION_SCAN, KeyedBuckets
+from dfsring.core.ratelimit import EVICTION_SCAN, OWN_LIMITS, KeyedBuckets, KeyLimits
 
 CALLS = st.lists(st.tuples(st.sampled_from("abcdef"), st.floats(0, 3), st.floats(0, 2)),
                  max_size=200)
@@ -105,3 +105,59 @@ def test_bad_parameters_are_refused(rate: float, burst: float, keys: int) -> Non
 def test_negative_amount_is_refused() -> None:
     with pytest.raises(ValueError):
         KeyedBuckets(1, 1, 1).take("k", -1, 0)
+
+
+def test_charge_leaves_debt_that_the_next_take_waits_for() -> None:
+    b = KeyedBuckets(rate=100.0, burst=100.0, max_keys=4)
+    b.charge("k", 300.0, 0.0)  # an answer of 300 bytes already sent
+    assert b.tokens("k", 0.0) == pytest.approx(-200.0)
+    assert b.take("k", 0.0, 0.0) == pytest.approx(2.0)
+    assert b.take("k", 0.0, 2.0) == 0.0
+    with pytest.raises(ValueError):
+        b.charge("k", -1.0, 2.0)
+
+
+def test_key_limits_refuse_past_the_burst_and_recover_after_the_wait() -> None:
+    limits = KeyLimits(rate=2.0, burst=3.0, bandwidth=1000)
+    assert [limits.admit("k", 0, 0.0) for _ in range(3)] == [None] * 3
+    refused = limits.admit("k", 0, 0.0)
+    assert refused is not None and refused[0] == "requests"
+    assert refused[1] == pytest.approx(0.5)
+    assert limits.admit("k", 0, refused[1]) is None
+    assert limits.admit("other", 0, 0.0) is None  # keys are independent
+    limits.sent("k", 5000, 1.0)  # a read of 5000 bytes: 4 s of debt at 1000 B/s
+    byte_refusal = limits.admit("k", 10, 2.0)
+    assert byte_refusal is not None and byte_refusal[0] == "bandwidth"
+    assert KeyLimits(0, 0, 0).admit("k", 10**12, 0.0) is None  # 0: unlimited
+
+
+def test_a_key_s_own_limits_replace_the_node_s() -> None:
+    limits = KeyLimits(rate=100.0, burst=100.0, bandwidth=0)
+    assert [limits.admit("slow", 0, 0.0, rate=1.0) for _ in range(2)] == [None] * 2  # 2 x 1
+    refused = limits.admit("slow", 0, 0.0, rate=1.0)
+    assert refused is not None and refused[1] == pytest.approx(1.0)
+    assert all(limits.admit("fast", 0, 0.0) is None for _ in range(100))
+    assert all(limits.admit("free", 0, 0.0, rate=0.0) is None for _ in range(1000))
+    assert limits.admit("capped", 10, 0.0, bandwidth=5) is None  # a full bucket lets it in
+    limits.sent("capped", 10, 0.0, bandwidth=5)  # and its body is read
+    refused = limits.admit("capped", 10, 0.0, bandwidth=5)
+    assert refused is not None and refused[0] == "bandwidth"
+
+
+@given(st.lists(st.floats(0.5, 50.0), min_size=1, max_size=80))
+def test_own_limits_keep_a_bounded_number_of_buckets(rates: list[float]) -> None:
+    limits = KeyLimits(rate=10.0, burst=10.0, bandwidth=100)
+    for i, rate in enumerate(rates):
+        limits.admit(f"k{i}", 1, float(i), rate=rate)
+    assert len(limits._buckets) <= OWN_LIMITS + 2
+
+
+def test_an_announced_body_is_checked_but_only_bytes_read_are_charged() -> None:
+    """Regression: a huge Content-Length refused with 413 before anything was read left the
+    key hours in debt."""
+    limits = KeyLimits(rate=0, burst=0, bandwidth=1000)
+    assert limits.admit("k", 10**13, 0.0) is None  # a full bucket: any announced size
+    assert limits.admit("k", 10**13, 0.0) is None  # nothing read, nothing charged
+    limits.sent("k", 600, 0.0)
+    refused = limits.admit("k", 500, 0.0)
+    assert refused is not None and refused == ("bandwidth", pytest.approx(0.1))

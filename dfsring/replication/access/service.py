@@ -38,6 +38,7 @@ from dfsring.core import accessrecords as ar
 from dfsring.core.access import BucketSettings, Principal, Role
 from dfsring.core.accessrecords import BucketRecord, KeyRecord
 from dfsring.core.clusterview import ViewSource
+from dfsring.core.cors import CorsRule
 from dfsring.core.ttlcache import TtlCache
 from dfsring.core.vclock import VersionVector
 from dfsring.foundation import errors
@@ -174,16 +175,25 @@ class AccessService:
             self.keys.put(access_key, record, self.clock())
         return record
 
-    async def bucket_settings(self, bucket: str) -> BucketSettings:
+    async def _cached_bucket(self, bucket: str) -> BucketRecord | None:
         entry = self.buckets.fresh(bucket, self.clock())
         if entry is not None:
-            record = entry.value
-        else:
-            generation = self._generation
-            record, _ = await self.tables.read_bucket(bucket)
-            if generation == self._generation:
-                self.buckets.put(bucket, record, self.clock())
+            return entry.value
+        generation = self._generation
+        record, _ = await self.tables.read_bucket(bucket)
+        if generation == self._generation:
+            self.buckets.put(bucket, record, self.clock())
+        return record
+
+    async def bucket_settings(self, bucket: str) -> BucketSettings:
+        record = await self._cached_bucket(bucket)
         return BucketSettings(public_read=record is not None and record.public_read)
+
+    async def bucket_cors(self, bucket: str) -> tuple[CorsRule, ...] | None:
+        """The bucket's own CORS rules (None: the node's), from the cache like its settings:
+        a change reaches every node within the cache's TTL."""
+        record = await self._cached_bucket(bucket)
+        return None if record is None else record.cors
 
     def invalidate(self, table: str, name: str) -> None:
         """Drop a record from the cache (a change made here or announced by a peer)."""
@@ -248,6 +258,10 @@ class AccessService:
             r, sealed_secret=self.box.seal(access_key, secret), rotation=r.rotation + 1))
         return NewSecret(record, secret)
 
+    async def set_limits(self, access_key: str, **limits: float | int | None) -> KeyRecord:
+        """Set a key's own ``rate`` and/or ``bandwidth`` (None: the node's; 0: none)."""
+        return await self._change_key(access_key, lambda r: replace(r, **limits))
+
     async def set_grant(self, bucket: str, access_key: str, role: Role | None) -> KeyRecord:
         return await self._change_key(access_key, lambda r: r.with_grant(bucket, role))
 
@@ -278,6 +292,16 @@ class AccessService:
         record, clock = await self.tables.read_bucket(bucket)
         updated = (replace(record, public_read=public_read) if record is not None
                    else BucketRecord(bucket, owner, self.now_ms(), public_read))
+        await self.tables.write_bucket(updated, clock)
+        await self.announce("buckets", bucket)
+        return updated
+
+    async def set_cors(self, bucket: str, rules: tuple[CorsRule, ...] | None,
+                       owner: str) -> BucketRecord:
+        """Replace the bucket's CORS rules (None: back to the node's rules)."""
+        record, clock = await self.tables.read_bucket(bucket)
+        updated = (replace(record, cors=rules) if record is not None
+                   else BucketRecord(bucket, owner, self.now_ms(), cors=rules))
         await self.tables.write_bucket(updated, clock)
         await self.announce("buckets", bucket)
         return updated

@@ -50,7 +50,7 @@ class Run:
 
 
 async def _transfer(put_url: str, get_url: str, size: int, tls: ssl.SSLContext | None,
-                    timeout_s: float) -> tuple[float, float]:
+                    timeout_s: float, auth: dict[str, str]) -> tuple[float, float]:
     """(PUT seconds, GET seconds) of one file of `size` random bytes, content checked."""
     sent = hashlib.sha256()
 
@@ -61,7 +61,8 @@ async def _transfer(put_url: str, get_url: str, size: int, tls: ssl.SSLContext |
 
     timeout = aiohttp.ClientTimeout(total=timeout_s, sock_read=120)
     connector = aiohttp.TCPConnector(ssl=tls or True)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector,
+                                     headers=auth) as http:
         started = time.perf_counter()
         async with http.put(f"{put_url}/v1/files/bench/big", data=body(),
                             headers={"Content-Length": str(size)}) as resp:
@@ -108,7 +109,7 @@ def _one(mode: str, base: Path, args: argparse.Namespace) -> Run:
     with cluster:
         cluster.wait_converged(START_TIMEOUT_S)
         put_s, get_s = asyncio.run(_transfer(cluster.urls[0], cluster.urls[-1], args.size,
-                                             client_tls, args.timeout))
+                                             client_tls, args.timeout, cluster.auth_headers))
     size_mib = args.size / MIB
     run = Run(mode, size_mib / put_s, size_mib / get_s)
     print(f"{mode:5}  PUT {run.put_mibs:7.1f} MiB/s  GET {run.get_mibs:7.1f} MiB/s", flush=True)

@@ -110,47 +110,55 @@ class AccessService:
     # --- authentication --------------------------------------------------------------------
 
     async def authenticate(self, access_key: str, secret: str) -> Principal:
-        """The principal these credentials stand for; Unauthenticated otherwise."""
-        if self.root is not None and hmac.compare_digest(_raw(access_key), _raw(self.root[0])):
-            if hmac.compare_digest(_raw(secret), _raw(self.root[1])):
+        """The principal these credentials stand for; Unauthenticated otherwise. A secret
+        that does not open the cached record makes us read the record again first (at most
+        once per key per ``min_reread_s``): the key may have been rotated on another node."""
+        if self._is_root(access_key):
+            if hmac.compare_digest(_raw(secret), _raw(self.root[1] if self.root else "")):
                 return Principal(access_key, True, {})
             raise errors.Unauthenticated(REFUSED)
-        if not ar.ACCESS_KEY_RE.fullmatch(access_key):
-            self._check(None, access_key, secret)
+        record, cached = await self._lookup(access_key)
+        accepted = self._check(record, access_key, secret)
+        if not accepted and cached:
+            record, cached = await self._lookup(access_key, reread=True)
+            accepted = not cached and self._check(record, access_key, secret)
+        if not accepted or record is None:
             raise errors.Unauthenticated(REFUSED)
-        entry = self.keys.fresh(access_key, self.clock())
-        record = entry.value if entry is not None else await self._load_key(access_key)
-        if self._check(record, access_key, secret):
-            assert record is not None
-            return record.principal()
-        if entry is not None and self.keys.may_reread(access_key, self.clock()):
-            record = await self._load_key(access_key)
-            if self._check(record, access_key, secret):
-                assert record is not None
-                return record.principal()
-        raise errors.Unauthenticated(REFUSED)
+        return record.principal()
 
     async def signing_key(self, access_key: str, *,
                           reread: bool = False) -> tuple[Principal, str] | None:
         """The principal and clear secret of a usable key, for a signature check (AWS SigV4
         needs the secret itself, dfsring.core.sigv4.verify); None if the key cannot
-        authenticate. ``reread=True`` after a failed check reads the record again, at most
-        once per key per ``min_reread_s``, as ``authenticate`` does (a rotated key)."""
-        if self.root is not None and hmac.compare_digest(_raw(access_key), _raw(self.root[0])):
+        authenticate. ``reread=True`` after a failed check reads the record again, with the
+        same bound as ``authenticate`` (a rotated key)."""
+        if self._is_root(access_key):
+            assert self.root is not None
             return Principal(access_key, True, {}), self.root[1]
-        if not ar.ACCESS_KEY_RE.fullmatch(access_key):
-            return None
-        entry = self.keys.fresh(access_key, self.clock())
-        if entry is None or (reread and self.keys.may_reread(access_key, self.clock())):
-            record = await self._load_key(access_key)
-        else:
-            record = entry.value
+        record, _ = await self._lookup(access_key, reread=reread)
         if record is None or not record.usable(self.now_ms()):
             return None
         try:
             return record.principal(), self.box.open(access_key, record.sealed_secret)
         except SealError:
             return None
+
+    def _is_root(self, access_key: str) -> bool:
+        return self.root is not None and hmac.compare_digest(_raw(access_key),
+                                                             _raw(self.root[0]))
+
+    async def _lookup(self, access_key: str, *,
+                      reread: bool = False) -> tuple[KeyRecord | None, bool]:
+        """The key's record (None: no such key, or a name no key can have) and whether it
+        came from the cache. ``reread``: read a cached record again if the once-per-second
+        bound allows (the caller's check against the cached one failed)."""
+        if not ar.ACCESS_KEY_RE.fullmatch(access_key):
+            return None, False
+        entry = self.keys.fresh(access_key, self.clock())
+        if entry is not None and not (reread and self.keys.may_reread(access_key,
+                                                                      self.clock())):
+            return entry.value, True
+        return await self._load_key(access_key), False
 
     def _check(self, record: KeyRecord | None, access_key: str, secret: str) -> bool:
         """Whether ``secret`` opens this record; the same work when there is no usable

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import hashlib
 import os
+import ssl
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -28,8 +29,10 @@ from dfsring.testing.files import cpu_seconds, peak_rss_mib, random_blocks
 MIB = 1 << 20
 
 
-async def upload(url: str, path: str, size: int,
-                 auth: dict[str, str]) -> tuple[float, str, dict[str, object]]:
+async def upload(url: str, path: str, size: int, auth: dict[str, str],
+                 tls: ssl.SSLContext | None = None) -> tuple[float, str, dict[str, object]]:
+    """(seconds, SHA-256 sent, the node's answer) of one PUT of `size` random bytes; `tls`
+    verifies an https:// node (benchmarks/tls_bench.py)."""
     digest = hashlib.sha256()
 
     async def body() -> AsyncIterator[bytes]:
@@ -38,7 +41,8 @@ async def upload(url: str, path: str, size: int,
             yield block
 
     timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
-    async with aiohttp.ClientSession(timeout=timeout, headers=auth) as http:
+    async with aiohttp.ClientSession(timeout=timeout, headers=auth,
+                                     connector=aiohttp.TCPConnector(ssl=tls or True)) as http:
         started = time.perf_counter()
         async with http.put(f"{url}/v1/files/bench/{path}", data=body(),
                             headers={"Content-Length": str(size)}) as resp:
@@ -48,11 +52,13 @@ async def upload(url: str, path: str, size: int,
     return elapsed, digest.hexdigest(), doc
 
 
-async def download(url: str, path: str, auth: dict[str, str]) -> tuple[float, str, int]:
+async def download(url: str, path: str, auth: dict[str, str],
+                   tls: ssl.SSLContext | None = None) -> tuple[float, str, int]:
     digest = hashlib.sha256()
     got = 0
     timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
-    async with aiohttp.ClientSession(timeout=timeout, headers=auth) as http:
+    async with aiohttp.ClientSession(timeout=timeout, headers=auth,
+                                     connector=aiohttp.TCPConnector(ssl=tls or True)) as http:
         started = time.perf_counter()
         async with http.get(f"{url}/v1/files/bench/{path}") as resp:
             assert resp.status == 200, await resp.text()

@@ -20,22 +20,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import os
 import shutil
 import ssl
 import statistics
 import tempfile
-import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
-
+from benchmarks.files_bench import download, upload
 from dfsring.cli.certs import make_ca, make_node_cert
 from dfsring.cli.launcher import LocalCluster, TlsFiles
-from dfsring.testing.files import random_blocks
 from dfsring.transport.tls import client_context_for
 
 MIB = 1 << 20
@@ -52,33 +47,10 @@ class Run:
 async def _transfer(put_url: str, get_url: str, size: int, tls: ssl.SSLContext | None,
                     timeout_s: float, auth: dict[str, str]) -> tuple[float, float]:
     """(PUT seconds, GET seconds) of one file of `size` random bytes, content checked."""
-    sent = hashlib.sha256()
-
-    async def body() -> AsyncIterator[bytes]:
-        for block in random_blocks(size):
-            sent.update(block)
-            yield block
-
-    timeout = aiohttp.ClientTimeout(total=timeout_s, sock_read=120)
-    connector = aiohttp.TCPConnector(ssl=tls or True)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector,
-                                     headers=auth) as http:
-        started = time.perf_counter()
-        async with http.put(f"{put_url}/v1/files/bench/big", data=body(),
-                            headers={"Content-Length": str(size)}) as resp:
-            doc = await resp.json()
-            assert resp.status == 201, doc
-        put_s = time.perf_counter() - started
-        got, digest = 0, hashlib.sha256()
-        started = time.perf_counter()
-        async with http.get(f"{get_url}/v1/files/bench/big") as resp:
-            assert resp.status == 200, await resp.text()
-            async for piece in resp.content.iter_chunked(4 * MIB):
-                digest.update(piece)
-                got += len(piece)
-        get_s = time.perf_counter() - started
-    assert got == size and digest.hexdigest() == sent.hexdigest() == doc["sha256"], \
-        "content differs"
+    async with asyncio.timeout(timeout_s):
+        put_s, sent, doc = await upload(put_url, "big", size, auth, tls)
+        get_s, got_sha, got = await download(get_url, "big", auth, tls)
+    assert got == size and got_sha == sent == doc["sha256"], "content differs"
     return put_s, get_s
 
 

@@ -113,11 +113,12 @@ async def local_versions(request: web.Request) -> web.Response:
                   "siblings": [_sibling(s) for s in versions.siblings]})
 
 
+_LOCAL_KEYS_QUERY = frozenset({"limit", "cursor"})
+
+
 async def local_keys(request: web.Request) -> web.Response:
     """The live keys of a bucket stored on THIS node (no quorum): where data really is."""
-    unknown = sorted(set(request.query) - {"limit", "cursor"} - params.PRESIGN_PARAMS)
-    if unknown:
-        raise errors.BadRequest(f"unknown query parameter(s) {', '.join(unknown)}")
+    params.check_query(request, _LOCAL_KEYS_QUERY)
     bucket = keys.validate_bucket(request.match_info["bucket"])
     limit = parse_limit(request.query.get("limit"))
     after = decode_cursor(request.query.get("cursor"))

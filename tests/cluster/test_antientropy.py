@@ -86,8 +86,6 @@ async def test_a_wiped_node_is_refilled_without_reads(cluster_factory: ClusterFa
     victim.wipe()
     victim.start()
     victim.wait_ready(timeout=20)
-    # 10-25 s on a quiet machine; 120 s leaves room for CI's load (it took over 60 s beside
-    # four other test runs, exchange rounds timing out)
     took = await asyncio.to_thread(
         _wait, lambda: local_keys(victim) >= written, REFILL_S,
         "the wiped node holds all its 10 000 keys again")

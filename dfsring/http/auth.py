@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -155,31 +154,21 @@ class AuthMetrics:
 
 
 class FailureLimit:
-    """Failed authentications per source address: a token bucket per source, and the time
-    until which a source past it is refused without its credentials being checked."""
+    """Failed authentications per source address, as a token bucket per source. A source
+    whose bucket holds less than one token is refused without its credentials being
+    checked, until the refill gives it one: the bucket itself says for how long."""
 
     def __init__(self, rate: float = FAILURE_RATE, burst: float = FAILURE_BURST,
                  max_sources: int = MAX_SOURCES) -> None:
         self.buckets = KeyedBuckets(rate, burst, max_sources)
-        self.max_sources = max_sources
-        self._blocked: OrderedDict[str, float] = OrderedDict()
 
     def blocked_for(self, source: str, now_s: float) -> float:
-        until = self._blocked.get(source)
-        if until is None or until <= now_s:
-            self._blocked.pop(source, None)
-            return 0.0
-        return until - now_s
+        short = 1.0 - self.buckets.tokens(source, now_s)
+        return max(0.0, short / self.buckets.rate)
 
     def failed(self, source: str, now_s: float) -> float:
         """Record a failure; the seconds the source is now blocked for (0: not blocked)."""
-        wait = self.buckets.take(source, 1.0, now_s)
-        if wait > 0:
-            self._blocked[source] = now_s + wait
-            self._blocked.move_to_end(source)
-            while len(self._blocked) > self.max_sources:
-                self._blocked.popitem(last=False)
-        return wait
+        return self.buckets.take(source, 1.0, now_s)
 
 
 def log_audit(request: web.Request, principal: Principal | None, decision: str, reason: str,

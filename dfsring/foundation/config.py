@@ -177,8 +177,17 @@ OPTIONS: tuple[Option, ...] = (
            "root access key, the same on every node: admin on the cluster, owner of every "
            "bucket", "KEY"),
     Option("admin-secret-key", str, "", "the root access key's secret", "SECRET"),
+    Option("s3-port", _non_negative(int), 0,
+           "TCP port of this node's S3 listener (path style on every node); 0: no S3 listener",
+           "PORT"),
     Option("s3-region", str, "us-east-1", "region in AWS Signature V4 scopes (requests signed "
            "for another region are refused)", "REGION"),
+    Option("s3-domain", str, "",
+           "domain for virtual-host style S3 requests (BUCKET.DOMAIN); empty: path style only",
+           "DOMAIN"),
+    Option("s3-multipart-max-age", _positive_float, 7 * 86400.0,
+           "seconds an unfinished multipart upload is kept before it is aborted and its parts "
+           "collected", "SECONDS"),
     Option("metrics-auth", _bool, False, "require admin credentials on GET /metrics",
            is_flag=True),
     Option("cors-origins", _seeds, (),
@@ -295,7 +304,10 @@ class NodeConfig:
     insecure: bool = False
     admin_access_key: str = ""
     admin_secret_key: str = field(default="", repr=False)
+    s3_port: int = 0
     s3_region: str = "us-east-1"
+    s3_domain: str = ""
+    s3_multipart_max_age: float = 7 * 86400.0
     metrics_auth: bool = False
     cors_origins: tuple[str, ...] = ()
     cors_methods: tuple[str, ...] = ("GET", "HEAD", "PUT", "DELETE")
@@ -419,6 +431,9 @@ def _validate(values: dict[str, Any]) -> NodeConfig:
     if not 0 < values["peer_port"] < 65536 or values["peer_port"] == values["port"]:
         raise ConfigError(f"--peer-port {values['peer_port']} must be a TCP port other than "
                           f"--port {values['port']}")
+    s3 = values["s3_port"]
+    if s3 and (s3 >= 65536 or s3 in (values["port"], values["peer_port"])):
+        raise ConfigError(f"--s3-port {s3} must be a TCP port other than --port and --peer-port")
     for knob, port in (("advertise", values["peer_port"]), ("advertise_api", values["port"])):
         if not values[knob]:
             if values["host"] in ("0.0.0.0", "::"):

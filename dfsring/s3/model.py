@@ -9,7 +9,7 @@ XML. Keeping the Protocol here lets either side be read, and tested, without the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -18,6 +18,7 @@ Versioning = Literal["", "Enabled", "Suspended"]  # "": never enabled
 SYSTEM_HEADERS = ("cache-control", "content-disposition", "content-encoding",
                   "content-language", "expires")  # kept and returned as given
 CHECKSUM_ALGORITHMS = ("CRC32", "CRC32C", "SHA1", "SHA256")
+Consistency = Literal["quorum", "strong", "eventual"]  # R, N (all owners) or 1 replicas read
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,9 @@ class Checksum:
 
     algorithm: str
     value: str
+
+
+ChecksumSource = Callable[[], "Checksum | None"] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,18 +132,22 @@ class ObjectLayer(Protocol):
     # --- objects ---------------------------------------------------------------------------
     async def put_object(self, bucket: str, key: str, body: AsyncIterator[bytes], *,
                          meta: ObjectMeta, conditions: Conditions = Conditions(),
-                         content_md5: bytes | None = None,
-                         checksum: Checksum | None = None) -> ObjectVersion: ...
-    async def head_object(self, bucket: str, key: str,
-                          version_id: str | None = None) -> ObjectVersion: ...
+                         checksum: ChecksumSource = None) -> ObjectVersion: ...
+    # The body is already verified by the edge (Content-MD5, x-amz-checksum-*, signed
+    # payloads: dfsring.s3.checksums), which raises from the iterator on a mismatch, so a
+    # bad body never becomes a version. ``checksum`` is called once the body is exhausted.
+    async def head_object(self, bucket: str, key: str, version_id: str | None = None, *,
+                          consistency: Consistency = "quorum") -> ObjectVersion: ...
+    # NoSuchKey (a current delete marker: NoSuchKey with header x-amz-delete-marker: true),
+    # NoSuchVersion; a version id naming a delete marker: MethodNotAllowed (405) as S3.
     def read_object(self, obj: ObjectVersion, start: int, end: int
                     ) -> AsyncIterator[bytes | memoryview]: ...  # inclusive end
     async def delete_object(self, bucket: str, key: str,
                             version_id: str | None = None) -> DeleteResult: ...
     async def copy_object(self, source: ObjectVersion, bucket: str, key: str, *,
                           meta: ObjectMeta | None) -> ObjectVersion: ...  # None: COPY
-    def scan(self, bucket: str, prefix: str, after: str | None, *, versions: bool
-             ) -> AsyncIterator[ListEntry]: ...
+    def scan(self, bucket: str, prefix: str, after: str | None, *, versions: bool,
+             consistency: Consistency = "quorum") -> AsyncIterator[ListEntry]: ...
     # ``after``: start strictly after this key (all its versions skipped); entries in key
     # order, versions of a key oldest first; with versions=False only each key's current
     # version, delete markers included (the lister drops them).
@@ -148,8 +156,10 @@ class ObjectLayer(Protocol):
     async def create_upload(self, bucket: str, key: str, *, meta: ObjectMeta,
                             owner: str, checksum_algorithm: str | None = None) -> UploadInfo: ...
     async def upload_part(self, bucket: str, key: str, upload_id: str, number: int,
-                          body: AsyncIterator[bytes], *, content_md5: bytes | None = None,
-                          checksum: Checksum | None = None) -> PartInfo: ...
+                          body: AsyncIterator[bytes], *,
+                          checksum: ChecksumSource = None) -> PartInfo: ...
+    async def upload_part_copy(self, bucket: str, key: str, upload_id: str, number: int,
+                               source: ObjectVersion, start: int, end: int) -> PartInfo: ...
     async def complete_upload(self, bucket: str, key: str, upload_id: str,
                               parts: Sequence[tuple[int, str]], *,
                               conditions: Conditions = Conditions()) -> ObjectVersion: ...

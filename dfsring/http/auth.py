@@ -53,7 +53,7 @@ from dfsring.replication.access.service import AccessService
 
 audit = logging.getLogger("dfsring.audit")
 ACCESS = web.AppKey("access", AccessService)
-PRINCIPAL = "principal"
+PRINCIPAL = web.RequestKey("principal", Principal)
 Guard = Need
 FAILURE_RATE = 1.0  # failed authentications per second per source, refilled
 FAILURE_BURST = 20.0

@@ -12,7 +12,7 @@ from dfsring.foundation import errors
 
 # The SHA-256 (lowercase hex) a SigV4-signed request declared for its body
 # (x-amz-content-sha256), set by dfsring.http.auth; whoever reads the body checks it.
-SIGNED_PAYLOAD = "signed_payload_sha256"
+SIGNED_PAYLOAD = web.RequestKey("signed_payload_sha256", str)
 
 
 class PayloadCheck:

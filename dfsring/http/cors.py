@@ -29,7 +29,7 @@ from dfsring.http.auth import Middleware
 from dfsring.http.middleware import Handler
 from dfsring.replication.access.service import AccessService
 
-CORS_HEADERS = "cors_headers"
+CORS_HEADERS = web.RequestKey("cors_headers", dict[str, str])
 REQUEST_METHOD = "Access-Control-Request-Method"
 REQUEST_HEADERS = "Access-Control-Request-Headers"
 REFUSED = "no CORS rule allows this origin with this method and these headers"

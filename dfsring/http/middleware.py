@@ -21,7 +21,7 @@ from dfsring.http.problems import REQUEST_ID_HEADER, from_error, problem
 
 log = logging.getLogger("dfsring.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-REQUEST_ID = "request_id"
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 def new_request_id() -> str:

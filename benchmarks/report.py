@@ -16,20 +16,22 @@ _LATENCY_FIELDS = ("p50", "p99", "p99.9")
 
 
 def add_ratios(results: Results) -> None:
-    """Give every non-baseline KV row ``vs_baseline``: its figures divided by the baseline's
-    at the same mix and concurrency (ops/s 0.35 = 35 % of the baseline's throughput;
-    p99 3.0 = three times the baseline's p99)."""
-    base = {(r["mix"], r["concurrency"]): r for r in results["kv"] if r["setup"] == "baseline"}
-    for row in results["kv"]:
-        ref = base.get((row["mix"], row["concurrency"]))
-        if row["setup"] == "baseline" or ref is None:
-            continue
-        ratios: dict[str, float | None] = {}
-        for name in _RATIO_FIELDS:
-            ratios[name] = _ratio(row.get(name), ref.get(name))
-        for name in _LATENCY_FIELDS:
-            ratios[name] = _ratio(row["latency_ms"].get(name), ref["latency_ms"].get(name))
-        row["vs_baseline"] = ratios
+    """Give every non-baseline KV row ``vs_baseline``, and every dfsring row ``vs_etcd`` when
+    etcd ran: its figures divided by the reference's at the same mix and concurrency (ops/s
+    0.35 = 35 % of the reference's throughput; p99 3.0 = three times its p99)."""
+    for ref_setup, field in (("baseline", "vs_baseline"), ("etcd", "vs_etcd")):
+        base = {(r["mix"], r["concurrency"]): r for r in results["kv"]
+                if r["setup"] == ref_setup}
+        for row in results["kv"]:
+            ref = base.get((row["mix"], row["concurrency"]))
+            if row["setup"] in ("baseline", ref_setup) or ref is None:
+                continue
+            ratios: dict[str, float | None] = {}
+            for name in _RATIO_FIELDS:
+                ratios[name] = _ratio(row.get(name), ref.get(name))
+            for name in _LATENCY_FIELDS:
+                ratios[name] = _ratio(row["latency_ms"].get(name), ref["latency_ms"].get(name))
+            row[field] = ratios
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -122,7 +124,20 @@ def _ae_keys(results: Results) -> bool:
     return bool(results["repair"].get("antientropy", {}).get("keys_expected", 0) >= 100_000)
 
 
+def _vs_etcd(mix: str, clients: int, name: str) -> Callable[[Results], float | None]:
+    return _kv("cluster", mix, clients, lambda r: r.get("vs_etcd", {}).get(name))
+
+
 TARGETS = (
+    # issue 17: ratios to etcd x3 measured in the same run by the same generator
+    Target("KV writes, 16 clients, cluster vs etcd x3", 1.0, "x", True,
+           _vs_etcd("put", 16, "ops_per_s"), _default_cluster),
+    Target("KV writes, 64 clients, cluster vs etcd x3", 1.0, "x", True,
+           _vs_etcd("put", 64, "ops_per_s"), _default_cluster),
+    Target("KV write p99, 16 clients, cluster vs etcd x3", 1.0, "x", False,
+           _vs_etcd("put", 16, "p99"), _default_cluster),
+    Target("KV reads, 16 clients, cluster vs etcd x3", 1.0, "x", True,
+           _vs_etcd("get", 16, "ops_per_s"), _default_cluster),
     Target("KV writes, 16 clients, cluster vs baseline", 0.35, "x", True,
            _kv("cluster", "put", 16, lambda r: r.get("vs_baseline", {}).get("ops_per_s")),
            _default_cluster),
@@ -217,20 +232,24 @@ def markdown(results: Results) -> str:
     if results["kv"]:
         lines += ["### Key/value", "",
                   "ops/s and latency (ms) as the client saw them; x base: ratio to the baseline "
-                  "dict server at the same mix and clients; CPU: server (all nodes) and "
+                  "dict server at the same mix and clients; x etcd: ratio to etcd x3 (same "
+                  "run, same generator); CPU: server (all nodes) and "
                   "generator CPU µs per operation; RSS: peak VmRSS per node, MiB (in "
                   "brackets the anonymous part: without LMDB's mapped file pages).", ""]
         rows = []
         for r in results["kv"]:
             lat, vs = r["latency_ms"], r.get("vs_baseline", {})
+            etcd = r.get("vs_etcd", {})
             rows.append([r["setup"], r["mix"], str(r["concurrency"]), _fmt(r["ops_per_s"], 0),
                          _fmt(vs.get("ops_per_s"), 2) if vs else "1",
+                         _fmt(etcd.get("ops_per_s"), 2) if etcd else "-",
                          _fmt(lat.get("p50"), 2), _fmt(lat.get("p99"), 2),
                          _fmt(lat.get("p99.9"), 2), _fmt(vs.get("p99"), 1) if vs else "1",
                          _fmt(r["error_count"]), _fmt(r["server_cpu_us_per_op"], 0),
                          _fmt(r["generator_cpu_us_per_op"], 0),
                          _rss(r.get("peak_rss_mib"), r.get("peak_anon_mib"))])
-        lines += _table(["setup", "mix", "clients", "ops/s", "x base", "p50", "p99", "p99.9",
+        lines += _table(["setup", "mix", "clients", "ops/s", "x base", "x etcd", "p50", "p99",
+                         "p99.9",
                          "p99 x base", "errors", "server CPU µs/op", "gen CPU µs/op",
                          "peak RSS MiB (anon)"], rows)
         lines.append("")

@@ -45,15 +45,16 @@ from pathlib import Path
 from typing import Any
 
 import dfsring
-from benchmarks import loadgen, preload, report
+from benchmarks import etcd_peer, loadgen, preload, report
 from benchmarks.loadgen import Endpoint, FinitePlan, KvPlan
 from benchmarks.procstat import RssSampler, cpu_seconds, rss_mib
 from dfsring.cli.launcher import LauncherError, LocalCluster, NodeProcess, free_port, spawn
 from dfsring.client.credentials import auth_headers, discover
 from dfsring.testing.liveness import LivenessWatch
 
-PHASES = ("baseline", "single", "kv", "files", "repair")
+PHASES = ("baseline", "etcd", "single", "kv", "files", "repair")
 NEEDS_NODES = ("single", "repair")  # phases that start and stop nodes themselves
+PlanFactory = Callable[[float, bytes], loadgen.Plan]  # (read fraction, write prefix) -> plan
 MIXES = {"put": 0.0, "get": 1.0, "mixed": 0.5}  # share of reads
 BUCKET = "bench"
 READ_PREFIX = "r"
@@ -309,6 +310,8 @@ class Suite:
                     self.results["skipped"][phase] = "--target: it must start and stop nodes"
         if "baseline" in phases:
             self.baseline()
+        if "etcd" in phases:
+            self.etcd()
         if "single" in phases:
             self.single()
         if {"kv", "files", "repair"} & set(phases):
@@ -325,17 +328,23 @@ class Suite:
     # --- KV ------------------------------------------------------------------------------------
 
     def kv_matrix(self, setup: str, endpoints: Sequence[Endpoint],
-                  pids: Callable[[], dict[str, int]], read_prefix: str = READ_PREFIX) -> None:
-        """Every mix at every concurrency against ``endpoints``; one row per run."""
+                  pids: Callable[[], dict[str, int]], read_prefix: str = READ_PREFIX,
+                  make_plan: PlanFactory | None = None) -> None:
+        """Every mix at every concurrency against ``endpoints``; one row per run. The plan
+        is dfsring's KV API unless ``make_plan`` builds another system's requests."""
         a = self.args
+
+        def kv_plan(read_fraction: float, tag: bytes) -> loadgen.Plan:
+            return KvPlan(endpoints, read_fraction=read_fraction, keys=a.keys,
+                          value=self.value, bucket=BUCKET,
+                          read_prefix=read_prefix.encode(), write_prefix=tag)
+
         for mix in a.mixes:
             for clients in a.concurrency:
                 settle_s = self._settle(pids())
                 self.runs += 1
                 tag = f"w{self.runs:02d}{secrets.token_hex(2)}-".encode()
-                plan = KvPlan(endpoints, read_fraction=MIXES[mix], keys=a.keys,
-                              value=self.value, bucket=BUCKET,
-                              read_prefix=read_prefix.encode(), write_prefix=tag)
+                plan = (make_plan or kv_plan)(MIXES[mix], tag)
                 with RssSampler(pids) as sampler:
                     result = loadgen.run(loadgen.drive(
                         endpoints, plan, concurrency=clients, warmup_s=a.warmup,
@@ -380,6 +389,44 @@ class Suite:
             self.results["idle_rss_mib"]["baseline"] = {"baseline": rss_mib(pid)}
             self.results["idle_anon_mib"]["baseline"] = {"baseline": rss_mib(pid, "RssAnon")}
             self.kv_matrix("baseline", [server.endpoint], lambda: {"baseline": pid})
+
+    def etcd(self) -> None:
+        """etcd x3 driven by the same generator (benchmarks.etcd_peer), for issue 17's
+        ratios; skipped, with the reason in the results, where etcd is not installed."""
+        if etcd_peer.etcd_binary() is None:
+            reason = "etcd not installed (Debian: apt-get install etcd-server)"
+            self.results["skipped"]["etcd"] = reason
+            _say(f"etcd: skipped, {reason}")
+            return
+        _say("etcd: 3 members (Raft, fsync per commit), over its HTTP/JSON gateway")
+        a = self.args
+        with etcd_peer.EtcdCluster(self.workdir / "etcd") as etcd:
+            endpoints = etcd.endpoints
+            time.sleep(0.5)
+            for key, field in (("idle_rss_mib", "VmRSS"), ("idle_anon_mib", "RssAnon")):
+                self.results[key]["etcd"] = {n: rss_mib(pid, field)
+                                             for n, pid in etcd.pids.items()}
+            if {"get", "mixed"} & set(a.mixes):
+                prefix = READ_PREFIX.encode()
+
+                def build(item: int, index: int) -> tuple[str, bytes]:
+                    key = prefix + b"%08d" % item
+                    return "put", etcd_peer.put_request(endpoints[index], key, self.value)
+
+                result = loadgen.run(loadgen.drive(endpoints, FinitePlan(a.keys, build),
+                                                   concurrency=64), a.loop)
+                self.results["preload"]["etcd"] = {"keys": a.keys,
+                                                   "seconds": round(result.seconds, 1),
+                                                   "errors": result.errors}
+                _say(f"  etcd: {a.keys} keys written in {result.seconds:.1f}s (errors "
+                     f"{result.errors or 'none'})")
+
+            def plan(read_fraction: float, tag: bytes) -> loadgen.Plan:
+                return etcd_peer.EtcdPlan(endpoints, read_fraction=read_fraction, keys=a.keys,
+                                          value=self.value, read_prefix=READ_PREFIX.encode(),
+                                          write_prefix=tag)
+
+            self.kv_matrix("etcd", endpoints, lambda: etcd.pids, make_plan=plan)
 
     @contextlib.contextmanager
     def started(self, name: str, size: int, n: int, r: int, w: int,

@@ -75,3 +75,31 @@ def test_dfsring_bench_outside_a_checkout_says_where_to_run_it(
     monkeypatch.setattr(dfsring, "__file__", str(tmp_path / "site-packages/dfsring/__init__.py"))
     assert cli.main(["bench", "--quick"]) == 1
     assert "source checkout" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(240)
+def test_quick_run_against_etcd_gives_every_cluster_row_its_etcd_ratio(tmp_path: Path) -> None:
+    """Issue 17 states its KV goals as ratios to etcd x3 in the same run: the etcd phase must
+    run through the same generator and leave ``vs_etcd`` on dfsring's rows."""
+    from benchmarks.etcd_peer import etcd_binary
+
+    if etcd_binary() is None:
+        pytest.skip("etcd is not installed (Debian: apt-get install etcd-server; CI does)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--only", "etcd,kv", "--mixes",
+         "put,get", "--concurrency", "4", "--out", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=230)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr[-4000:]}"
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    rows = {(r["setup"], r["mix"]): r for r in doc["kv"]}
+    assert set(rows) == {(s, m) for s in ("etcd", "cluster") for m in ("put", "get")}
+    for (setup, mix), row in rows.items():
+        assert row["ops"] > 0 and row["error_count"] == 0, (setup, mix, row["errors"])
+        if setup == "cluster":
+            assert row["vs_etcd"]["ops_per_s"] > 0, row
+    assert set(doc["idle_rss_mib"]["etcd"]) == {"etcd1", "etcd2", "etcd3"}
+    assert doc["preload"]["etcd"]["keys"] == doc["config"]["keys"]
+    targets = {t["name"]: t for t in doc["targets"]}
+    assert targets["KV writes, 16 clients, cluster vs etcd x3"]["measured"] is None

@@ -95,7 +95,7 @@ def test_every_top_level_entry_has_a_layer() -> None:
                      if p.name not in ("__pycache__", "py.typed") and not p.name.endswith(".pyc"))
     for name in entries:
         layer_of("dfsring" if name == "__init__.py" else f"dfsring.{name.removesuffix('.py')}")
-    assert len(entries) <= 15, entries
+    assert len(entries) <= 16, entries  # 16: dfsring.s3 (issue 19)
 
 
 def test_the_rule_catches_an_upward_import(tmp_path: Path) -> None:

@@ -54,6 +54,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from dfsring.core.authparse import SigV4Credential
+from dfsring.core.sigv4 import signing_key
 from dfsring.s3.errors import S3Error
 
 SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
@@ -79,6 +81,13 @@ class ChunkSigning:
     amz_date: str
     scope: str  # "YYYYMMDD/region/s3/aws4_request"
     seed_signature: str  # the request's own signature
+
+    @classmethod
+    def for_request(cls, cred: SigV4Credential, secret_key: str) -> ChunkSigning:
+        """The chain's start for a request sigv4.verify has accepted with ``secret_key``."""
+        scope = f"{cred.date}/{cred.region}/{cred.service}/aws4_request"
+        return cls(signing_key(secret_key, cred.date, cred.region, cred.service),
+                   cred.amz_date, scope, cred.signature)
 
 
 def is_streaming(content_sha256: str) -> bool:

@@ -16,6 +16,7 @@ from botocore.httpchecksum import AwsChunkedWrapper, Crc32Checksum
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dfsring.core.authparse import SigV4Credential
 from dfsring.core.sigv4 import signing_key
 from dfsring.s3.checksums import BodyCheck
 from dfsring.s3.chunked import (
@@ -390,3 +391,14 @@ def test_fuzz_framing_tokens_only_raise_s3_errors(tokens: list[bytes]) -> None:
         run(parser, tokens)
     except S3Error:
         pass
+
+
+def test_chunk_signing_for_a_verified_request() -> None:
+    cred = SigV4Credential(access_key="AKIAIOSFODNN7EXAMPLE", date="20130524",
+                           region="us-east-1", service="s3", signed_headers=("host",),
+                           signature=AWS_SIGNED[0], presigned=False, amz_date=DATE,
+                           expires_s=None)
+    made = ChunkSigning.for_request(cred, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    assert made == signing(AWS_SIGNED[0])
+    parser = ChunkParser(SIGNED, decoded_length=66560, signing=made, trailer_names=())
+    assert run(parser, [SIGNED_BODY]) == DATA

@@ -150,8 +150,8 @@ def parse_copy_source(value: str) -> tuple[str, str, str | None]:
         name, eq, version = query.partition("=")
         if name != "versionId" or not eq or not version:
             raise S3Error("InvalidArgument", "x-amz-copy-source may only carry versionId.")
-        version = _utf8(unquote_to_bytes(version), "x-amz-copy-source versionId")
-    decoded = _utf8(unquote_to_bytes(path.removeprefix("/")), "x-amz-copy-source")
+        version = _percent_decoded(version, "x-amz-copy-source versionId")
+    decoded = _percent_decoded(path.removeprefix("/"), "x-amz-copy-source")
     bucket, slash, key = decoded.partition("/")
     if not bucket or not slash or not key:
         raise S3Error("InvalidArgument", "Copy Source must mention the source bucket and "
@@ -159,10 +159,13 @@ def parse_copy_source(value: str) -> tuple[str, str, str | None]:
     return bucket, key, version
 
 
-def _utf8(raw: bytes, what: str) -> str:
+def _percent_decoded(text: str, what: str) -> str:
+    """``text`` percent-decoded once, as UTF-8. The header arrives as aiohttp decoded it
+    (UTF-8 with surrogate escapes), so an undecodable byte is a surrogate here: encoding it
+    back fails, and that is refused like a %XX sequence that is not UTF-8."""
     try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
+        return unquote_to_bytes(text.encode("utf-8")).decode("utf-8")
+    except UnicodeError:
         raise S3Error("InvalidArgument", f"{what} is not valid UTF-8 once decoded.") from None
 
 

@@ -117,7 +117,8 @@ def test_requested_checksum_refusals(headers: dict[str, str]) -> None:
 @given(st.dictionaries(st.sampled_from(["x-amz-checksum-crc32", "x-amz-checksum-sha1",
                                         "x-amz-sdk-checksum-algorithm", "x-amz-trailer",
                                         "x-amz-checksum-algorithm", "x-amz-checksum-crc32c"]),
-                       st.text(max_size=60)))
+                       st.one_of(st.text(max_size=60), st.binary(max_size=60).map(
+                           lambda raw: raw.decode("utf-8", "surrogateescape")))))
 def test_fuzz_requested_checksum_only_raises_s3_errors(headers: dict[str, str]) -> None:
     try:
         requested_checksum(headers)
@@ -237,3 +238,13 @@ def test_composite_refuses_a_bad_part_value() -> None:
     with pytest.raises(S3Error) as err:
         composite(["AAAA"], "SHA256")
     assert err.value.code == "InvalidPart"
+
+
+@settings(max_examples=200)
+@given(st.one_of(st.text(max_size=40), st.binary(max_size=40).map(
+    lambda raw: raw.decode("utf-8", "surrogateescape"))))
+def test_fuzz_content_md5(value: str) -> None:
+    try:
+        assert len(parse_content_md5(value)) == 16
+    except S3Error as err:
+        assert err.code == "InvalidDigest"

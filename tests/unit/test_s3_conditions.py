@@ -16,6 +16,8 @@ from dfsring.s3.model import Conditions, ObjectMeta, ObjectVersion
 
 pytestmark = pytest.mark.unit
 
+SURROGATES = st.binary(max_size=40).map(lambda raw: raw.decode("utf-8", "surrogateescape"))
+
 MODIFIED_MS = 1_700_000_000_500  # Tue, 14 Nov 2023 22:13:20 GMT (+ 500 ms)
 OBJ = ObjectVersion(bucket="b", key="k", version_id="v", size=1, etag="abc",
                     last_modified_ms=MODIFIED_MS, meta=ObjectMeta())
@@ -107,7 +109,8 @@ def test_all_combinations_follow_rfc_9110_order(combo: tuple[bool | None, ...]) 
 @settings(max_examples=400)
 @given(st.dictionaries(st.sampled_from(["If-Match", "If-None-Match", "If-Modified-Since",
                                         "If-Unmodified-Since"]),
-                       st.one_of(st.text(max_size=40), st.sampled_from(['"abc"', "*", AT]))))
+                       st.one_of(st.text(max_size=40), SURROGATES,
+                                 st.sampled_from(['"abc"', "*", AT]))))
 def test_fuzz_read_conditions(headers: dict[str, str]) -> None:
     assert outcome(headers) in (200, 304, 412, 400)
 
@@ -142,7 +145,8 @@ def test_write_conditions_not_guaranteed_are_not_implemented(headers: dict[str, 
 
 
 @settings(max_examples=300)
-@given(st.dictionaries(st.sampled_from(["If-Match", "If-None-Match"]), st.text(max_size=40)))
+@given(st.dictionaries(st.sampled_from(["If-Match", "If-None-Match"]),
+                       st.one_of(st.text(max_size=40), SURROGATES)))
 def test_fuzz_write_conditions(headers: dict[str, str]) -> None:
     try:
         write_conditions(headers)

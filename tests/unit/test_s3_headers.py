@@ -27,6 +27,10 @@ from dfsring.s3.model import NULL_VERSION, Checksum, ObjectMeta, ObjectVersion
 
 pytestmark = pytest.mark.unit
 
+# Header values as aiohttp hands them over: UTF-8 with surrogate escapes for other bytes.
+header_text = st.one_of(st.text(max_size=80), st.binary(max_size=80).map(
+    lambda raw: raw.decode("utf-8", "surrogateescape")))
+
 STREAMING = {"x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER"}
 
 
@@ -85,7 +89,7 @@ def test_object_meta_refusals(headers: dict[str, str]) -> None:
                                                   "content-encoding", "expires",
                                                   "x-amz-content-sha256"]),
                                  st.text(max_size=20).map(lambda s: "x-amz-meta-" + s)),
-                       st.text(max_size=300)))
+                       st.one_of(st.text(max_size=300), header_text)))
 def test_fuzz_object_meta(headers: dict[str, str]) -> None:
     try:
         meta = object_meta(headers)
@@ -140,8 +144,18 @@ def test_parse_copy_source_refusals(value: str) -> None:
     assert err.value.code == "InvalidArgument"
 
 
+def test_regression_copy_source_with_a_byte_that_is_not_utf8() -> None:
+    """aiohttp turns such a byte into a surrogate; percent-decoding it raised
+    UnicodeEncodeError (a 500) instead of InvalidArgument."""
+    with pytest.raises(S3Error) as err:
+        parse_copy_source("b/k\udcff")
+    assert err.value.code == "InvalidArgument"
+    with pytest.raises(S3Error):
+        parse_copy_source("b/k?versionId=\udcff")
+
+
 @settings(max_examples=300)
-@given(st.text(max_size=80))
+@given(header_text)
 def test_fuzz_copy_source(value: str) -> None:
     try:
         bucket, key, _ = parse_copy_source(value)
@@ -211,7 +225,7 @@ def test_unsatisfiable_range_is_invalid_range(value: str, size: int) -> None:
 
 
 @settings(max_examples=300)
-@given(st.text(max_size=40), st.integers(0, 10**12))
+@given(header_text, st.integers(0, 10**12))
 def test_fuzz_range(value: str, size: int) -> None:
     try:
         found = parse_range(value, size)
@@ -235,7 +249,7 @@ def test_http_dates() -> None:
 
 
 @settings(max_examples=300)
-@given(st.one_of(st.text(max_size=64), st.integers(-10**12, 10**14).map(
+@given(st.one_of(header_text, st.integers(-10**12, 10**14).map(
     lambda s: formatdate(s, usegmt=True) if 0 <= s < 253402300800 else str(s))))
 def test_fuzz_parse_http_date(value: str) -> None:
     found = parse_http_date(value)
@@ -252,9 +266,31 @@ def test_parse_int() -> None:
 
 
 @settings(max_examples=300)
-@given(st.text(max_size=25))
+@given(header_text)
 def test_fuzz_parse_int(value: str) -> None:
     try:
         assert 1 <= parse_int(value, "partNumber", 1, 10000) <= 10000
+    except S3Error as err:
+        assert err.code == "InvalidArgument"
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.one_of(st.sampled_from(sorted(
+    ["response-content-type", "response-expires", "response-x", "versionId"])), header_text),
+    header_text, max_size=4))
+def test_fuzz_response_overrides(query: dict[str, str]) -> None:
+    try:
+        found = response_overrides(query)
+    except S3Error as err:
+        assert err.code == "InvalidArgument"
+        return
+    assert all(value.isascii() for value in found.values())
+
+
+@settings(max_examples=200)
+@given(header_text)
+def test_fuzz_metadata_directive(value: str) -> None:
+    try:
+        assert metadata_directive({"x-amz-metadata-directive": value}) in ("COPY", "REPLACE")
     except S3Error as err:
         assert err.code == "InvalidArgument"

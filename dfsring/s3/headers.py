@@ -60,6 +60,7 @@ OVERRIDES: Mapping[str, str] = {
 _SAFE = re.compile(r"[\t\x20-\x7e]*")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
 _DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
+_COPY_RANGE = re.compile(r"bytes=([0-9]{1,19})-([0-9]{1,19})", re.ASCII)
 
 
 def _safe(value: str, what: str, limit: int = MAX_HEADER_VALUE) -> str:
@@ -222,6 +223,18 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
     except RangeNotSatisfiable:
         raise S3Error("InvalidRange", "The requested range is not satisfiable",
                       headers={"Content-Range": f"bytes */{size}"}) from None
+
+
+def parse_copy_range(value: str, size: int) -> tuple[int, int]:
+    """The inclusive range of ``x-amz-copy-source-range`` (UploadPartCopy): exactly
+    ``bytes=first-last`` inside the source. Unlike a GET's Range, S3 refuses anything else
+    with InvalidArgument instead of ignoring it (the whole source is copied only when the
+    header is absent)."""
+    match = _COPY_RANGE.fullmatch(value.strip())
+    if match is None or not int(match[1]) <= int(match[2]) < size:
+        raise S3Error("InvalidArgument", "Range specified is not valid for source object "
+                      f"of size: {size}")
+    return int(match[1]), int(match[2])
 
 
 def http_date(ms: int) -> str:

@@ -16,6 +16,7 @@ from dfsring.s3.headers import (
     metadata_directive,
     object_headers,
     object_meta,
+    parse_copy_range,
     parse_copy_source,
     parse_http_date,
     parse_int,
@@ -294,3 +295,24 @@ def test_fuzz_metadata_directive(value: str) -> None:
         assert metadata_directive({"x-amz-metadata-directive": value}) in ("COPY", "REPLACE")
     except S3Error as err:
         assert err.code == "InvalidArgument"
+
+
+def test_parse_copy_range() -> None:
+    assert parse_copy_range("bytes=0-9", 10) == (0, 9)
+    assert parse_copy_range("bytes=5-5", 10) == (5, 5)
+    for bad in ("bytes=0-10", "bytes=5-4", "bytes=-5", "bytes=5-", "bytes=0-1,2-3", "0-1",
+                "bytes=٣-٤", ""):
+        with pytest.raises(S3Error) as err:
+            parse_copy_range(bad, 10)
+        assert err.value.code == "InvalidArgument"
+
+
+@settings(max_examples=300)
+@given(header_text, st.integers(0, 10**12))
+def test_fuzz_copy_range(value: str, size: int) -> None:
+    try:
+        first, last = parse_copy_range(value, size)
+    except S3Error as err:
+        assert err.code == "InvalidArgument"
+        return
+    assert 0 <= first <= last < size

@@ -402,3 +402,14 @@ def test_chunk_signing_for_a_verified_request() -> None:
     assert made == signing(AWS_SIGNED[0])
     parser = ChunkParser(SIGNED, decoded_length=66560, signing=made, trailer_names=())
     assert run(parser, [SIGNED_BODY]) == DATA
+
+
+def test_data_is_passed_on_as_it_arrives_not_per_chunk() -> None:
+    """Memory stays bounded by the piece, not the chunk: every data byte of a piece comes
+    out of the feed of that same piece."""
+    parser = signed_parser()
+    header = SIGNED_BODY.index(b"\r\n") + 2
+    assert parser.feed(SIGNED_BODY[:header]) == []
+    for at in range(header, header + 65536, 1024):
+        assert parser.feed(SIGNED_BODY[at:at + 1024]) == [b"a" * 1024]
+    assert run(parser, [SIGNED_BODY[header + 65536:]]) == b"a" * 1024

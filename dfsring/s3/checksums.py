@@ -199,6 +199,8 @@ class BodyCheck:
     def __init__(self, *, content_md5: bytes | None, algorithm: str | None,
                  expected: str | None, sha256_hex: str | None,
                  trailers: Callable[[], Mapping[str, str]] | None = None) -> None:
+        if expected is not None and algorithm is None:
+            raise ValueError("a checksum value needs its algorithm (requested_checksum)")
         if sha256_hex is not None and not _HEX64.fullmatch(sha256_hex.lower()):
             raise S3Error("InvalidArgument", "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, "
                           "STREAMING-* or a SHA256 in hex.")

@@ -220,6 +220,8 @@ def test_trailer_value_is_read_after_the_body() -> None:
 def test_bad_sha256_form_is_refused_up_front() -> None:
     with pytest.raises(S3Error):
         body_check(sha256="xyz")
+    with pytest.raises(ValueError):
+        body_check(expected=CRC)  # a value without its algorithm would go unchecked
 
 
 # --- composite -------------------------------------------------------------------------------

@@ -34,9 +34,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-MAX_RULES = 32
+MAX_RULES = 100  # S3's own limit (PutBucketCors), so any S3 configuration fits
 MAX_ORIGINS = 64  # per rule
 MAX_HEADERS = 32  # per rule
+MAX_EXPOSE = 32  # per rule: response headers a page may read (S3's ExposeHeader)
 MAX_ORIGIN_LEN = 200
 MAX_HEADER_LEN = 64
 MAX_AGE_S = 86_400
@@ -55,6 +56,7 @@ class CorsRule:
     methods: tuple[str, ...]
     headers: tuple[str, ...] = ()  # lower case; "*": any header
     max_age_s: int = 0
+    expose: tuple[str, ...] = ()  # response headers exposed besides EXPOSED (as written)
 
 
 def origin_matches(pattern: str, origin: str) -> bool:
@@ -121,6 +123,14 @@ def preflight(rules: Sequence[CorsRule], origin: str | None, method: str | None,
     return None
 
 
+def _exposed(rule: CorsRule) -> list[str]:
+    """EXPOSED, then the rule's own ExposeHeaders not already in it (names compared without
+    case, as HTTP does): the native API's headers stay readable whatever a rule adds."""
+    seen = {h.lower() for h in EXPOSED}
+    extra = [h for h in rule.expose if h.lower() not in seen]
+    return [*EXPOSED, *extra]
+
+
 def actual(rules: Sequence[CorsRule], origin: str | None, method: str) -> dict[str, str]:
     """The headers to add to the answer of an actual request (its status whatever it is):
     ``Vary: Origin`` whenever there are rules, and the allow headers when one rule allows
@@ -133,7 +143,7 @@ def actual(rules: Sequence[CorsRule], origin: str | None, method: str) -> dict[s
     for rule in rules:
         if method in rule.methods and any(origin_matches(p, origin) for p in rule.origins):
             out["Access-Control-Allow-Origin"] = _allow_origin(rule, origin)
-            out["Access-Control-Expose-Headers"] = ", ".join(EXPOSED)
+            out["Access-Control-Expose-Headers"] = ", ".join(_exposed(rule))
             return out
     return out
 
@@ -161,11 +171,12 @@ def check_origin(text: str) -> str:
 
 
 def make_rule(origins: Iterable[str], methods: Iterable[str], headers: Iterable[str] = (),
-              max_age_s: int = 0) -> CorsRule:
+              max_age_s: int = 0, expose: Iterable[str] = ()) -> CorsRule:
     """A rule in canonical form, every part checked (ValueError naming the part)."""
     o = sorted({check_origin(x) for x in origins})
     m = sorted({x.upper() for x in methods})
     h = sorted({x.lower() for x in headers})
+    e = sorted(set(expose))
     if not o:
         raise ValueError("a rule needs at least one origin")
     if len(o) > MAX_ORIGINS:
@@ -177,7 +188,10 @@ def make_rule(origins: Iterable[str], methods: Iterable[str], headers: Iterable[
         raise ValueError(f"headers: at most {MAX_HEADERS} header names (or '*')")
     if type(max_age_s) is not int or not 0 <= max_age_s <= MAX_AGE_S:
         raise ValueError(f"max_age_s must be an integer from 0 to {MAX_AGE_S}")
-    return CorsRule(tuple(o), tuple(m), tuple(h), max_age_s)
+    if len(e) > MAX_EXPOSE or not all(
+            len(x) <= MAX_HEADER_LEN and _HEADER_RE.fullmatch(x.lower()) for x in e):
+        raise ValueError(f"expose: at most {MAX_EXPOSE} header names")
+    return CorsRule(tuple(o), tuple(m), tuple(h), max_age_s, tuple(e))
 
 
 def canonical(rules: Iterable[CorsRule]) -> tuple[CorsRule, ...]:
@@ -186,7 +200,8 @@ def canonical(rules: Iterable[CorsRule]) -> tuple[CorsRule, ...]:
 
 def parse_rules(doc: object) -> tuple[CorsRule, ...]:
     """Rules from their JSON form (a list of objects with ``origins``, ``methods``, and
-    optionally ``headers`` and ``max_age_s``); ValueError with the rule and field named."""
+    optionally ``headers``, ``max_age_s`` and ``expose``); ValueError with the rule and
+    field named."""
     if isinstance(doc, Mapping):
         if set(doc) != {"rules"}:
             raise ValueError('CORS rules: a JSON list, or an object {"rules": [...]}')
@@ -196,7 +211,7 @@ def parse_rules(doc: object) -> tuple[CorsRule, ...]:
     if len(doc) > MAX_RULES:
         raise ValueError(f"at most {MAX_RULES} CORS rules")
     out = []
-    allowed = {"origins", "methods", "headers", "max_age_s"}
+    allowed = {"origins", "methods", "headers", "max_age_s", "expose"}
     for i, item in enumerate(doc):
         try:
             if not isinstance(item, dict):
@@ -209,15 +224,19 @@ def parse_rules(doc: object) -> tuple[CorsRule, ...]:
                 _strings(item.get("origins"), "origins", MAX_ORIGINS),
                 _strings(item.get("methods"), "methods", len(METHODS) * 2),
                 _strings(item.get("headers", []), "headers", MAX_HEADERS),
-                item.get("max_age_s", 0)))
+                item.get("max_age_s", 0),
+                _strings(item.get("expose", []), "expose", MAX_EXPOSE)))
         except ValueError as exc:
             raise ValueError(f"rule {i}: {exc}") from None
     return canonical(out)
 
 
 def rules_doc(rules: Iterable[CorsRule]) -> list[dict[str, Any]]:
+    """The JSON form parse_rules reads. ``expose`` only when a rule has some, so a record
+    without it is byte for byte what nodes that predate the field wrote and can read."""
     return [{"origins": list(r.origins), "methods": list(r.methods), "headers": list(r.headers),
-             "max_age_s": r.max_age_s} for r in rules]
+             "max_age_s": r.max_age_s, **({"expose": list(r.expose)} if r.expose else {})}
+            for r in rules]
 
 
 def merge_rules(siblings: Sequence[tuple[CorsRule, ...] | None]) -> tuple[CorsRule, ...] | None:

@@ -116,7 +116,8 @@ _RULES = st.sampled_from([
     None, (), (cors.make_rule(["https://app.example"], ["GET"]),),
     (cors.make_rule(["*"], ["GET", "PUT"], ["authorization"], 60),),
     cors.canonical([cors.make_rule(["https://app.example"], ["GET"]),
-                    cors.make_rule(["https://*.cdn.example"], ["HEAD"])])])
+                    cors.make_rule(["https://*.cdn.example"], ["HEAD"])]),
+    (cors.make_rule(["*"], ["GET"], expose=["x-amz-version-id", "ETag"]),)])
 
 
 @given(st.lists(st.builds(BucketRecord, st.just("a"), st.sampled_from(["k1", "root"]),
@@ -159,3 +160,13 @@ def test_key_limits_merge_to_the_lowest_and_never_to_unlimited_against_a_limit(
             assert got is None
         else:
             assert got == 0
+
+
+def test_bucket_record_keeps_cors_expose_headers_and_old_records_read_as_none() -> None:
+    rule = cors.make_rule(["*"], ["GET"], expose=["ETag", "x-amz-version-id"])
+    rec = BucketRecord("a", "k1", 1, cors=(rule,))
+    assert ar.decode_bucket(ar.encode_bucket(rec)).cors == (rule,)
+    old = (b'{"v":1,"bucket":"a","owner":"k1","created_ms":1,"public_read":false,'
+           b'"cors":[{"origins":["*"],"methods":["GET"],"headers":[],"max_age_s":0}]}')
+    cors_rules = ar.decode_bucket(old).cors
+    assert cors_rules is not None and cors_rules[0].expose == ()

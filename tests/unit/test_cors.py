@@ -18,10 +18,11 @@ WILD = st.builds(lambda s, h, p: f"{s}://*.{h}{p}", SCHEMES, HOST, PORT)
 PATTERN = st.one_of(ORIGIN, WILD, st.just("*"))
 METHOD = st.sampled_from(cors.METHODS)
 HEADER = st.sampled_from(["authorization", "content-type", "x-api-key", "dfs-context", "*"])
+EXPOSE = st.sampled_from(["ETag", "x-amz-request-id", "x-amz-version-id", "etag"])
 RULE = st.builds(
-    lambda o, m, h, a: cors.make_rule(o, m, h, a),
+    lambda o, m, h, a, e: cors.make_rule(o, m, h, a, e),
     st.lists(PATTERN, min_size=1, max_size=4), st.lists(METHOD, min_size=1, max_size=3),
-    st.lists(HEADER, max_size=3), st.integers(0, cors.MAX_AGE_S))
+    st.lists(HEADER, max_size=3), st.integers(0, cors.MAX_AGE_S), st.lists(EXPOSE, max_size=2))
 RULES = st.lists(RULE, max_size=4).map(cors.canonical)
 # any header text a browser (or anyone) may send as Origin
 ANY_ORIGIN = st.one_of(ORIGIN, st.text(max_size=80), st.just("null"),
@@ -118,7 +119,8 @@ def test_rules_survive_their_json_form(rules: tuple[CorsRule, ...]) -> None:
     ([{"origins": ["*"], "methods": ["GET"], "headers": ["bad header"]}], "headers"),
     ([{"origins": ["*"], "methods": ["GET"], "extra": 1}], "unknown field(s) extra"),
     ([{"origins": ["*"] * 65, "methods": ["GET"]}], "at most 64"),
-    ([{"origins": ["*"], "methods": ["GET"]}] * 33, "at most 32 CORS rules"),
+    ([{"origins": ["*"], "methods": ["GET"]}] * 101, "at most 100 CORS rules"),
+    ([{"origins": ["*"], "methods": ["GET"], "expose": ["bad header"]}], "expose"),
     ({"rules": [], "more": 1}, '{"rules": [...]}'),
 ])
 def test_bad_rules_are_refused_naming_what_is_wrong(doc: object, words: str) -> None:
@@ -140,3 +142,18 @@ def test_a_preflight_echoes_the_requested_headers_and_the_max_age() -> None:
     assert cors.preflight((rule,), "https://app.example", "PUT", "x-other") is None
     assert cors.preflight((rule,), "https://other.example", "PUT", None) is None
     assert cors.preflight((rule,), "https://app.example", "DELETE", None) is None
+
+
+def test_an_actual_answer_exposes_the_rule_s_expose_headers_besides_the_api_s_own() -> None:
+    rule = cors.make_rule(["https://app.example"], ["GET"], expose=["x-amz-version-id", "ETag"])
+    out = cors.actual((rule,), "https://app.example", "GET")
+    names = out["Access-Control-Expose-Headers"].split(", ")
+    assert names[:len(cors.EXPOSED)] == list(cors.EXPOSED)
+    assert names[len(cors.EXPOSED):] == ["x-amz-version-id"]  # ETag is there already
+
+
+def test_a_rule_without_expose_keeps_the_json_form_older_nodes_read() -> None:
+    rule = cors.make_rule(["*"], ["GET"])
+    assert "expose" not in cors.rules_doc([rule])[0]
+    assert cors.parse_rules([{"origins": ["*"], "methods": ["GET"]}]) == (rule,)
+    assert rule.expose == ()

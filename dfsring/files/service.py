@@ -26,6 +26,7 @@ from dfsring.core import keys, manifest
 from dfsring.core.chunker import ChunkParams
 from dfsring.core.manifest import Manifest
 from dfsring.core.vclock import VersionVector
+from dfsring.files import placement
 from dfsring.files import versions as fv
 from dfsring.files.chunks import ChunkReplicator
 from dfsring.files.chunkstore import Buffer
@@ -249,6 +250,29 @@ class FileService:
         except ValueError as exc:
             raise errors.StorageError(f"the manifest of {ref.key!r} is unreadable: {exc}") \
                 from exc
+
+    async def manifest_of(self, ref: VersionRef, *, r: int | None = None) -> Manifest:
+        """The manifest a version key names (one quorum read of ``r``, default R);
+        NotFound if the version was removed meanwhile."""
+        versions = await self.coordinator.get(system_name(ref.key),
+                                              r=self.settings.r if r is None else r)
+        live = versions.live()
+        if not live or ref.deleted:
+            raise errors.NotFound(f"version {ref.version} of {ref.bucket}/{ref.path} is gone")
+        try:
+            return manifest.decode(live[0].value or b"")
+        except ValueError as exc:
+            raise errors.StorageError(f"the manifest of {ref.key!r} is unreadable: {exc}") \
+                from exc
+
+    async def retouch(self, ids: list[bytes]) -> None:
+        """Before a new version references chunks stored earlier (a copy, a completed
+        multipart upload): each must be on W of its owners, and is touched there, so the
+        collector's grace starts again (dfsring.files.gc). QuorumNotMet otherwise."""
+        ring = self.chunks.views.cluster_view().ring
+        holders = {cid: list(placement.owners(ring, cid)) for cid in dict.fromkeys(ids)}
+        if holders:
+            await self.chunks.confirm(holders, self.settings.w)
 
     def read(self, m: Manifest, start: int, end: int) -> AsyncGenerator[bytes | memoryview, None]:
         """Bytes ``start..end`` (inclusive) of the file, in order, each chunk verified."""

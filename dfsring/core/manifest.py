@@ -124,6 +124,31 @@ def _check_metadata(metadata: object) -> None:
         raise ValueError(f"metadata is {total} characters; the limit is {MAX_META_TOTAL}")
 
 
+def _check_headers(headers: object) -> None:
+    if type(headers) is not tuple or len(headers) > MAX_HEADERS:
+        raise ValueError(f"headers must be a tuple of at most {MAX_HEADERS} pairs")
+    previous = ""
+    for pair in headers:
+        if type(pair) is not tuple or len(pair) != 2:
+            raise ValueError("headers must be (name, value) pairs")
+        _check_str("header name", pair[0], _HEADER_NAME_RE, 64)
+        _check_str("header value", pair[1], _HEADER_SAFE_RE, MAX_META_VALUE)
+        if pair[0] <= previous:
+            raise ValueError("headers must be sorted by name, each once")
+        previous = pair[0]
+
+
+def check_object_meta(content_type: str, metadata: Mapping[str, str],
+                      headers: Mapping[str, str]) -> None:
+    """ValueError unless a manifest can hold this content type, user metadata and system
+    headers (the S3 layer checks before it stores any byte)."""
+    _check_str("content_type", content_type, _HEADER_SAFE_RE, MAX_CONTENT_TYPE)
+    if not content_type.strip():
+        raise ValueError("content_type must not be blank")
+    _check_metadata(tuple(sorted(metadata.items())))
+    _check_headers(tuple(sorted(headers.items())))
+
+
 def _check_name(bucket: object, path: object) -> None:
     if type(bucket) is not str or type(path) is not str:
         raise ValueError("bucket and path must be strings")
@@ -184,17 +209,7 @@ class Manifest:
                 raise ValueError("checksum must be an (algorithm, value) pair")
             _check_str("checksum algorithm", self.checksum[0], _CHECKSUM_ALG_RE, 16)
             _check_str("checksum value", self.checksum[1], _CHECKSUM_RE, 96)
-        if type(self.headers) is not tuple or len(self.headers) > MAX_HEADERS:
-            raise ValueError(f"headers must be a tuple of at most {MAX_HEADERS} pairs")
-        previous = ""
-        for pair in self.headers:
-            if type(pair) is not tuple or len(pair) != 2:
-                raise ValueError("headers must be (name, value) pairs")
-            _check_str("header name", pair[0], _HEADER_NAME_RE, 64)
-            _check_str("header value", pair[1], _HEADER_SAFE_RE, MAX_META_VALUE)
-            if pair[0] <= previous:
-                raise ValueError("headers must be sorted by name, each once")
-            previous = pair[0]
+        _check_headers(self.headers)
 
     def _check_body(self) -> None:
         if type(self.chunks) is not tuple or len(self.chunks) > MAX_CHUNKS:

@@ -168,7 +168,8 @@ class FileService:
         stamp = self.clock.next(current.timestamp if current is not None else None)
         checksum = extras.checksum
         if stored.chunks is not None and not stored.chunks:
-            stored = replace(stored, chunks=None, inline=b"")  # an empty file is inline
+            stored = replace(stored, chunks=None, inline=b"",  # an empty file is inline
+                             sha256=hashlib.sha256(b"").hexdigest())
         try:
             built = Manifest.create(
                 bucket, path, stamp.encode(), sha256=stored.sha256, created_ms=stamp.wall_ms,

@@ -31,6 +31,7 @@ import secrets
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgpack
 
@@ -176,7 +177,7 @@ def decode_part(raw: bytes) -> PartRecord:
     return PartRecord(number, size, md5, tuple(refs), modified, found)
 
 
-def _unpack(raw: bytes, fields: int) -> list[object]:
+def _unpack(raw: bytes, fields: int) -> list[Any]:
     if len(raw) > MAX_RECORD:
         raise ValueError("record too large")
     try:

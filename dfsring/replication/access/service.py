@@ -195,6 +195,12 @@ class AccessService:
             self.buckets.put(bucket, record, self.clock())
         return record
 
+    async def cached_bucket(self, bucket: str) -> BucketRecord | None:
+        """The bucket's live record (None: none, or a grave) from the cache, read again
+        after ``ttl_s`` or once a change was announced (the S3 layer's per-request view of
+        a bucket: its existence and versioning state)."""
+        return await self._cached_bucket(bucket)
+
     async def bucket_settings(self, bucket: str) -> BucketSettings:
         record = await self._cached_bucket(bucket)
         return BucketSettings(public_read=record is not None and record.public_read)

@@ -27,6 +27,15 @@ siblings' contents, and every rule is commutative, associative and idempotent):
   owner of the sibling created first (ties: the smaller owner id). CORS rules: the node's
   if no sibling has rules of its own, else the rules every sibling holds
   (dfsring.core.cors.merge_rules), so a conflict never lets in an origin one side left out.
+  Versioning (S3: "" never enabled, Enabled, Suspended): the sibling whose state changed
+  last wins (greatest ``versioning_ms``; ties: the greater state name, "Suspended" over
+  "Enabled" over "", so every node picks the same).
+* A bucket is deleted by writing a grave (``deleted_ms`` > 0), not a tombstone, like keys. A
+  re-create reads the grave and writes a live record with its causal context, superseding
+  it. Should a delete and a create be concurrent (siblings), a live sibling survives only
+  if it was created after every grave's deletion (the later event wins); with none left,
+  the grave with the latest deletion is the record. So a bucket deleted while being
+  re-created elsewhere is either gone or the new one, never a mix.
 
 The sealing of the secret (AES-256-GCM under a key derived from the cluster secret) is the
 caller's: this module only carries the sealed bytes.
@@ -59,6 +68,7 @@ MAX_RECORD_BYTES = 64 * 1024
 MAX_RATE = 1e9  # requests/s a key's own limit may name
 MAX_BANDWIDTH = 1 << 50  # bytes/s a key's own limit may name
 ACCESS_KEY_RE = re.compile(r"[A-Z0-9]{16,64}")
+VERSIONING_STATES = ("", "Enabled", "Suspended")
 ROLE_NAMES = {"read": Role.READ, "write": Role.WRITE, "owner": Role.OWNER}
 _MAX_INT = 2**63 - 1
 T = TypeVar("T")
@@ -130,6 +140,13 @@ class BucketRecord:
     created_ms: int
     public_read: bool = False
     cors: tuple[corsrules.CorsRule, ...] | None = None  # None: the node's rules (--cors-*)
+    versioning: str = ""  # VERSIONING_STATES: "" never enabled, "Enabled", "Suspended"
+    versioning_ms: int = 0  # when the versioning state last changed
+    deleted_ms: int = 0  # > 0: a grave (module docstring)
+
+    @property
+    def deleted(self) -> bool:
+        return self.deleted_ms > 0
 
 
 # --- encoding ------------------------------------------------------------------------------
@@ -151,6 +168,11 @@ def encode_bucket(rec: BucketRecord) -> bytes:
                            "created_ms": rec.created_ms, "public_read": rec.public_read}
     if rec.cors is not None:  # absent, not null: records written before CORS read the same
         doc["cors"] = corsrules.rules_doc(rec.cors)
+    if rec.versioning:  # absent when never enabled, as for records written before it
+        doc["versioning"] = rec.versioning
+        doc["versioning_ms"] = rec.versioning_ms
+    if rec.deleted_ms:
+        doc["deleted_ms"] = rec.deleted_ms
     return orjson.dumps(doc)
 
 
@@ -230,9 +252,14 @@ def decode_bucket(raw: bytes) -> BucketRecord:
         raise ValueError("bucket and owner must be strings")
     _bucket_name(bucket)
     rules = doc.get("cors")
+    versioning = doc.get("versioning", "")
+    if versioning not in VERSIONING_STATES:
+        raise ValueError("versioning must be Enabled or Suspended")
     return BucketRecord(bucket, owner, _int(doc.get("created_ms"), "created_ms"),
                         _bool(doc.get("public_read"), "public_read"),
-                        None if rules is None else corsrules.parse_rules(rules))
+                        None if rules is None else corsrules.parse_rules(rules),
+                        versioning, _int(doc.get("versioning_ms", 0), "versioning_ms"),
+                        _int(doc.get("deleted_ms", 0), "deleted_ms"))
 
 
 # --- merging siblings (module docstring) ---------------------------------------------------
@@ -269,9 +296,16 @@ def merge_buckets(records: Iterable[BucketRecord]) -> BucketRecord | None:
     found = list(records)
     if not found:
         return None
-    first = min(found, key=lambda r: (r.created_ms, r.owner))
-    return replace(first, public_read=all(r.public_read for r in found),
-                   cors=corsrules.merge_rules([r.cors for r in found]))
+    graves = [r for r in found if r.deleted]
+    last_delete = max((r.deleted_ms for r in graves), default=0)
+    live = [r for r in found if not r.deleted and (not graves or r.created_ms > last_delete)]
+    if not live:
+        return max(graves, key=lambda r: (r.deleted_ms, r.created_ms, r.owner))
+    first = min(live, key=lambda r: (r.created_ms, r.owner))
+    state = max(live, key=lambda r: (r.versioning_ms, r.versioning))
+    return replace(first, public_read=all(r.public_read for r in live),
+                   cors=corsrules.merge_rules([r.cors for r in live]),
+                   versioning=state.versioning, versioning_ms=state.versioning_ms)
 
 
 def decode_all(values: Iterable[bytes],

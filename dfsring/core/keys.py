@@ -20,6 +20,17 @@ partition and bucket is stored under its first bytes plus a 32-byte BLAKE2b dige
 key, and the full key is kept in the record (see dfsring.storage.localstore). Short keys are always
 shorter than the budget and long ones exactly the budget, so the two can never collide; the
 only cost is that keys sharing their first ~400 bytes list in digest order, not byte order.
+
+Placement of the grouped system tables (``GROUPED_BUCKETS``). The version keys of the files
+layer (``dfs..files``: ``{bucket}/{path} NUL ...``, dfsring.files.versions) and the multipart
+records of the S3 layer (``dfs..uploads``) are placed by the hash of (system bucket, the file
+bucket: the text before the first "/") rather than of the whole key. All keys of one user
+bucket then sit in ONE partition, contiguous and sorted by the engine: a sorted per-bucket
+index, so finding a path's versions or listing a page of a bucket asks only that
+partition's owners and costs in proportion to the page, not to the cluster (Garage's object
+table, partitioned by bucket and sorted by key, is the model). The cost: one bucket's whole
+index lives on the N owners of one partition (its size and its write load are not spread);
+a later change can shard a bucket by key prefix. Every other bucket keeps the plain rule.
 """
 
 from __future__ import annotations
@@ -39,6 +50,9 @@ _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _SEP = b"\x00"
 MAX_STORAGE_KEY = 511  # LMDB's compiled-in key limit
 _DIGEST = 32
+FILES_BUCKET = b"dfs..files"  # dfsring.files.versions.SYSTEM_BUCKET
+UPLOADS_BUCKET = b"dfs..uploads"  # dfsring.s3.multipart: multipart uploads and their parts
+GROUPED_BUCKETS = frozenset({FILES_BUCKET, UPLOADS_BUCKET})
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +116,28 @@ def key_hash(bucket: bytes, key: bytes) -> int:
     return mmh3.hash128(bucket + _SEP + key, 0, True, signed=False)
 
 
+def placement_key(bucket: bytes, key: bytes) -> bytes:
+    """The part of ``key`` its partition is hashed from: the whole key, or for a grouped
+    system table (module docstring) the user bucket it indexes (the text before "/")."""
+    if bucket in GROUPED_BUCKETS:
+        return key.split(b"/", 1)[0]
+    return key
+
+
 def partition_of(bucket: bytes, key: bytes, partition_bits: int = DEFAULT_PARTITION_BITS) -> int:
+    """The partition of a key: the top bits of the hash of its placement key."""
     if not 1 <= partition_bits <= MAX_PARTITION_BITS:
         raise ValueError(f"partition_bits must be in 1..{MAX_PARTITION_BITS}")
-    return key_hash(bucket, key) >> (128 - partition_bits)
+    return key_hash(bucket, placement_key(bucket, key)) >> (128 - partition_bits)
+
+
+def group_partition(bucket: bytes, group: str,
+                    partition_bits: int = DEFAULT_PARTITION_BITS) -> int:
+    """The one partition holding every key of a grouped system table for user bucket
+    ``group``."""
+    if bucket not in GROUPED_BUCKETS:
+        raise ValueError(f"{bucket!r} is not a grouped system table")
+    return partition_of(bucket, group.encode("ascii") + b"/", partition_bits)
 
 
 def name_partition(name: ObjectName, partition_bits: int = DEFAULT_PARTITION_BITS) -> int:

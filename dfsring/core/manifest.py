@@ -44,7 +44,10 @@ from dfsring.core.contenthash import CHUNK_ID_BYTES
 from dfsring.core.keys import validate_bucket, validate_key
 from dfsring.foundation.errors import InvalidKey
 
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2 added the S3 fields (etag, parts, checksum, headers); 1 still decodes
+_FORMATS = (1, 2)
+MAX_PARTS = 10_000  # S3's part count limit
+MAX_HEADERS = 8  # S3 system headers kept (dfsring.s3.model.SYSTEM_HEADERS)
 INLINE_MAX = 64 * 1024  # files up to this size are stored in the manifest itself
 MAX_CHUNK_SIZE = 16 << 20  # the largest chunk dfsring.core.chunker can make (a test checks)
 MAX_CHUNKS = 25_000
@@ -60,7 +63,11 @@ MAX_META_VALUE = 1024
 MAX_META_TOTAL = 8192  # sum of key and value lengths
 MS_PER_DAY = 86_400_000
 
-_SHA256_RE = re.compile(r"[0-9a-f]{64}", re.ASCII)
+_SHA256_RE = re.compile(r"(?:[0-9a-f]{64})?", re.ASCII)  # "": unknown (a multipart object)
+_ETAG_RE = re.compile(r"(?:[0-9a-f]{32}(?:-[1-9][0-9]{0,4})?)?", re.ASCII)
+_HEADER_NAME_RE = re.compile(r"[a-z][a-z-]{0,63}", re.ASCII)
+_CHECKSUM_ALG_RE = re.compile(r"CRC32|CRC32C|SHA1|SHA256|CRC64NVME", re.ASCII)
+_CHECKSUM_RE = re.compile(r"[A-Za-z0-9+/=]{1,88}(?:-[1-9][0-9]{0,4})?", re.ASCII)
 _META_KEY_RE = re.compile(r"[a-z0-9][a-z0-9._-]*", re.ASCII)
 _HEADER_SAFE_RE = re.compile(r"[\x20-\x7e\t]*", re.ASCII)  # visible ASCII, space, tab
 
@@ -117,6 +124,31 @@ def _check_metadata(metadata: object) -> None:
         raise ValueError(f"metadata is {total} characters; the limit is {MAX_META_TOTAL}")
 
 
+def _check_headers(headers: object) -> None:
+    if type(headers) is not tuple or len(headers) > MAX_HEADERS:
+        raise ValueError(f"headers must be a tuple of at most {MAX_HEADERS} pairs")
+    previous = ""
+    for pair in headers:
+        if type(pair) is not tuple or len(pair) != 2:
+            raise ValueError("headers must be (name, value) pairs")
+        _check_str("header name", pair[0], _HEADER_NAME_RE, 64)
+        _check_str("header value", pair[1], _HEADER_SAFE_RE, MAX_META_VALUE)
+        if pair[0] <= previous:
+            raise ValueError("headers must be sorted by name, each once")
+        previous = pair[0]
+
+
+def check_object_meta(content_type: str, metadata: Mapping[str, str],
+                      headers: Mapping[str, str]) -> None:
+    """ValueError unless a manifest can hold this content type, user metadata and system
+    headers (the S3 layer checks before it stores any byte)."""
+    _check_str("content_type", content_type, _HEADER_SAFE_RE, MAX_CONTENT_TYPE)
+    if not content_type.strip():
+        raise ValueError("content_type must not be blank")
+    _check_metadata(tuple(sorted(metadata.items())))
+    _check_headers(tuple(sorted(headers.items())))
+
+
 def _check_name(bucket: object, path: object) -> None:
     if type(bucket) is not str or type(path) is not str:
         raise ValueError("bucket and path must be strings")
@@ -149,18 +181,35 @@ class Manifest:
     created_ms: int
     chunks: tuple[ChunkRef, ...]
     inline: bytes | None
+    s3_etag: str = ""  # S3 ETag, no quotes: hex MD5, or of the parts' MD5s + "-N" ("": unknown)
+    parts: int = 0  # parts of a multipart object (0: a single-part one)
+    checksum: tuple[str, str] | None = None  # (algorithm, base64 value): x-amz-checksum-*
+    headers: Metadata = ()  # S3 system headers (cache-control, ...), sorted, names lower-case
 
     def __post_init__(self) -> None:
         _check_name(self.bucket, self.path)
         hlc.Timestamp.decode(self.version)
         _check_int("size", self.size, MAX_FILE_SIZE)
         _check_str("sha256", self.sha256, _SHA256_RE, 64)
+        if not self.sha256 and self.inline is not None:
+            raise ValueError("an inline manifest needs its sha256")
+        self._check_s3()
         _check_str("content_type", self.content_type, _HEADER_SAFE_RE, MAX_CONTENT_TYPE)
         if not self.content_type.strip():
             raise ValueError("content_type must not be blank")
         _check_metadata(self.metadata)
         _check_int("created_ms", self.created_ms, MAX_CREATED_MS)
         self._check_body()
+
+    def _check_s3(self) -> None:
+        _check_str("s3_etag", self.s3_etag, _ETAG_RE, 38)
+        _check_int("parts", self.parts, MAX_PARTS)
+        if self.checksum is not None:
+            if type(self.checksum) is not tuple or len(self.checksum) != 2:
+                raise ValueError("checksum must be an (algorithm, value) pair")
+            _check_str("checksum algorithm", self.checksum[0], _CHECKSUM_ALG_RE, 16)
+            _check_str("checksum value", self.checksum[1], _CHECKSUM_RE, 96)
+        _check_headers(self.headers)
 
     def _check_body(self) -> None:
         if type(self.chunks) is not tuple or len(self.chunks) > MAX_CHUNKS:
@@ -195,6 +244,10 @@ class Manifest:
         metadata: Mapping[str, str] | None = None,
         chunks: Sequence[tuple[bytes, int]] | None = None,
         inline: bytes | None = None,
+        s3_etag: str = "",
+        parts: int = 0,
+        checksum: tuple[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Manifest:
         """A manifest for ``chunks`` [(digest, size), ...] or ``inline`` bytes (exactly one)."""
         if (chunks is None) == (inline is None):
@@ -203,7 +256,8 @@ class Manifest:
         size = len(inline) if inline is not None else sum(r.size for r in refs)
         meta = tuple(sorted((metadata or {}).items()))
         return cls(
-            bucket, path, version, size, sha256, content_type, meta, created_ms, refs, inline
+            bucket, path, version, size, sha256, content_type, meta, created_ms, refs, inline,
+            s3_etag, parts, checksum, tuple(sorted((headers or {}).items())),
         )
 
     @property
@@ -216,8 +270,9 @@ class Manifest:
 
     @property
     def etag(self) -> str:
-        """A strong ETag: the same bytes have the same tag, whatever the version."""
-        return f'"{self.sha256}"'
+        """A strong ETag: the same bytes have the same tag, whatever the version (the
+        sha256; a multipart object, whose sha256 is not computed, has its S3 ETag)."""
+        return f'"{self.sha256 or self.s3_etag}"'
 
     def to_json(self) -> dict[str, Any]:
         """The body of the 201 answering an upload; ``chunks`` is how many (0: inline)."""
@@ -261,9 +316,10 @@ def metadata_headers(manifest: Manifest) -> list[tuple[str, str]]:
 
 
 def encode(m: Manifest) -> bytes:
-    """msgpack ``[format, bucket, path, version, size, sha256 (bin 32), content_type,
-    [[key, value], ...], created_ms, body]``; body is the inline bytes (bin) or
-    ``[[digest, size], ...]``."""
+    """msgpack ``[format, bucket, path, version, size, sha256 (bin 32, or empty), content_type,
+    [[key, value], ...], created_ms, body, s3]``; body is the inline bytes (bin) or
+    ``[[digest, size], ...]``; s3 (format 2) is ``[etag, parts, [alg, value] or nil,
+    [[name, value], ...]]``. Format 1 had no s3 field."""
     body: bytes | list[tuple[bytes, int]] = (
         m.inline if m.inline is not None else [(c.digest, c.size) for c in m.chunks]
     )
@@ -278,6 +334,7 @@ def encode(m: Manifest) -> bytes:
         m.metadata,
         m.created_ms,
         body,
+        [m.s3_etag, m.parts, m.checksum, m.headers],
     ]
     raw: bytes = msgpack.packb(doc, use_bin_type=True)
     return raw
@@ -294,13 +351,15 @@ def decode(raw: bytes | bytearray | memoryview) -> Manifest:
         doc = msgpack.unpackb(bytes(raw), raw=False, strict_map_key=True, use_list=True)
     except Exception as exc:  # msgpack raises ValueError, TypeError, StackError... on garbage
         raise ValueError(f"not valid msgpack: {exc}") from exc
-    if type(doc) is not list or len(doc) != 10:
-        raise ValueError("an encoded manifest is a list of 10 fields")
-    fmt, bucket, path, version, size, digest, ctype, meta, created_ms, body = doc
-    if type(fmt) is not int or fmt != MANIFEST_FORMAT:
+    if type(doc) is not list or len(doc) not in (10, 11):
+        raise ValueError("an encoded manifest is a list of 10 or 11 fields")
+    fmt = doc[0]
+    if type(fmt) is not int or fmt not in _FORMATS or len(doc) != 9 + fmt:
         raise ValueError("encoded manifest has an unknown format version")
-    if type(digest) is not bytes or len(digest) != 32:
-        raise ValueError("encoded manifest sha256 must be 32 bytes")
+    _, bucket, path, version, size, digest, ctype, meta, created_ms, body = doc[:10]
+    etag, parts, checksum, headers = _s3_fields(doc[10] if fmt >= 2 else ["", 0, None, []])
+    if type(digest) is not bytes or len(digest) not in (0, 32):
+        raise ValueError("encoded manifest sha256 must be 32 bytes (or empty)")
     try:
         return Manifest(
             bucket,
@@ -313,9 +372,24 @@ def decode(raw: bytes | bytearray | memoryview) -> Manifest:
             created_ms,
             _chunks(body),
             body if type(body) is bytes else None,
+            etag,
+            parts,
+            checksum,
+            headers,
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"invalid manifest: {exc}") from exc
+
+
+def _s3_fields(doc: object) -> tuple[Any, Any, tuple[str, str] | None, Metadata]:
+    """The S3 field of a format 2 manifest, shapes checked (values by the constructor)."""
+    if type(doc) is not list or len(doc) != 4:
+        raise ValueError("encoded s3 fields must be a list of 4")
+    etag, parts, checksum, headers = doc
+    if checksum is not None and (type(checksum) is not list or len(checksum) != 2):
+        raise ValueError("encoded checksum must be [algorithm, value]")
+    return etag, parts, None if checksum is None else (checksum[0], checksum[1]), \
+        _meta(headers)
 
 
 def _meta(meta: object) -> Metadata:

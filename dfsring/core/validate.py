@@ -28,7 +28,7 @@ from dfsring.foundation.errors import BadRequest, InvalidKey, PayloadTooLarge
 
 MAX_CONTENT_TYPE = 255
 # dfsring.files.versions.SYSTEM_BUCKET, dfsring.core.accessrecords KEYS_/BUCKETS_BUCKET
-SYSTEM_BUCKETS = frozenset({"dfs..files", "dfs..keys", "dfs..buckets"})
+SYSTEM_BUCKETS = frozenset({"dfs..files", "dfs..keys", "dfs..buckets", "dfs..uploads"})
 
 
 def content_type(raw: str) -> str:

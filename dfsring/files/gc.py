@@ -36,6 +36,17 @@ second write per chunk per upload and their own garbage collection. The scan can
 there is no counter to get wrong after a crash. Memory: the listing, plus at most
 ``max_candidates`` chunk ids.
 
+Other references (``extra_references``): chunks a layer above holds without a version yet (the
+S3 layer's multipart parts) are asked for at the start of a round, *before* the version
+listing: a reference that moves from such a record to a version (a multipart completion
+writes the manifest, then removes the part records) is then seen in one or the other. Any
+failure of that call ends the round like a silent member.
+
+Retention and S3 (``retention_exempt``): the --keep-versions/--keep-days rule is not applied
+to the files of a bucket the hook names (S3 buckets whose versioning is Enabled or
+Suspended: a versioned bucket's user expects no silent pruning); superseded null versions
+(dfsring.files.versions.visible) are removed everywhere.
+
 Anti-entropy of chunks (re-replicating a chunk to an owner that lacks it) is
 dfsring.files.chunksync; it asks ``referenced_among`` before it copies a chunk older than the
 grace period, so that it never brings back garbage another owner has just collected.
@@ -45,7 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -113,6 +124,8 @@ class FileGC:
         self.ready = ready
         self.last: GcReport | None = None
         self._lock = asyncio.Lock()
+        self.extra_references: Callable[[], Awaitable[set[bytes]]] | None = None
+        self.retention_exempt: Callable[[str], Awaitable[bool]] | None = None
 
     async def run_once(self) -> GcReport:
         """One round (module docstring); rounds never overlap."""
@@ -131,6 +144,7 @@ class FileGC:
             raise IncompleteScan("this node has not joined a cluster yet")
         started = chunkstore.now()
         cutoff = started - self.settings.grace_s
+        extra = await self._extra_references()
         refs = await self._list_all()
         report.versions_listed = len(refs)
         report.versions_pruned = await self._retention(refs)
@@ -140,6 +154,7 @@ class FileGC:
         if not candidates:
             return
         referenced = await self._referenced(refs, set(candidates))
+        referenced |= extra & set(candidates)
         report.referenced = len(referenced)
         garbage = fv.collectable(candidates, referenced, cutoff)
         for start in range(0, len(garbage), self.settings.batch):
@@ -150,6 +165,15 @@ class FileGC:
             log.info("unreferenced chunks deleted", extra={"fields": {
                 "deleted": report.deleted, "candidates": report.candidates,
                 "freed": report.bytes_before - self.store.stats.bytes}})
+
+    async def _extra_references(self) -> set[bytes]:
+        if self.extra_references is None:
+            return set()
+        try:
+            return await self.extra_references()
+        except (errors.DfsError, RpcError, ValueError) as exc:
+            raise IncompleteScan(f"other chunk references unreadable: "
+                                 f"{errors.describe(exc)}") from exc
 
     # --- the strict listing ----------------------------------------------------------------
 
@@ -197,12 +221,26 @@ class FileGC:
             steward = ring.preference_list(part)[:1]
             if steward != (self.node_id,):
                 continue
-            doomed = fv.lone_markers(group)
-            if not doomed and not self.settings.retention.keeps_all:
-                doomed = fv.retention(group, self.settings.retention,
-                                      int(chunkstore.now() * 1000))[1]
+            doomed = fv.superseded_nulls(group)
+            if not doomed and not await self._exempt(bucket):
+                doomed = fv.lone_markers(group)
+                if not doomed and not self.settings.retention.keeps_all:
+                    doomed = fv.retention(group, self.settings.retention,
+                                          int(chunkstore.now() * 1000))[1]
             removed += await self._remove_all(doomed)
         return removed
+
+    async def _exempt(self, bucket: str) -> bool:
+        """Whether the bucket's versions are kept whatever the retention rule (an S3
+        versioned bucket); when its settings cannot be read, kept this round."""
+        if self.retention_exempt is None:
+            return False
+        try:
+            return await self.retention_exempt(bucket)
+        except (errors.DfsError, RpcError) as exc:
+            log.info("retention skipped: bucket settings unreadable", extra={"fields": {
+                "bucket": bucket, "error": errors.describe(exc)}})
+            return True
 
     async def _remove_all(self, doomed: Iterable[VersionRef]) -> int:
         removed = 0
@@ -224,7 +262,8 @@ class FileGC:
         again). Silent members are skipped: a version missed here only delays a copy, while
         for a deletion (``_round``) it would lose data. IncompleteScan if a manifest is
         unreadable."""
-        return await self._referenced(await self._list_all(strict=False), ids)
+        extra = await self._extra_references()
+        return extra & ids | await self._referenced(await self._list_all(strict=False), ids)
 
     async def _referenced(self, refs: list[VersionRef], candidates: set[bytes]) -> set[bytes]:
         chunked = [r for r in refs if r.kind is Kind.CHUNKED]

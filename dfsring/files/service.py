@@ -18,14 +18,15 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dfsring.core import keys, manifest
 from dfsring.core.chunker import ChunkParams
 from dfsring.core.manifest import Manifest
 from dfsring.core.vclock import VersionVector
+from dfsring.files import placement
 from dfsring.files import versions as fv
 from dfsring.files.chunks import ChunkReplicator
 from dfsring.files.chunkstore import Buffer
@@ -60,6 +61,32 @@ class FileSettings:
 class UploadResult:
     manifest: Manifest
     new_chunks: int  # chunks some owner had to store (the rest were there already)
+    ref: VersionRef | None = None  # the version key written
+
+
+@dataclass(frozen=True)
+class StoredBody:
+    """Bytes stored and not yet referenced by a version: chunks or inline bytes."""
+
+    chunks: tuple[tuple[bytes, int], ...] | None  # (chunk id, size), in order
+    inline: bytes | None
+    sha256: str  # hex; "" when unknown (a multipart object)
+    md5: str  # hex MD5 of the bytes (the S3 ETag of a single-part object); "" when unknown
+    size: int
+    new_chunks: int
+
+
+@dataclass(frozen=True)
+class VersionExtras:
+    """What the S3 layer records with a version besides the files layer's own fields."""
+
+    null: bool = False  # an S3 null version (dfsring.files.versions)
+    etag: str = ""  # "": the body's MD5
+    parts: int = 0
+    checksum: tuple[str, str] | None = None  # (algorithm, base64)
+    checksum_source: Callable[[], tuple[str, str] | None] | None = None  # after the body
+    headers: Mapping[str, str] = field(default_factory=dict)
+    prune: bool = True  # apply the retention rule after the write
 
 
 def system_name(key: str) -> keys.ObjectName:
@@ -77,16 +104,31 @@ class FileService:
         self.metrics = metrics or FileMetrics()
         self._background = BackgroundTasks(MAX_BACKGROUND, log_errors(log, "file background task"))
 
-    # --- upload ----------------------------------------------------------------------------
+    # --- upload ---------------------------------------------------------------------------
 
     async def upload(self, bucket: str, path: str, body: AsyncIterator[bytes], *,
-                     content_type: str, metadata: Mapping[str, str]) -> UploadResult:
-        """Store a new version of the file from the body stream (see the module docstring)."""
+                     content_type: str, metadata: Mapping[str, str],
+                     extras: VersionExtras | None = None) -> UploadResult:
+        """Store a new version of the file from the body stream (see the module docstring).
+        ``extras``: what the S3 layer adds (null version, system headers, checksum; the
+        ETag is the body's MD5 unless given)."""
+        stored = await self.store_body(body)
+        extras = extras or VersionExtras()
+        if extras.checksum_source is not None:
+            got = extras.checksum_source()
+            extras = replace(extras, checksum=got)
+        return await self.commit(bucket, path, stored, content_type=content_type,
+                                 metadata=metadata, extras=extras)
+
+    async def store_body(self, body: AsyncIterator[bytes], *,
+                         inline_ok: bool = True) -> StoredBody:
+        """Cut the body into chunks stored on W of their owners each (or keep it inline if
+        it is small and ``inline_ok``); nothing is visible until a version references it."""
         cfg = self.settings
         cutter = Cutter(cfg.params)
         pipeline = ChunkPipeline(self.chunks, cfg.w, cfg.window, renew_s=cfg.grace_s / 3)
         refs: list[tuple[bytes, int]] = []
-        head: list[bytes] | None = []  # the first pieces, while the file may still be inline
+        head: list[bytes] | None = [] if inline_ok else None  # the first pieces, maybe inline
         received = 0
         try:
             async for batch in batches(body, BLOCK, cfg.idle_s):
@@ -107,20 +149,64 @@ class FileService:
         except BaseException:
             await pipeline.abort()
             raise
-        inline = None if head is None else b"".join(head)
-        digest = cutter.sha256 if inline is None else hashlib.sha256(inline).hexdigest()
+        if head is not None:
+            inline = b"".join(head)
+            return StoredBody(None, inline, hashlib.sha256(inline).hexdigest(),
+                              hashlib.md5(inline, usedforsecurity=False).hexdigest(),
+                              len(inline), 0)
+        return StoredBody(tuple(refs), None, cutter.sha256, cutter.md5, cutter.size,
+                          pipeline.new_chunks)
+
+    async def commit(self, bucket: str, path: str, stored: StoredBody, *, content_type: str,
+                     metadata: Mapping[str, str],
+                     extras: VersionExtras = VersionExtras()) -> UploadResult:
+        """Write the version key of stored bytes (a new upload, a copy, a completed
+        multipart upload: the chunks are referenced, never copied). A null version
+        (``extras.null``) then removes the path's earlier null versions (versions module
+        docstring: a crash in between leaves two, and readers take the newest)."""
         current = await self._newest(bucket, path)
         stamp = self.clock.next(current.timestamp if current is not None else None)
-        built = Manifest.create(bucket, path, stamp.encode(), sha256=digest,
-                                created_ms=stamp.wall_ms, content_type=content_type,
-                                metadata=metadata, chunks=None if inline is not None else refs,
-                                inline=inline)
-        kind = Kind.CHUNKED if inline is None else Kind.INLINE
-        await self._write(VersionRef(bucket, path, built.version, kind, built.size),
-                          manifest.encode(built))
-        self._spawn(self._prune_quietly(bucket, path))
-        self.metrics.upload(built.size, len(set(refs)), pipeline.new_chunks)
-        return UploadResult(built, pipeline.new_chunks)
+        checksum = extras.checksum
+        if stored.chunks is not None and not stored.chunks:
+            stored = replace(stored, chunks=None, inline=b"",  # an empty file is inline
+                             sha256=hashlib.sha256(b"").hexdigest())
+        try:
+            built = Manifest.create(
+                bucket, path, stamp.encode(), sha256=stored.sha256, created_ms=stamp.wall_ms,
+                content_type=content_type, metadata=metadata,
+                chunks=stored.chunks, inline=stored.inline,
+                s3_etag=extras.etag or stored.md5, parts=extras.parts,
+                checksum=None if checksum is None else (checksum[0], checksum[1]),
+                headers=extras.headers)
+        except ValueError as exc:
+            raise errors.BadRequest(f"the version cannot be stored: {exc}") from exc
+        kind = Kind.CHUNKED if built.inline is None else Kind.INLINE
+        ref = VersionRef(bucket, path, built.version, kind, built.size, built.s3_etag,
+                         extras.null)
+        await self._write(ref, manifest.encode(built))
+        if extras.null and current is not None:
+            await self._drop_older_nulls(bucket, path, ref)
+        if extras.prune:
+            self._spawn(self._prune_quietly(bucket, path))
+        chunk_ids = len(set(stored.chunks or ()))
+        self.metrics.upload(built.size, chunk_ids, stored.new_chunks)
+        return UploadResult(built, stored.new_chunks, ref)
+
+    async def _drop_older_nulls(self, bucket: str, path: str, keep: VersionRef) -> None:
+        for ref in await self.versions(bucket, path):
+            if ref.null and ref.version != keep.version:
+                await self.remove_version(ref)
+
+    async def write_marker(self, bucket: str, path: str, *, null: bool) -> VersionRef:
+        """A delete marker as the newest version, whatever is there (S3: a DELETE in a
+        versioned bucket always adds one); a null one replaces the earlier null versions."""
+        current = await self._newest(bucket, path)
+        stamp = self.clock.next(current.timestamp if current is not None else None)
+        marker = VersionRef(bucket, path, stamp.encode(), Kind.DELETED, 0, "", null)
+        await self._write(marker, b"")
+        if null and current is not None:
+            await self._drop_older_nulls(bucket, path, marker)
+        return marker
 
     async def _store(self, cut: list[tuple[bytes, bytes]], pipeline: ChunkPipeline,
                      refs: list[tuple[bytes, int]]) -> None:
@@ -134,9 +220,11 @@ class FileService:
 
     # --- versions and manifests ------------------------------------------------------------
 
-    async def versions(self, bucket: str, path: str) -> list[VersionRef]:
-        """Every version of the file that is kept, newest first (delete markers included)."""
-        found = await self._list(fv.path_prefix(bucket, path), None, None)
+    async def versions(self, bucket: str, path: str, *,
+                       r: int | None = None) -> list[VersionRef]:
+        """Every version of the file that is kept, newest first (delete markers included):
+        one listing of the bucket's partition on ``r`` (default R) of its owners."""
+        found = await self._list(bucket, fv.path_prefix(bucket, path), None, None, r=r)
         return fv.newest_first(r for r in found if r.path == path and r.bucket == bucket)
 
     async def _newest(self, bucket: str, path: str) -> VersionRef | None:
@@ -163,6 +251,29 @@ class FileService:
         except ValueError as exc:
             raise errors.StorageError(f"the manifest of {ref.key!r} is unreadable: {exc}") \
                 from exc
+
+    async def manifest_of(self, ref: VersionRef, *, r: int | None = None) -> Manifest:
+        """The manifest a version key names (one quorum read of ``r``, default R);
+        NotFound if the version was removed meanwhile."""
+        versions = await self.coordinator.get(system_name(ref.key),
+                                              r=self.settings.r if r is None else r)
+        live = versions.live()
+        if not live or ref.deleted:
+            raise errors.NotFound(f"version {ref.version} of {ref.bucket}/{ref.path} is gone")
+        try:
+            return manifest.decode(live[0].value or b"")
+        except ValueError as exc:
+            raise errors.StorageError(f"the manifest of {ref.key!r} is unreadable: {exc}") \
+                from exc
+
+    async def retouch(self, ids: list[bytes]) -> None:
+        """Before a new version references chunks stored earlier (a copy, a completed
+        multipart upload): each must be on W of its owners, and is touched there, so the
+        collector's grace starts again (dfsring.files.gc). QuorumNotMet otherwise."""
+        ring = self.chunks.views.cluster_view().ring
+        holders = {cid: list(placement.owners(ring, cid)) for cid in dict.fromkeys(ids)}
+        if holders:
+            await self.chunks.confirm(holders, self.settings.w)
 
     def read(self, m: Manifest, start: int, end: int) -> AsyncGenerator[bytes | memoryview, None]:
         """Bytes ``start..end`` (inclusive) of the file, in order, each chunk verified."""
@@ -223,7 +334,7 @@ class FileService:
         found: list[VersionRef] = []
         group: list[VersionRef] = []
         start = fv.after_path(bucket, after) if after is not None else None
-        async for ref in self._iterate(fv.listing_prefix(bucket, prefix), start):
+        async for ref in self.iterate(bucket, fv.listing_prefix(bucket, prefix), start):
             if group and ref.path != group[0].path:
                 if (top := fv.current(group)) is not None:
                     found.append(top)
@@ -258,24 +369,29 @@ class FileService:
             log.info("old versions pruned", extra={"fields": {
                 "path": f"{bucket}/{path}", "removed": removed}})
 
-    async def _list(self, prefix: str, after: str | None,
-                    limit: int | None) -> list[VersionRef]:
+    async def _list(self, bucket: str, prefix: str, after: str | None,
+                    limit: int | None, *, r: int | None = None) -> list[VersionRef]:
         out = []
-        async for ref in self._iterate(prefix, after):
+        async for ref in self.iterate(bucket, prefix, after, r=r):
             out.append(ref)
             if limit is not None and len(out) >= limit:
                 break
         return out
 
-    async def _iterate(self, prefix: str, after: str | None) -> AsyncIterator[VersionRef]:
-        """Version keys under ``prefix`` after ``after`` in key order, page by page."""
+    async def iterate(self, bucket: str, prefix: str, after: str | None, *,
+                      r: int | None = None, page_size: int = LIST_PAGE
+                      ) -> AsyncIterator[VersionRef]:
+        """Version keys of ``bucket`` under ``prefix`` (a whole version-key prefix, see
+        fv.listing_prefix) after ``after`` in key order, page by page, each page read from
+        ``r`` (default R) owners of the bucket's one partition (dfsring.core.keys)."""
         cursor = after.encode("utf-8") if after is not None else None
         for _ in range(MAX_LIST_PAGES):
-            page = await self.coordinator.list_keys(_SYSTEM, prefix.encode("utf-8"), cursor,
-                                                    LIST_PAGE)
+            page = await self.coordinator.list_partition(
+                _SYSTEM, bucket, prefix.encode("utf-8"), cursor, page_size,
+                r=self.settings.r if r is None else r)
             for ref in fv.parse_keys(full.decode("utf-8", "replace") for _, full in page):
                 yield ref
-            if len(page) < LIST_PAGE:
+            if len(page) < page_size:
                 return
             cursor = page[-1][0]
         raise errors.StorageError(f"listing {prefix!r} needs more than {MAX_LIST_PAGES} pages")

@@ -9,11 +9,11 @@ default chunk sizes (2 MiB average, 8 MiB at most) and the service's window of 4
 through a 3-node cluster peaked at ~140 MiB RSS on the coordinating node, ~85 MiB on the
 others).
 
-CPU: the whole-file SHA-256, the content-defined cut (pyfastcdc) and the chunk ids (SHA-256
-again) all run in a worker thread one block at a time (each releases the GIL on large inputs),
-so the event loop keeps receiving and replicating meanwhile. Each byte is copied twice in user
-space on its way from the socket to a chunk (aiohttp's read buffer to the chunker's, and out
-as the chunk), then sent to the replicas and written as it is.
+CPU: the whole-file SHA-256 and MD5 (the S3 ETag), the content-defined cut (pyfastcdc) and
+the chunk ids (SHA-256 again) all run in a worker thread one block at a time (each releases
+the GIL on large inputs), so the event loop keeps receiving and replicating meanwhile. Each
+byte is copied twice in user space on its way from the socket to a chunk (aiohttp's read
+buffer to the chunker's, and out as the chunk), then sent to the replicas and written as it is.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Cutter:
 
     def __init__(self, params: ChunkParams) -> None:
         self._sha = hashlib.sha256()
+        self._md5 = hashlib.md5(usedforsecurity=False)
         self._chunker = Chunker.from_params(params)
         self.size = 0
 
@@ -44,6 +45,7 @@ class Cutter:
         chunks: list[bytes] = []
         for piece in pieces:
             self._sha.update(piece)
+            self._md5.update(piece)
             self.size += len(piece)
             chunks += self._chunker.feed(piece)
         return _with_ids(chunks)
@@ -54,6 +56,11 @@ class Cutter:
     @property
     def sha256(self) -> str:
         return self._sha.hexdigest()
+
+    @property
+    def md5(self) -> str:
+        """The whole file's MD5 (hex): the S3 ETag of a single-part object."""
+        return self._md5.hexdigest()
 
 
 def _with_ids(chunks: list[bytes]) -> Cut:

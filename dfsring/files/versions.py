@@ -5,22 +5,36 @@ Layout. Every version of every file is its own immutable key of the reserved buc
 dfsring.core.keys.is_reserved),
 written once through the ordinary coordinator and never changed:
 
-    {bucket}/{path} NUL {version} NUL {kind}{size}
+    {bucket}/{path} NUL {version} NUL {kind}{size} [NUL {etag}]
 
 * ``version`` is an encoded hybrid-logical-clock timestamp (dfsring.core.hlc): unique across nodes
   (the node id breaks ties) and sorting like the timestamps, so the newest version is the
   greatest key of the path and concurrent writers make two keys, never siblings of one.
 * ``kind`` says what the version is: ``c`` a manifest with chunks, ``i`` a manifest with the
-  bytes inline, ``d`` a delete marker; ``size`` is the file's length in decimal. Both are in the
-  key so that listing files, finding the current version and deciding retention need only a
-  key listing, and the garbage collector fetches only the manifests that reference chunks.
+  bytes inline, ``d`` a delete marker; in upper case (``C``, ``I``, ``D``) the same for a
+  "null" version (S3: written while the bucket's versioning was never enabled or suspended;
+  its S3 version id is "null"). ``size`` is the file's length in decimal; ``etag`` the S3
+  ETag (hex MD5, or hex MD5 of the parts' MD5s + "-N"; absent for delete markers and for
+  keys written before it existed, which read as ""). All in the key so that listing files
+  (S3 ListObjects included: ETag, size, LastModified from the version's HLC wall time),
+  finding the current version and deciding retention need only a key listing, and the
+  garbage collector fetches only the manifests that reference chunks.
 * Paths never contain NUL, and every character of a version or kind is above NUL, so the keys
   of one path are contiguous, follow path order (a path sorts before its extensions, as
   ``a`` + NUL < ``a/b``), and within a path follow version order.
+* Placement: every key of one bucket is in one partition (dfsring.core.keys: the grouped
+  system tables), so a path's versions and a bucket's listing are one partition's range.
+
+Null versions. Writing a new null version removes the previous null versions of the path
+*after* the new one is written; a crash in between leaves two. The rule that makes that
+harmless (``visible`` / ``superseded_nulls``): of a path's null versions only the newest
+exists for readers; the older ones are removed by the next null write or by the collector's
+retention pass.
 
 Bounds. A storage key is at most 511 bytes (LMDB), and keys.key_suffix abbreviates longer ones,
 which would break prefix scans; the longest version id is 84 characters, the longest size 12
-digits, so paths are limited to ``MAX_PATH_BYTES`` (320) bytes to keep every key exact.
+digits, the longest etag 38 characters, so paths are limited to ``MAX_PATH_BYTES`` (280)
+bytes to keep every key exact (S3 keys longer than that are refused with KeyTooLongError).
 
 Retention (``retention``) is S3 lifecycle's NewerNoncurrentVersions + NoncurrentDays, as in
 dfsring.core.manifest.prune: a version is kept if it is the newest, among the ``keep_versions``
@@ -42,16 +56,20 @@ from dfsring.core.manifest import MAX_FILE_SIZE, split_retained
 from dfsring.foundation.errors import InvalidKey
 
 SYSTEM_BUCKET = "dfs..files"
-MAX_PATH_BYTES = 320
+MAX_PATH_BYTES = 280
 MANIFEST_TYPE = "application/x-dfsring-manifest"
 _SEP = "\x00"
 _BEYOND_VERSIONS = "\x7f"  # above every character a version, kind or size can hold
 _KEY_RE = re.compile(r"([a-z0-9][a-z0-9._-]{0,62})/([^\x00]+)\x00([0-9a-f]{20}[A-Za-z0-9._-]{1,64})"
-                     r"\x00([cid])(0|[1-9][0-9]{0,11})", re.DOTALL)
+                     r"\x00([cidCID])(0|[1-9][0-9]{0,11})"
+                     r"(?:\x00([0-9a-f]{32}(?:-[1-9][0-9]{0,4})?))?", re.DOTALL)
+ETAG_RE = re.compile(r"[0-9a-f]{32}(?:-[1-9][0-9]{0,4})?", re.ASCII)
 _MAX_SIZE_DIGITS = 12
+_MAX_ETAG = 32 + 1 + 5
 assert len(str(MAX_FILE_SIZE)) <= _MAX_SIZE_DIGITS
-assert (63 + 1 + MAX_PATH_BYTES + 1 + hlc.ENCODED_MAX_LEN + 1 + 1 + _MAX_SIZE_DIGITS
-        < MAX_STORAGE_KEY - 3 - len(SYSTEM_BUCKET)), "a version key could be abbreviated"
+assert (63 + 1 + MAX_PATH_BYTES + 1 + hlc.ENCODED_MAX_LEN + 1 + 1 + _MAX_SIZE_DIGITS + 1
+        + _MAX_ETAG < MAX_STORAGE_KEY - 3 - len(SYSTEM_BUCKET)), \
+    "a version key could be abbreviated"
 
 
 class Kind(enum.Enum):
@@ -76,6 +94,8 @@ class VersionRef:
     version: str  # an encoded hlc.Timestamp
     kind: Kind
     size: int
+    etag: str = ""  # S3 ETag without quotes ("" for delete markers and older keys)
+    null: bool = False  # an S3 "null" version (module docstring)
 
     def __post_init__(self) -> None:
         validate_bucket(self.bucket)
@@ -83,12 +103,16 @@ class VersionRef:
         hlc.Timestamp.decode(self.version)
         if type(self.size) is not int or not 0 <= self.size <= MAX_FILE_SIZE:
             raise ValueError(f"size must be an integer in 0..{MAX_FILE_SIZE}")
-        if self.kind is Kind.DELETED and self.size:
-            raise ValueError("a delete marker has size 0")
+        if self.kind is Kind.DELETED and (self.size or self.etag):
+            raise ValueError("a delete marker has size 0 and no etag")
+        if self.etag and not ETAG_RE.fullmatch(self.etag):
+            raise ValueError(f"not an etag: {self.etag!r:.60}")
 
     @property
     def key(self) -> str:
-        return f"{self.bucket}/{self.path}{_SEP}{self.version}{_SEP}{self.kind.value}{self.size}"
+        kind = self.kind.value.upper() if self.null else self.kind.value
+        tail = f"{_SEP}{self.etag}" if self.etag else ""
+        return f"{self.bucket}/{self.path}{_SEP}{self.version}{_SEP}{kind}{self.size}{tail}"
 
     @property
     def timestamp(self) -> hlc.Timestamp:
@@ -109,9 +133,10 @@ class VersionRef:
         match = _KEY_RE.fullmatch(key)
         if match is None:
             raise ValueError(f"not a file version key: {key!r:.120}")
-        bucket, path, version, kind, size = match.groups()
+        bucket, path, version, kind, size, etag = match.groups()
         try:
-            return cls(bucket, path, version, Kind(kind), int(size))
+            return cls(bucket, path, version, Kind(kind.lower()), int(size), etag or "",
+                       kind.isupper())
         except InvalidKey as exc:
             raise ValueError(str(exc)) from exc
 
@@ -143,6 +168,29 @@ def parse_keys(keys: Iterable[str]) -> list[VersionRef]:
 
 
 # --- selection -----------------------------------------------------------------------------
+
+
+def superseded_nulls(refs: Iterable[VersionRef]) -> list[VersionRef]:
+    """The null versions of one path other than the newest null one: left behind by a
+    crash between writing a null version and removing the one it replaces; readers ignore
+    them and the next null write or the collector removes them (module docstring)."""
+    nulls = newest_first(r for r in refs if r.null)
+    return nulls[1:]
+
+
+def visible(refs: Iterable[VersionRef]) -> list[VersionRef]:
+    """One path's versions as readers see them, newest first: superseded null versions
+    left out."""
+    ordered = newest_first(refs)
+    seen_null = False
+    out = []
+    for ref in ordered:
+        if ref.null:
+            if seen_null:
+                continue
+            seen_null = True
+        out.append(ref)
+    return out
 
 
 def newest_first(refs: Iterable[VersionRef]) -> list[VersionRef]:

@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from dfsring.core import vclock
+from dfsring.core import keys, vclock
 from dfsring.core.clusterview import ClusterView, FallbackPicker, ViewSource, substitutes
 from dfsring.core.keys import ObjectName
 from dfsring.core.quorum import Outcome, QuorumGroups, QuorumTracker
@@ -58,6 +58,7 @@ from dfsring.transport.messages import (
     HintedWrite,
     ListKeys,
     ListKeysReply,
+    ListPartition,
     Message,
     ReplicaAck,
     ReplicaRead,
@@ -94,6 +95,10 @@ class Coordinator(Protocol):
 
     async def list_keys(self, bucket: bytes, prefix: bytes, after: bytes | None,
                         limit: int) -> list[tuple[bytes, bytes]]: ...
+
+    async def list_partition(self, bucket: bytes, group: str, prefix: bytes,
+                             after: bytes | None, limit: int, *,
+                             r: int) -> list[tuple[bytes, bytes]]: ...
 
 
 class ReplicatedCoordinator:
@@ -337,11 +342,50 @@ class ReplicatedCoordinator:
         return out
 
     async def _list_one(self, view: ClusterView, node: str,
-                        msg: ListKeys) -> list[tuple[bytes, bytes]]:
+                        msg: ListKeys | ListPartition) -> list[tuple[bytes, bytes]]:
         if node == self.node_id:
+            if isinstance(msg, ListPartition):
+                return self.store.list_partition(msg.partition, msg.bucket, msg.prefix,
+                                                 msg.after, msg.limit)
             return self.store.list_live(msg.bucket, msg.prefix, msg.after, msg.limit)
         reply = await self._call(view, node, msg, ListKeysReply)
         return list(reply.items)
+
+    async def list_partition(self, bucket: bytes, group: str, prefix: bytes,
+                             after: bytes | None, limit: int, *,
+                             r: int) -> list[tuple[bytes, bytes]]:
+        """Live keys of a grouped system table (dfsring.core.keys.GROUPED_BUCKETS) for user
+        bucket ``group``, in suffix order: the union of the listings of ``r`` owners of the
+        one partition holding them (under each ring still holding data while ownership
+        moves), not of every member. With R + W > N the union holds every key whose write
+        was acknowledged. r = N (all owners, "strong") fails unless every owner answers;
+        r = 1 ("eventual") answers with the first owner's listing. Owners that are down
+        count as failed at once; QuorumNotMet when fewer than r can answer."""
+        view = self.views.cluster_view()
+        partition = keys.group_partition(bucket, group, view.ring.partition_bits)
+        groups = view.read_groups(partition)
+        pref = tuple(dict.fromkeys(n for g in groups for n in g))
+        tracker: QuorumTracker | QuorumGroups = (
+            QuorumTracker.over(pref, r) if len(groups) == 1 else QuorumGroups(list(groups), r))
+        msg = ListPartition(bucket, prefix, after, limit, partition)
+        alive = [p for p in pref if p == self.node_id or view.is_alive(p)]
+        for peer in pref:
+            if peer not in alive:
+                tracker.fail(peer, "down")
+        calls = {peer: self._list_one(view, peer, msg) for peer in alive}
+        pending = await self._await_quorum(tracker, calls)
+        _cancel(pending.values())
+        if tracker.outcome is not Outcome.OK:
+            raise _quorum_error(tracker)
+        lists: list[list[tuple[bytes, bytes]]] = list(tracker.values().values())  # type: ignore[arg-type]
+        out: list[tuple[bytes, bytes]] = []
+        for item in heapq.merge(*lists):
+            if out and out[-1][0] == item[0]:
+                continue
+            out.append(item)
+            if len(out) >= limit:
+                break
+        return out
 
     # --- plumbing --------------------------------------------------------------------------
 

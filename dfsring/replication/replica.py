@@ -53,6 +53,7 @@ from dfsring.transport.messages import (
     LeafItemsReply,
     ListKeys,
     ListKeysReply,
+    ListPartition,
     Message,
     PartitionBatch,
     PartitionFetch,
@@ -283,6 +284,15 @@ async def list_keys(d: ReplicaDeps, msg: ListKeys, _: Pieces) -> Message:
     return ListKeysReply(tuple(d.store.list_live(bucket, msg.prefix, msg.after, limit)))
 
 
+async def list_partition(d: ReplicaDeps, msg: ListPartition, _: Pieces) -> Message:
+    bucket = keys.validate_bucket(msg.bucket.decode("ascii", "replace"))
+    if msg.partition >= 1 << d.store.partition_bits:
+        raise errors.BadRequest(f"partition {msg.partition} is outside this node's ring")
+    limit = max(1, min(msg.limit, MAX_LIST_LIMIT))
+    return ListKeysReply(tuple(d.store.list_partition(msg.partition, bucket, msg.prefix,
+                                                      msg.after, limit)))
+
+
 async def gossip_syn(d: ReplicaDeps, msg: GossipSyn, _: Pieces) -> Message:
     return d.membership.handle_syn(msg)
 
@@ -338,4 +348,5 @@ _TABLE: dict[type[Message], Callable[..., Any]] = {
     ReplicaRead: replica_read,
     CoordinateWrite: coordinate_write,
     ListKeys: list_keys,
+    ListPartition: list_partition,
 }

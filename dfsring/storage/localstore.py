@@ -17,6 +17,7 @@ never mints a dot another replica's clock already covers.
 from __future__ import annotations
 
 import heapq
+import itertools
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -607,6 +608,16 @@ class LocalStore:
             if len(out) >= limit:
                 break
         return out
+
+    def list_partition(self, partition: int, bucket: bytes, prefix: bytes, after: bytes | None,
+                       limit: int) -> list[tuple[bytes, bytes]]:
+        """``list_live`` within one partition only: for the grouped system tables
+        (dfsring.core.keys.GROUPED_BUCKETS), whose keys of one user bucket all sit in one
+        partition, a page costs a range scan of that partition, not one per partition."""
+        if not 0 <= partition < 1 << self.partition_bits:
+            raise errors.BadRequest(f"partition {partition} is outside this node's ring")
+        return list(itertools.islice(
+            self._live_in_partition(partition, bucket, prefix, after), max(0, limit)))
 
     def _live_in_partition(self, part: int, bucket: bytes, prefix: bytes,
                            after: bytes | None) -> Iterator[tuple[bytes, bytes]]:

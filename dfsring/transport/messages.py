@@ -220,6 +220,21 @@ class ListKeys(Message):
 
 
 @dataclass(frozen=True)
+class ListPartition(Message):
+    """ListKeys within one partition (the grouped system tables, dfsring.core.keys): the
+    replica scans that partition only. A new kind rather than a field of ListKeys, so
+    nodes that predate it refuse it cleanly (unknown kind) instead of misreading it."""
+
+    KIND: ClassVar[str] = "list-partition"
+    LIMITS: ClassVar[dict[str, int]] = {"limit": MAX_LIST_LIMIT, "partition": MAX_PARTITIONS}
+    bucket: bytes
+    prefix: bytes
+    after: bytes | None
+    limit: int
+    partition: int
+
+
+@dataclass(frozen=True)
 class ListKeysReply(Message):
     KIND: ClassVar[str] = "list-keys-reply"
     items: tuple[tuple[bytes, bytes], ...]  # (storage suffix, full key), in suffix order

@@ -88,6 +88,9 @@ HOSTILE: dict[str, list[Sample]] = {
         lambda c: m.CoordinateWrite(b"b", b"hostile", "", b"v", "text/plain", HUGE, True, 1),
     ],
     "list-keys": [lambda c: m.ListKeys(b"b", b"", None, -1)],
+    "list-partition": [lambda c: m.ListPartition(b"b", b"", None, 10, HUGE),
+                       lambda c: m.ListPartition(b"b", b"", None, 10, (1 << 20) - 1),
+                       lambda c: m.ListPartition(b"\xff", b"", None, 10, 0)],
     "gossip-syn": [
         lambda c: m.GossipSyn("another-cluster", c.peer, (), 1, "", ()),
         lambda c: m.GossipSyn(CLUSTER, c.peer, ((c.peer, HUGE, 0),), 1, "", ()),

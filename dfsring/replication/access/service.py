@@ -189,9 +189,17 @@ class AccessService:
             return entry.value
         generation = self._generation
         record, _ = await self.tables.read_bucket(bucket)
+        if record is not None and record.deleted:
+            record = None
         if generation == self._generation:
             self.buckets.put(bucket, record, self.clock())
         return record
+
+    async def cached_bucket(self, bucket: str) -> BucketRecord | None:
+        """The bucket's live record (None: none, or a grave) from the cache, read again
+        after ``ttl_s`` or once a change was announced (the S3 layer's per-request view of
+        a bucket: its existence and versioning state)."""
+        return await self._cached_bucket(bucket)
 
     async def bucket_settings(self, bucket: str) -> BucketSettings:
         record = await self._cached_bucket(bucket)
@@ -279,11 +287,14 @@ class AccessService:
         """A new bucket record; its owner (a table key) gets the owner grant. 409 if the
         bucket was created before."""
         existing, clock = await self.tables.read_bucket(bucket)
-        if existing is not None:
+        if existing is not None and not existing.deleted:
             raise errors.Conflict(f"bucket {bucket} exists")
         if ar.ACCESS_KEY_RE.fullmatch(owner) and (self.root is None or owner != self.root[0]):
             await self.set_grant(bucket, owner, Role.OWNER)
-        record = BucketRecord(bucket, owner, self.now_ms(), public_read)
+        now = self.now_ms()
+        if existing is not None:  # over a grave: created after its deletion (merge rule)
+            now = max(now, existing.deleted_ms + 1)
+        record = BucketRecord(bucket, owner, now, public_read)
         await self.tables.write_bucket(record, clock)
         await self.announce("buckets", bucket)
         return record
@@ -292,6 +303,8 @@ class AccessService:
         """The bucket's record (None: never created, only written to) and who holds which
         role on it."""
         record, _ = await self.tables.read_bucket(bucket)
+        if record is not None and record.deleted:
+            record = None
         grants = {k.access_key: k.grants[bucket] for k in await self.list_keys()
                   if bucket in k.grants}
         return record, grants
@@ -313,6 +326,47 @@ class AccessService:
         await self.tables.write_bucket(updated, clock)
         await self.announce("buckets", bucket)
         return updated
+
+    async def live_bucket(self, bucket: str) -> tuple[BucketRecord, VersionVector]:
+        """The bucket's record read with a quorum read (never the cache), and its causal
+        context; NotFound for no record or a grave."""
+        record, clock = await self.tables.read_bucket(bucket)
+        if record is None or record.deleted:
+            raise errors.NotFound(f"no bucket {bucket}")
+        return record, clock
+
+    async def delete_bucket(self, bucket: str) -> BucketRecord:
+        """Leave a grave over the record (module docstring of dfsring.core.accessrecords: a
+        concurrent re-create is either superseded or survives whole). Whether the bucket is
+        empty is the caller's check. NotFound if there is no live record."""
+        record, clock = await self.live_bucket(bucket)
+        grave = replace(record, deleted_ms=max(self.now_ms(), record.created_ms + 1))
+        await self.tables.write_bucket(grave, clock)
+        await self.announce("buckets", bucket)
+        return grave
+
+    async def set_versioning(self, bucket: str, state: str) -> BucketRecord:
+        """Enabled or Suspended (never back to ""); the change is stamped so that of two
+        concurrent changes the later wins everywhere. NotFound without a live record."""
+        if state not in ("Enabled", "Suspended"):
+            raise errors.BadRequest("versioning is Enabled or Suspended")
+        record, clock = await self.live_bucket(bucket)
+        updated = replace(record, versioning=state,
+                          versioning_ms=max(self.now_ms(), record.versioning_ms + 1))
+        await self.tables.write_bucket(updated, clock)
+        await self.announce("buckets", bucket)
+        return updated
+
+    async def list_buckets(self, limit: int = MAX_KEYS_LISTED) -> list[BucketRecord]:
+        """Every live bucket record (at most ``limit``), in name order, each read with a
+        quorum read, LIST_READS at a time."""
+        names = await self.tables.bucket_names(limit)
+        found: list[BucketRecord] = []
+        for start in range(0, len(names), LIST_READS):
+            batch = names[start:start + LIST_READS]
+            read = await asyncio.gather(*(self.tables.read_bucket(b) for b in batch))
+            found += [rec for rec, _ in read if rec is not None and not rec.deleted]
+        return found
 
     # --- telling the members ---------------------------------------------------------------
 

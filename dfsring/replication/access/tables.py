@@ -62,9 +62,16 @@ class AccessTables:
 
     async def key_ids(self, limit: int) -> list[str]:
         """Up to ``limit`` access key ids in order (deleted ones included: their graves)."""
+        return await self._names(ar.KEYS_BUCKET, limit)
+
+    async def bucket_names(self, limit: int) -> list[str]:
+        """Up to ``limit`` bucket names with a record, in order (graves included)."""
+        return await self._names(ar.BUCKETS_BUCKET, limit)
+
+    async def _names(self, table: str, limit: int) -> list[str]:
         out: list[str] = []
         cursor: bytes | None = None
-        bucket = ar.KEYS_BUCKET.encode("ascii")
+        bucket = table.encode("ascii")
         while len(out) < limit:
             page = await self.coordinator.list_keys(bucket, b"", cursor, LIST_PAGE)
             out += [full.decode("utf-8", "replace") for _, full in page]

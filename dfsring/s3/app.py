@@ -79,8 +79,8 @@ def build_s3_app(cfg: NodeConfig, layer: ObjectLayer, access: AccessService, *,
                  limit_metrics: LimitMetrics | None = None,
                  auth: S3Auth | None = None) -> web.Application:
     """The S3 application (module docstring). ``limits``/``limit_metrics``: the per-key
-    limits and their counters, shared with the native API (None: no per-key limits); ``metrics``: the node's
-    request counters, labelled ``s3:<Operation>``."""
+    limits and their counters, shared with the native API (None: no per-key limits);
+    ``metrics``: the node's request counters, labelled ``s3:<Operation>``."""
     registry = metrics.registry if metrics is not None else None
     edge = Edge(cfg, layer, access, auth or S3Auth(cfg, access, registry=registry))
     middlewares: list[Middleware] = [_front(edge, metrics)]

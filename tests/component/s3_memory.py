@@ -33,6 +33,9 @@ from dfsring.s3.model import (
 )
 
 
+NO_CONDITIONS = Conditions()
+
+
 @dataclass
 class Stored:
     version: ObjectVersion
@@ -76,7 +79,7 @@ class MemoryLayer:
         raise S3Error("NotImplemented", "the memory layer has no versioning")
 
     async def put_object(self, bucket: str, key: str, body: AsyncIterator[bytes], *,
-                         meta: ObjectMeta, conditions: Conditions = Conditions(),
+                         meta: ObjectMeta, conditions: Conditions = NO_CONDITIONS,
                          checksum: ChecksumSource = None) -> ObjectVersion:
         await self.bucket(bucket)
         data = b"".join([bytes(piece) async for piece in body])
@@ -143,7 +146,7 @@ class MemoryLayer:
 
     async def complete_upload(self, bucket: str, key: str, upload_id: str,
                               parts: Sequence[tuple[int, str]], *,
-                              conditions: Conditions = Conditions()) -> ObjectVersion:
+                              conditions: Conditions = NO_CONDITIONS) -> ObjectVersion:
         raise S3Error("NoSuchUpload", "no uploads here")
 
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:

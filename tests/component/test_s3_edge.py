@@ -22,11 +22,11 @@ from xml.etree import ElementTree
 import aiohttp
 import pytest
 import yarl
-from multidict import CIMultiDict
 from aiohttp.test_utils import TestServer
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from multidict import CIMultiDict
 
 from dfsring.core import sigv4
 from dfsring.core.access import Role

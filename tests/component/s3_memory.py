@@ -32,7 +32,6 @@ from dfsring.s3.model import (
     Versioning,
 )
 
-
 NO_CONDITIONS = Conditions()
 
 

@@ -166,6 +166,17 @@ def _trailer_names(headers: Mapping[str, str]) -> list[str]:
     return [n.strip().lower() for n in value.split(",") if n.strip()][:8]
 
 
+def require_length(ctx: S3Request) -> None:
+    """An upload says how long it is (Content-Length, or HTTP chunked framing that ends
+    it): S3 refuses one that does neither (MissingContentLength) rather than store an
+    empty object."""
+    request = ctx.request
+    if request.content_length is None and "chunked" not in \
+            request.headers.get("Transfer-Encoding", "").lower():
+        raise S3Error("MissingContentLength", "You must provide the Content-Length HTTP "
+                      "header.")
+
+
 def stored_meta(meta: ObjectMeta, streaming: bool) -> ObjectMeta:
     """The metadata to store: ``aws-chunked`` is the upload's framing, not the object's
     encoding, so it is dropped from Content-Encoding, and only for streaming uploads

@@ -31,6 +31,7 @@ STATUS: Mapping[str, int] = {
     "InvalidLocationConstraint": 400,
     "InvalidObjectState": 403,
     "InvalidPart": 400,
+    "InvalidPartNumber": 416,
     "InvalidPartOrder": 400,
     "InvalidRange": 416,
     "InvalidRequest": 400,

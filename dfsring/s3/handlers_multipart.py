@@ -15,7 +15,7 @@ from aiohttp import web
 
 from dfsring.s3 import conditions, headers, xml
 from dfsring.s3.auth import owner_of
-from dfsring.s3.context import Body, Handler, S3Request
+from dfsring.s3.context import Body, Handler, S3Request, require_length
 from dfsring.s3.errors import S3Error
 from dfsring.s3.handlers_buckets import xml_response
 from dfsring.s3.handlers_objects import copy_source, version_headers
@@ -69,6 +69,7 @@ async def create_upload(ctx: S3Request) -> web.StreamResponse:
 
 async def upload_part(ctx: S3Request) -> web.StreamResponse:
     number, upload_id = _part_number(ctx), _upload_id(ctx)
+    require_length(ctx)
     body = Body(ctx)
     part = await ctx.layer.upload_part(ctx.bucket, ctx.key, upload_id, number, body.stream(),
                                        checksum=body.check.checksum)

@@ -25,6 +25,7 @@ from dfsring.s3.context import (
     consistency,
     has_digest,
     is_streaming,
+    require_length,
     stored_meta,
 )
 from dfsring.s3.errors import S3Error
@@ -48,6 +49,7 @@ def checksum_headers(obj: ObjectVersion | None) -> dict[str, str]:
 
 
 async def put_object(ctx: S3Request) -> web.StreamResponse:
+    require_length(ctx)
     meta = stored_meta(headers.object_meta(ctx.headers), is_streaming(ctx))
     wanted = conditions.write_conditions(ctx.headers)
     body = Body(ctx)
@@ -62,7 +64,24 @@ async def _head(ctx: S3Request) -> ObjectVersion:
     obj = await ctx.layer.head_object(ctx.bucket, ctx.key, version or None,
                                       consistency=consistency(ctx.headers))
     conditions.check_read(obj, ctx.headers)
+    _check_part_number(ctx, obj)
     return obj
+
+
+def _check_part_number(ctx: S3Request, obj: ObjectVersion) -> None:
+    """GET/HEAD ``?partNumber=N``: part 1 of a single-part object is the whole object, as
+    in S3; the parts of a multipart object are not served one by one (NotImplemented,
+    rather than the whole object where a part was asked for)."""
+    wanted = ctx.query.get("partNumber")
+    if wanted is None:
+        return
+    number = headers.parse_int(wanted, "partNumber", 1, 10_000)
+    if obj.parts > 0:
+        raise S3Error("NotImplemented", "reading one part of a multipart object "
+                      "(partNumber) is not implemented; use a Range")
+    if number != 1:
+        raise S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable",
+                      resource=f"/{ctx.bucket}/{ctx.key}")
 
 
 def _checksum_mode(ctx: S3Request) -> bool:

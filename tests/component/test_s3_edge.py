@@ -487,3 +487,24 @@ async def test_cors_preflight_is_answered_from_the_bucket_rules_before_auth(s3: 
                                                   "Access-Control-Request-Method": "GET"})
     assert allowed.status == 200
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.example"
+
+
+async def test_an_upload_without_a_length_is_missing_content_length(s3: S3) -> None:
+    await bucket_with(s3)
+    headers = sign("PUT", s3.base + "/bkt/k")
+    lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head = (f"PUT /bkt/k HTTP/1.1\r\nHost: 127.0.0.1:{s3.port}\r\nConnection: close\r\n"
+            f"{lines}\r\n").encode()
+    answer = await _exchange(s3.port, head)
+    assert answer.startswith(b"HTTP/1.1 411")
+    assert b"<Code>MissingContentLength</Code>" in answer
+    assert ("bkt", "k") not in s3.layer.objects
+
+
+async def test_part_one_of_a_single_part_object_is_the_object(s3: S3) -> None:
+    await bucket_with(s3)
+    await s3.signed("PUT", "/bkt/k", b"whole")
+    reply = await s3.signed("GET", "/bkt/k?partNumber=1")
+    assert (reply.status, reply.body) == (200, b"whole")
+    other = await s3.signed("GET", "/bkt/k?partNumber=2")
+    assert (other.status, other.code()) == (416, "InvalidPartNumber")

@@ -11,8 +11,11 @@ The real clients against real processes are tests/s3.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import hmac
 import time
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -508,3 +511,78 @@ async def test_part_one_of_a_single_part_object_is_the_object(s3: S3) -> None:
     assert (reply.status, reply.body) == (200, b"whole")
     other = await s3.signed("GET", "/bkt/k?partNumber=2")
     assert (other.status, other.code()) == (416, "InvalidPartNumber")
+
+
+# --- aws-chunked bodies ----------------------------------------------------------------------
+
+STREAMING = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+def signed_chunks(pieces: list[bytes], headers: dict[str, str], tamper: bool = False) -> bytes:
+    """An aws-chunked body whose chunk signatures chain from the request's (AWS "Signature
+    Calculations for the Authorization Header: Transferring Payload in Multiple Chunks")."""
+    amz_date = headers["X-Amz-Date"]
+    scope = f"{amz_date[:8]}/{REGION}/s3/aws4_request"
+    previous = headers["Authorization"].rsplit("Signature=", 1)[1]
+    key = sigv4.signing_key(ROOT[1], amz_date[:8], REGION, "s3")
+    out = b""
+    for piece in [*pieces, b""]:
+        to_sign = "\n".join(("AWS4-HMAC-SHA256-PAYLOAD", amz_date, scope, previous,
+                             EMPTY_SHA256, hashlib.sha256(piece).hexdigest()))
+        previous = hmac.new(key, to_sign.encode(), "sha256").hexdigest()
+        sent = piece[:-1] + b"X" if tamper and piece else piece
+        out += f"{len(piece):x};chunk-signature={previous}\r\n".encode() + sent + b"\r\n"
+    return out
+
+
+def streaming_headers(s3: S3, path: str, pieces: list[bytes], encoded: int) -> dict[str, str]:
+    given = {"Content-Encoding": "aws-chunked",
+             "x-amz-decoded-content-length": str(sum(len(p) for p in pieces)),
+             "Content-Length": str(encoded)}
+    signed = sigv4.sign_headers("PUT", s3.base + path, given, access_key=ROOT[0],
+                                secret_key=ROOT[1], region=REGION, now_s=time.time(),
+                                payload_sha256=STREAMING)
+    return {**given, **signed}
+
+
+async def test_a_signed_aws_chunked_body_is_stored_decoded(s3: S3) -> None:
+    await bucket_with(s3)
+    pieces = [b"a" * 8192, b"b" * 100]
+    probe = signed_chunks(pieces, {"X-Amz-Date": "20260101T000000Z",
+                                   "Authorization": "Signature=" + "0" * 64})
+    headers = streaming_headers(s3, "/bkt/k", pieces, len(probe))
+    reply = await s3.raw("PUT", "/bkt/k", headers, signed_chunks(pieces, headers))
+    assert reply.status == 200, reply.body
+    stored = s3.layer.objects[("bkt", "k")]
+    assert stored.data == b"".join(pieces)
+    assert "content-encoding" not in stored.version.meta.headers  # aws-chunked stripped
+
+
+async def test_a_chunk_that_does_not_match_its_signature_is_refused(s3: S3) -> None:
+    await bucket_with(s3)
+    pieces = [b"a" * 8192, b"b" * 100]
+    probe = signed_chunks(pieces, {"X-Amz-Date": "20260101T000000Z",
+                                   "Authorization": "Signature=" + "0" * 64})
+    headers = streaming_headers(s3, "/bkt/k", pieces, len(probe))
+    reply = await s3.raw("PUT", "/bkt/k", headers, signed_chunks(pieces, headers, tamper=True))
+    assert (reply.status, reply.code()) == (403, "SignatureDoesNotMatch")
+    assert ("bkt", "k") not in s3.layer.objects
+
+
+async def test_an_unsigned_chunked_body_with_a_checksum_trailer_is_stored_decoded(
+        s3: S3) -> None:
+    await bucket_with(s3)
+    data = b"hello world"
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    body = (f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\n"
+            + f"x-amz-checksum-crc32:{crc}\r\n\r\n".encode())
+    given = {"Content-Encoding": "aws-chunked", "x-amz-trailer": "x-amz-checksum-crc32",
+             "x-amz-decoded-content-length": str(len(data)),
+             "x-amz-sdk-checksum-algorithm": "CRC32"}
+    signed = sigv4.sign_headers("PUT", s3.base + "/bkt/t", given, access_key=ROOT[0],
+                                secret_key=ROOT[1], region=REGION, now_s=time.time(),
+                                payload_sha256=sigv4.STREAMING_UNSIGNED_TRAILER)
+    reply = await s3.raw("PUT", "/bkt/t", {**given, **signed}, body)
+    assert reply.status == 200, reply.body
+    assert s3.layer.objects[("bkt", "t")].data == data

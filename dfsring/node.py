@@ -22,6 +22,7 @@ from aiohttp import web
 
 from dfsring import __version__
 from dfsring.antientropy import ExchangeService
+from dfsring.core.ratelimit import KeyLimits
 from dfsring.core.refill import RefillTracker
 from dfsring.files import replica as files_replica
 from dfsring.files.wiring import FilesNode, build_files
@@ -247,14 +248,29 @@ def _new_app(cfg: NodeConfig, svc: Services, *extra: AuthMiddleware) -> web.Appl
                                          "max_headers": MAX_HEADERS})
 
 
-def build_app(cfg: NodeConfig, svc: Services,
-              tls: TlsReloader | None = None) -> web.Application:
+@dataclass(frozen=True)
+class KeyBudget:
+    """The per-key request and bandwidth limits of this node and their counters: one budget
+    per key for every API the node serves (native and S3), not one per listener."""
+
+    limits: KeyLimits
+    metrics: LimitMetrics
+
+
+def key_budget(cfg: NodeConfig, svc: Services) -> KeyBudget:
+    return KeyBudget(key_limits(cfg), LimitMetrics(svc.metrics.registry))
+
+
+def build_app(cfg: NodeConfig, svc: Services, tls: TlsReloader | None = None,
+              budget: KeyBudget | None = None) -> web.Application:
     """The client API (cfg.port): key/value, files, node and cluster routes, never peer
     messages, which only the peer app serves (issue 18: the client port is the one exposed).
     Every request passes the auth middleware (dfsring.http.auth). `tls` reloads the node's
-    certificates (POST /v1/admin/tls/reload); without it the route answers that TLS is off."""
+    certificates (POST /v1/admin/tls/reload); without it the route answers that TLS is off.
+    `budget`: the per-key limits shared with the S3 app (None: this app's own)."""
     auth = make_auth_middleware(cfg, svc.access, AuthMetrics(svc.metrics.registry))
-    limits = make_limits_middleware(key_limits(cfg), LimitMetrics(svc.metrics.registry))
+    budget = budget or key_budget(cfg, svc)
+    limits = make_limits_middleware(budget.limits, budget.metrics)
     app = _new_app(cfg, svc, make_cors_middleware(cfg, svc.access), auth, limits)
     app.on_response_prepare.append(add_cors_headers)
     app[CONFIG] = cfg
@@ -289,6 +305,18 @@ def build_peer_app(cfg: NodeConfig, svc: Services) -> web.Application:
     app[METRICS] = svc.metrics
     internal_api.setup(app, svc.peer)
     return app
+
+
+def build_s3(cfg: NodeConfig, svc: Services, budget: KeyBudget) -> web.Application:
+    """The S3 app (cfg.s3_port; dfsring.s3.app) over the object layer of the objects part.
+
+    Imported here, only when S3 is on: a node without --s3-port never loads the S3 layer."""
+    from dfsring.s3.app import build_s3_app
+    from dfsring.s3.objects import build_object_layer
+
+    layer = build_object_layer(cfg, svc)
+    return build_s3_app(cfg, layer, svc.access, metrics=svc.metrics, limits=budget.limits,
+                        limit_metrics=budget.metrics)
 
 
 def connection_limits(cfg: NodeConfig, nofile: int) -> ConnLimits:
@@ -334,9 +362,11 @@ def _runner(app: web.Application, limits: ConnLimits, svc: Services, cfg: NodeCo
 
 async def _listen(runners: Sequence[ProblemAppRunner], cfg: NodeConfig,
                   contexts: Sequence[ssl.SSLContext | None]) -> str | None:
-    """Start the client site, then the peer site; the line to print if one cannot bind."""
-    for runner, port, what, ctx in zip(runners, (cfg.port, cfg.peer_port), ("", "peer "),
-                                       contexts, strict=True):
+    """Start the client site, then the peer site, then the S3 site when there is one (a
+    third runner); the line to print if one cannot bind."""
+    sites = zip(runners, (cfg.port, cfg.peer_port, cfg.s3_port), ("", "peer ", "S3 "),
+                contexts, strict=False)
+    for runner, port, what, ctx in sites:
         try:
             await web.TCPSite(runner, cfg.host, port, reuse_address=True,
                               ssl_context=ctx).start()
@@ -374,11 +404,15 @@ async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
         await svc.files.open()
         state = svc.state
         limits = connection_limits(cfg, raise_nofile_limit())
-        runners = [_runner(build_app(cfg, svc, tls), limits, svc, cfg, gauges=True),
+        budget = key_budget(cfg, svc)
+        runners = [_runner(build_app(cfg, svc, tls, budget), limits, svc, cfg, gauges=True),
                    _runner(build_peer_app(cfg, svc), limits, svc, cfg, gauges=False)]
+        if cfg.s3_port:  # its own connection guard, with the client API's limits
+            runners.append(_runner(build_s3(cfg, svc, budget), limits, svc, cfg,
+                                   gauges=False))
         for runner in runners:
             await runner.setup()
-        refused = await _listen(runners, cfg, (client_tls, listen_peer_tls))
+        refused = await _listen(runners, cfg, (client_tls, listen_peer_tls, client_tls))
         if refused:
             for runner in runners:
                 await runner.cleanup()
@@ -391,7 +425,9 @@ async def serve(cfg: NodeConfig, data_dir: DataDir) -> int:
         log.info("node ready", extra={"fields": {
             "node_id": state.node_id, "listen": f"{cfg.host}:{cfg.port}",
             "tls": "mutual" if cfg.tls_ca else "server" if cfg.tls_cert else "off",
-            "peer_listen": f"{cfg.host}:{cfg.peer_port}", "advertise": cfg.advertise,
+            "peer_listen": f"{cfg.host}:{cfg.peer_port}",
+            "s3_listen": f"{cfg.host}:{cfg.s3_port}" if cfg.s3_port else "off",
+            "advertise": cfg.advertise,
             "advertise_api": cfg.advertise_api, "durability": cfg.durability,
             "version": __version__}})
         await stop.wait()

@@ -19,7 +19,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
@@ -82,6 +82,8 @@ def _add_cluster(subparsers: Subparsers) -> None:
     p.add_argument("--base-port", type=cli_args.port, default=7070, help="first node's port (7070)")
     p.add_argument("--peer-base-port", type=cli_args.port, default=None,
                    help="first node's peer port (node-to-node listener; default --base-port + 100)")
+    p.add_argument("--s3-base-port", type=cli_args.port, default=None,
+                   help="first node's S3 port (default --base-port + 200; 0: no S3 listener)")
     p.add_argument(
         "--data-dir",
         type=Path,
@@ -134,9 +136,51 @@ def _check_cluster_args(args: argparse.Namespace) -> None:
     if set(peers) & set(range(args.base_port, last + 1)):
         raise UsageError(f"{PROG} cluster: peer ports {args.peer_base_port}..{peer_last} overlap "
                          f"ports {args.base_port}..{last}")
-    for port in (*range(args.base_port, last + 1), *peers):
+    s3 = _check_s3_ports(args, set(range(args.base_port, last + 1)) | set(peers))
+    for port in (*range(args.base_port, last + 1), *peers, *s3):
         if port_in_use(port, args.host):
             raise UsageError(f"{PROG} cluster: port {port} on {args.host} is already in use")
+
+
+def _check_s3_ports(args: argparse.Namespace, taken: set[int]) -> range:
+    """The nodes' S3 ports (empty with --s3-base-port 0), checked against the others."""
+    if args.s3_base_port is None:
+        args.s3_base_port = args.base_port + 200
+    if args.s3_base_port == 0:
+        return range(0)
+    ports = range(args.s3_base_port, args.s3_base_port + args.nodes)
+    if ports[-1] > 65535 or taken & set(ports):
+        raise UsageError(f"{PROG} cluster: S3 ports {ports[0]}..{ports[-1]} run past 65535 or "
+                         "overlap the client or peer ports (--s3-base-port)")
+    return ports
+
+
+def _s3_args(args: argparse.Namespace, per_node: Mapping[int, Sequence[str]]
+             ) -> dict[int, tuple[str, ...]]:
+    """Each node's extra flags (1-based) with its --s3-port added."""
+    extra = {i: tuple(per_node.get(i, ())) for i in range(1, args.nodes + 1)}
+    if args.s3_base_port:
+        for i in extra:
+            extra[i] += ("--s3-port", str(args.s3_base_port + i - 1))
+    return extra
+
+
+def s3_hint(args: argparse.Namespace, cluster: LocalCluster, root: Credentials,
+            tls: bool) -> list[str]:
+    """The S3 endpoints and a command ready to paste (docs/S3.md)."""
+    if not args.s3_base_port:
+        return []
+    scheme = "https" if tls else "http"
+    urls = [f"{scheme}://{_host_port(args.host, args.s3_base_port + i)}"
+            for i in range(len(cluster))]
+    ca = f" --ca-bundle {args.data_dir.resolve() / PKI_DIR / 'ca' / 'ca.pem'}" if tls else ""
+    return [f"S3 endpoints (region us-east-1, path style): {' '.join(urls)}",
+            f"  AWS_ACCESS_KEY_ID={root.access_key} AWS_SECRET_ACCESS_KEY={root.secret_key} "
+            f"aws --region us-east-1{ca} --endpoint-url {urls[0]} s3 ls"]
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -187,7 +231,7 @@ def _wait_for_exit(cluster: LocalCluster) -> NodeProcess:
 
 
 def _print_ready(cluster: LocalCluster, args: argparse.Namespace,
-                 pki: ClusterPki | None) -> None:
+                 pki: ClusterPki | None, root: Credentials) -> None:
     for node in cluster:
         print(f"{node.node_id}  {node.url}  peer {node.peer_address}  pid {node.pid}  "
               f"log {node.log_path}")
@@ -199,6 +243,8 @@ def _print_ready(cluster: LocalCluster, args: argparse.Namespace,
           f"--data-dir DIR --base-port PORT --seeds {cluster.nodes[0].address}{tls} with "
           "DFSRING_CLUSTER_SECRET set to it)")
     for line in credentials_hint(args.data_dir):
+        print(line)
+    for line in s3_hint(args, cluster, root, pki is not None):
         print(line)
     print(
         f"{len(cluster)} nodes ready (N={args.n} R={args.r} W={args.w}); Ctrl-C stops them all",
@@ -375,12 +421,12 @@ def run_cluster(args: argparse.Namespace) -> int:
         secret=_cluster_secret(args.data_dir),
         credentials=root,
         tls=tls,
-        node_args=per_node,
+        node_args=_s3_args(args, per_node),
     )
     with _stop_signals():
         try:
             cluster.start(args.start_timeout)
-            _print_ready(cluster, args, pki)
+            _print_ready(cluster, args, pki, root)
             _report_death(_wait_for_exit(cluster))
             return 1
         except _StopRequested as stop:

@@ -47,6 +47,8 @@ from dfsring.foundation.errors import Unauthenticated
 SERVICE = "s3"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+STREAMING_SIGNED = ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+                    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER")
 SIGNATURE_MISMATCH = "signature does not match"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _QUERY_SAFE = "-_.~"
@@ -60,14 +62,18 @@ UNSIGNABLE_HEADERS = frozenset({
 
 def verify(cred: SigV4Credential, *, method: str, raw_path: str, raw_query: str,
            headers: Sequence[tuple[str, str]], secret_key: str, region: str, now_s: float,
-           max_skew_s: float = 900.0) -> str:
+           max_skew_s: float = 900.0, streaming: bool = False) -> str:
     """Accept a SigV4 request or raise Unauthenticated; return its declared payload hash.
+
+    `streaming`: also accept the signed aws-chunked payloads (STREAMING_SIGNED), whose
+    chunk signatures the caller then checks (the S3 edge, dfsring.s3.chunked); the native
+    API leaves it off.
 
     `raw_path` is the path as received (a "?query" tail, as aiohttp's raw_path carries, is
     ignored: the query comes from `raw_query`); `headers` is every header as received."""
     _check_scope(cred, region)
     _check_time(cred, now_s, max_skew_s)
-    payload = UNSIGNED_PAYLOAD if cred.presigned else _declared_payload(headers)
+    payload = UNSIGNED_PAYLOAD if cred.presigned else _declared_payload(headers, streaming)
     canonical_headers = _canonical_headers(cred.signed_headers, headers)
     path = raw_path.split("?", 1)[0] or "/"
     key = signing_key(secret_key, cred.date, cred.region, cred.service)
@@ -119,12 +125,14 @@ def _epoch(amz_date: str) -> float:
     return when.timestamp()
 
 
-def _declared_payload(headers: Sequence[tuple[str, str]]) -> str:
+def _declared_payload(headers: Sequence[tuple[str, str]], streaming: bool = False) -> str:
     values = [v.strip() for k, v in headers if k.lower() == "x-amz-content-sha256"]
     if len(values) != 1:
         raise Unauthenticated("a signed request needs one x-amz-content-sha256 header")
     value = values[0]
     if value in (UNSIGNED_PAYLOAD, STREAMING_UNSIGNED_TRAILER) or _HEX64.fullmatch(value):
+        return value
+    if streaming and value in STREAMING_SIGNED:
         return value
     if value.startswith("STREAMING-"):
         raise Unauthenticated(f"x-amz-content-sha256 {value[:64]} is not supported yet: "

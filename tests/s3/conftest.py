@@ -40,8 +40,10 @@ BIG_MIB = int(os.environ.get("DFSRING_S3_SUITE_BIG_MIB", "100"))
 SIZES = {"0B": 0, "2KiB": 2048, "5MiB": 5 * MIB, f"{BIG_MIB}MiB": BIG_MIB * MIB}
 """The object sizes every client moves; the big one makes every client go multipart."""
 
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "s3: real S3 clients against a cluster (run with -m s3)")
+
 
 def _asked_for(config: pytest.Config) -> bool:
     markexpr = config.getoption("markexpr", "") or ""
@@ -49,6 +51,7 @@ def _asked_for(config: pytest.Config) -> bool:
     return ("s3" in words and "not s3" not in markexpr) or any(
         _HERE == Path(str(arg).split("::")[0]).resolve() or
         _HERE in Path(str(arg).split("::")[0]).resolve().parents for arg in config.args)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     asked = _asked_for(config)
@@ -58,6 +61,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.s3)
             if not asked:
                 item.add_marker(skip)
+
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
@@ -71,6 +75,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                 report.sections.append((title, node.log_tail(LOG_TAIL_LINES)))
     return report
 
+
 def _listening(url: str) -> bool:
     host, port = url.split("://", 1)[1].rsplit(":", 1)
     try:
@@ -78,6 +83,7 @@ def _listening(url: str) -> bool:
             return True
     except OSError:
         return False
+
 
 @contextmanager
 def s3_cluster(base: Path, *, tls: TlsFiles | None = None) -> Iterator[LocalCluster]:
@@ -88,11 +94,13 @@ def s3_cluster(base: Path, *, tls: TlsFiles | None = None) -> Iterator[LocalClus
     try:
         cluster.start(START_TIMEOUT_S)
         wait_until(lambda: all(_listening(u) for u in cluster.s3_urls), timeout=30,
-                   message="every node's S3 port accepting connections")
+                   message="every node's S3 port accepting connections (is the S3 listener "
+                   "wired in dfsring/node.py?)")
         yield cluster
     finally:
         _LIVE.remove(cluster)
         cluster.stop()
+
 
 def tls_files(pki: Path) -> TlsFiles:
     """A CA and one certificate for 127.0.0.1/localhost that every node serves (and peers
@@ -100,6 +108,7 @@ def tls_files(pki: Path) -> TlsFiles:
     make_ca(pki / "ca")
     paths = make_node_cert(pki / "ca", "node", [HOST], ["localhost"], pki / "certs")
     return TlsFiles(paths.cert, paths.key, paths.ca)
+
 
 @dataclass
 class Site:
@@ -115,12 +124,14 @@ class Site:
         """A fresh bucket name for one scenario (unique even on a shared dev endpoint)."""
         return f"{what}-{self.variant}-{secrets.token_hex(3)}"[:63]
 
+
 def _dev_target() -> Target | None:
     url = os.environ.get(ENDPOINT_ENV)
     if not url:
         return None
     access, _, secret = os.environ.get("DFSRING_S3_SUITE_KEYS", "testing:testing").partition(":")
     return Target(url, access, secret)
+
 
 @pytest.fixture(scope="module", params=["all-up", "node3-killed"])
 def s3_site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -143,12 +154,14 @@ def s3_site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         yield Site(variant, Clients(up, work / "up"), Clients(down, work / "down"), cluster,
                    work)
 
+
 @dataclass(frozen=True)
 class Payload:
     name: str
     path: Path
     size: int
     sha256: str
+
 
 @pytest.fixture(scope="session")
 def payloads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Payload]:

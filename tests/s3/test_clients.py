@@ -30,7 +30,7 @@ def _big(payloads: dict[str, Payload]) -> Payload:
 def test_client_round_trips_every_size_and_awkward_key(
         s3_site: Site, payloads: dict[str, Payload], client: str, tmp_path: Path) -> None:
     t = TRANSFERS[client]
-    bucket = s3_site.bucket(client.replace("3", "-three").replace("_", "-"))
+    bucket = s3_site.bucket(client)
     t.make_bucket(s3_site.up, bucket)
     expected: dict[str, str] = {}
     for p in payloads.values():

@@ -105,7 +105,8 @@ class NodeSpec:
     """Everything needed to (re)start one node; immutable so a restart is the same node.
 
     ``port`` is the client API, ``peer_port`` the node-to-node listener (default: the node's
-    own default, port + 100); ``args`` are extra flags appended after the ones derived from
+    own default, port + 100), ``s3_port`` the S3 listener (None: none, the node's default);
+    ``args`` are extra flags appended after the ones derived from
     the fields (seeds, quorum knobs, --log-json...); ``env`` is laid over the launcher's
     environment; ``program`` replaces ``python -m dfsring.node`` (e.g. to run it under
     coverage).
@@ -122,6 +123,7 @@ class NodeSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     program: tuple[str, ...] = field(default_factory=default_program)
     tls: TlsFiles | None = None  # https URL, probes verified with it (its args go in `args`)
+    s3_port: int | None = None  # --s3-port; the S3 listener shares the client API's TLS
 
     @property
     def address(self) -> str:
@@ -137,12 +139,20 @@ class NodeSpec:
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://{self.address}"
 
+    @property
+    def s3_url(self) -> str | None:
+        """The S3 endpoint (http or https like `url`), None when the node has no S3 port."""
+        if self.s3_port is None:
+            return None
+        return f"{'https' if self.tls else 'http'}://{_address(self.host, self.s3_port)}"
+
     def argv(self) -> list[str]:
         """The full command line; --node-id is always given so restarts keep the identity."""
         return [
             *self.program,
             *("--data-dir", str(self.data_dir), "--host", self.host, "--port", str(self.port)),
             *(() if self.peer_port is None else ("--peer-port", str(self.peer_port))),
+            *(() if self.s3_port is None else ("--s3-port", str(self.s3_port))),
             *("--node-id", self.node_id),
             *self.args,
         ]
@@ -262,6 +272,11 @@ class NodeProcess:
     def address(self) -> str:
         """The client API's ``host:port``."""
         return self.spec.address
+
+    @property
+    def s3_url(self) -> str | None:
+        """The node's S3 endpoint, None when it was started without --s3-port."""
+        return self.spec.s3_url
 
     @property
     def peer_address(self) -> str:
@@ -536,7 +551,9 @@ class LocalCluster:
     Node ``i`` (1-based) is ``node{i}``, keeps its data in ``base_dir/node{i}`` and logs to
     ``base_dir/node{i}.log``. Client ports are ``base_port + i - 1`` and peer ports 100 above
     (the node's default) unless ``peer_base_port`` says, or, when ``base_port`` is None, one
-    block of 2 x size fresh free ports: the client ports, then the peer ports. Every node gets
+    block of 2 x size fresh free ports: the client ports, then the peer ports. With ``s3``
+    every node also serves S3 (``--s3-port``): the block is then 3 x size ports, the S3 ports
+    last (with an explicit ``base_port``: ``s3_base_port``, default 200 above). Every node gets
     the same cluster secret and root credentials through its environment (never the visible
     command line);
     ``credentials`` and ``auth_headers`` are for the tests' own clients. Use as a context
@@ -564,20 +581,26 @@ class LocalCluster:
         seeds: Sequence[str] | None = None,
         first_index: int = 1,
         tls: TlsFiles | None = None,
+        s3: bool = False,
+        s3_base_port: int | None = None,
     ) -> None:
         """`seed_all=False` gives every node only the first node as seed (one seed, the
         others join through it); `node_args` adds flags for single nodes (1-based index).
         `seeds` makes every node join an existing cluster through those addresses instead;
         then number the nodes from `first_index` so their ids are new to that cluster.
-        `tls`: every node serves and dials with these files (node_args may override them)."""
+        `tls`: every node serves and dials with these files (node_args may override them);
+        its S3 listener too (`s3`)."""
         if size < 1:
             raise ValueError(f"a cluster needs at least one node, not {size}")
-        first = free_port_block(2 * size, host) if base_port is None else base_port
+        first = (free_port_block((3 if s3 else 2) * size, host) if base_port is None
+                 else base_port)
         peer_first = (peer_base_port if peer_base_port is not None
                       else first + size if base_port is None else first + 100)
-        if not 0 < first <= 65536 - size or not 0 < peer_first <= 65536 - size:
-            raise ValueError(f"ports {first}..{first + size - 1} and peer ports "
-                             f"{peer_first}..{peer_first + size - 1} are not all TCP ports")
+        s3_first = (None if not s3 else s3_base_port if s3_base_port is not None
+                    else first + 2 * size if base_port is None else first + 200)
+        for what, low in (("ports", first), ("peer ports", peer_first), ("S3 ports", s3_first)):
+            if low is not None and not 0 < low <= 65536 - size:
+                raise ValueError(f"{what} {low}..{low + size - 1} are not all TCP ports")
         self.base_dir = Path(base_dir).resolve()
         self.external_seeds = tuple(seeds or ())
         seed_list = ",".join(self.external_seeds or
@@ -588,6 +611,7 @@ class LocalCluster:
         self.secret = secret if secret is not None else secrets.token_hex(16)
         self.credentials = credentials if credentials is not None else new_root_credentials()
         self._host = host
+        self.s3 = s3
         self._quorum_args = ("--n", str(n), "--r", str(r), "--w", str(w),
                              *(tls.args() if tls else ()), *extra_args)
         self._shared: dict[str, Any] = {
@@ -599,7 +623,9 @@ class LocalCluster:
         extra = node_args or {}
         self.nodes = [NodeProcess(self._spec(first_index + i, first + i, peer_first + i,
                                              ("--seeds", seed_list, *self._quorum_args,
-                                              *extra.get(i + 1, ()))), self.credentials)
+                                              *extra.get(i + 1, ())),
+                                             None if s3_first is None else s3_first + i),
+                                  self.credentials)
                       for i in range(size)]
 
     @property
@@ -607,12 +633,14 @@ class LocalCluster:
         """The header that authenticates as the cluster's root key (a fresh dict each time)."""
         return auth_headers(self.credentials)
 
-    def _spec(self, index: int, port: int, peer_port: int, args: Sequence[str]) -> NodeSpec:
+    def _spec(self, index: int, port: int, peer_port: int, args: Sequence[str],
+              s3_port: int | None = None) -> NodeSpec:
         return NodeSpec(
             index=index,
             node_id=f"node{index}",
             port=port,
             peer_port=peer_port,
+            s3_port=s3_port,
             data_dir=self.base_dir / f"node{index}",
             log_path=self.base_dir / f"node{index}.log",
             args=tuple(args),
@@ -621,12 +649,13 @@ class LocalCluster:
 
     def add_node(self, extra_args: Sequence[str] = (), start: bool = True) -> NodeProcess:
         """One more node, joining through the first node; started (not waited for) unless
-        `start` is False."""
+        `start` is False; it serves S3 too when the cluster does."""
         index = max(n.spec.index for n in self.nodes) + 1
         seeds = ",".join(self.external_seeds) or self.nodes[0].peer_address
-        port = free_port_block(2, self._host)
+        port = free_port_block(3 if self.s3 else 2, self._host)
         node = NodeProcess(self._spec(index, port, port + 1,
-                                      ("--seeds", seeds, *self._quorum_args, *extra_args)),
+                                      ("--seeds", seeds, *self._quorum_args, *extra_args),
+                                      port + 2 if self.s3 else None),
                            self.credentials)
         self.nodes.append(node)
         if start:
@@ -657,6 +686,11 @@ class LocalCluster:
     @property
     def urls(self) -> list[str]:
         return [node.url for node in self.nodes]
+
+    @property
+    def s3_urls(self) -> list[str]:
+        """The nodes' S3 endpoints (empty unless the cluster was made with ``s3=True``)."""
+        return [url for node in self.nodes if (url := node.s3_url) is not None]
 
     @property
     def addresses(self) -> list[str]:

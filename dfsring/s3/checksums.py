@@ -121,7 +121,7 @@ def parse_content_md5(value: str) -> bytes:
     """The 16-byte MD5 a Content-MD5 header carries; InvalidDigest if it is not one."""
     raw = _decode(value.strip(), 16)
     if raw is None:
-        raise S3Error("InvalidDigest", "The Content-MD5 you specified was not valid.")
+        raise S3Error("InvalidDigest", "The Content-MD5 you specified was invalid.")
     return raw
 
 

@@ -27,6 +27,7 @@ STATUS: Mapping[str, int] = {
     "InvalidBucketName": 400,
     "InvalidBucketState": 409,
     "InvalidDigest": 400,
+    "InvalidLocationConstraint": 400,
     "InvalidObjectState": 403,
     "InvalidPart": 400,
     "InvalidPartOrder": 400,

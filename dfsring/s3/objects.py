@@ -228,15 +228,20 @@ class S3Objects:
         await self.buckets.record(bucket)
         if "\x00" in prefix or len(prefix.encode("utf-8", "surrogatepass")) > ov.MAX_KEY_BYTES:
             return
+        floor = after.encode("utf-8", "surrogatepass") if after else None
         start = None
-        if after:
-            if len(after.encode("utf-8", "surrogatepass")) > ov.MAX_KEY_BYTES:
-                return
-            start = fv.after_path(bucket, after)
+        if floor is not None:
+            # a cursor past the key bound (a CommonPrefix + U+10FFFF) is cut to the bound:
+            # for keys within it, "greater than the cut" is "greater than the cursor" but
+            # for the cut itself, which the filter below drops
+            cut = floor[:ov.MAX_KEY_BYTES].decode("utf-8", "ignore")
+            start = fv.after_path(bucket, cut) if cut else None
         group: list[VersionRef] = []
         with s3_errors(bucket):
             async for ref in self.files.iterate(bucket, fv.listing_prefix(bucket, prefix),
                                                 start, r=r):
+                if floor is not None and ref.path.encode("utf-8") <= floor:
+                    continue
                 if group and ref.path != group[0].path:
                     for item in ov.group_entries(group, versions=versions):
                         yield item

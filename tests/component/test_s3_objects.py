@@ -370,3 +370,24 @@ def test_upload_ids_are_refused_unless_ours() -> None:
     with pytest.raises(S3Error) as caught:
         up.check_upload_id("../../x")
     assert caught.value.code == "NoSuchUpload"
+
+
+async def test_scan_resumes_after_a_key_a_common_prefix_or_a_cursor_past_the_bound(
+        cluster: InProcessCluster) -> None:
+    one, two = layer(cluster, 0), layer(cluster, 1)
+    await one.create_bucket("scan", OWNER)
+    names = ["a/1", "a/2", "b", "c", "k" * fv.MAX_PATH_BYTES, "z"]
+    for name in names:
+        await one.put_object("scan", name, body(b"x"), meta=ObjectMeta())
+
+    async def keys(prefix: str, after: str | None) -> list[str]:
+        return [e.key async for e in two.scan("scan", prefix, after, versions=False)]
+
+    assert await keys("", None) == names
+    assert await keys("a/", None) == ["a/1", "a/2"]
+    assert await keys("", "a/1") == names[1:]
+    assert await keys("", "a/\U0010ffff") == names[2:]
+    assert await keys("", "k" * fv.MAX_PATH_BYTES + "\U0010ffff") == ["z"]
+    assert await keys("", "k" * (fv.MAX_PATH_BYTES - 1) + "\U0010ffff") == ["z"]
+    assert await keys("", "k" * (fv.MAX_PATH_BYTES - 1)) == names[4:]
+    assert await keys("x" * 400, None) == []

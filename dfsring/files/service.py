@@ -193,8 +193,10 @@ class FileService:
         return UploadResult(built, stored.new_chunks, ref)
 
     async def _drop_older_nulls(self, bucket: str, path: str, keep: VersionRef) -> None:
+        """Remove the null versions older than ``keep`` (only older: of two concurrent null
+        writes through two nodes, the older one's writer must not remove the newer)."""
         for ref in await self.versions(bucket, path):
-            if ref.null and ref.version != keep.version:
+            if ref.null and ref.timestamp < keep.timestamp:
                 await self.remove_version(ref)
 
     async def write_marker(self, bucket: str, path: str, *, null: bool) -> VersionRef:

@@ -5,6 +5,7 @@ reads through another's, so every answer crossed the replicated store."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator
@@ -391,3 +392,19 @@ async def test_scan_resumes_after_a_key_a_common_prefix_or_a_cursor_past_the_bou
     assert await keys("", "k" * (fv.MAX_PATH_BYTES - 1) + "\U0010ffff") == ["z"]
     assert await keys("", "k" * (fv.MAX_PATH_BYTES - 1)) == names[4:]
     assert await keys("x" * 400, None) == []
+
+
+async def test_concurrent_null_writes_through_two_nodes_leave_the_newest(
+        cluster: InProcessCluster) -> None:
+    """Each null write removes only older null versions: two at once must not remove each
+    other's (which would lose the key)."""
+    one, two = layer(cluster, 0), layer(cluster, 1)
+    await one.create_bucket("race", OWNER)
+    for round_ in range(5):
+        await asyncio.gather(one.put_object("race", "k", body(b"one%d" % round_),
+                                            meta=ObjectMeta()),
+                             two.put_object("race", "k", body(b"two%d" % round_),
+                                            meta=ObjectMeta()))
+        assert await read_all(one, "race", "k") in (b"one%d" % round_, b"two%d" % round_)
+    listed = await entries(two, "race", versions=True)
+    assert [e.version_id for e in listed] == [NULL_VERSION]

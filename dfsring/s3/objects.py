@@ -211,8 +211,11 @@ class S3Objects:
     async def read_object(self, obj: ObjectVersion, start: int, end: int
                           ) -> AsyncIterator[bytes | memoryview]:
         m, _ = await self._source(obj)
-        if m.size == 0 or end < start:
+        if m.size == 0 and (start, end) in ((0, -1), (0, 0)):
             return
+        if not 0 <= start <= end < m.size:
+            raise S3Error("InvalidRange", "The requested range is not satisfiable",
+                          resource=obj.key[:300], headers={"Content-Range": f"bytes */{m.size}"})
         with s3_errors(obj.key):
             async for piece in self.files.read(m, start, end):
                 yield piece

@@ -408,3 +408,37 @@ async def test_concurrent_null_writes_through_two_nodes_leave_the_newest(
         assert await read_all(one, "race", "k") in (b"one%d" % round_, b"two%d" % round_)
     listed = await entries(two, "race", versions=True)
     assert [e.version_id for e in listed] == [NULL_VERSION]
+
+
+async def test_hostile_arguments_are_s3_errors_never_crashes(cluster: InProcessCluster) -> None:
+    one = layer(cluster, 0)
+    await one.create_bucket("hostile", OWNER)
+    obj = await one.put_object("hostile", "k", body(b"abc"), meta=ObjectMeta())
+
+    async def drain(start: int, end: int) -> None:
+        async for _ in one.read_object(obj, start, end):
+            pass
+
+    upload = await one.create_upload("hostile", "m", meta=ObjectMeta(), owner=OWNER)
+    cases = [
+        (drain(2, 3), "InvalidRange"), (drain(-1, 1), "InvalidRange"),
+        (one.head_object("hostile", "k" * 1000), "KeyTooLongError"),
+        (one.head_object("Hostile!", "k"), "InvalidBucketName"),
+        (one.head_object("héllo", "k"), "InvalidBucketName"),
+        (one.head_object("nobucket", "k"), "NoSuchBucket"),
+        (one.delete_object("hostile", "k", "not a version"), "InvalidArgument"),
+        (one.upload_part("hostile", "m", upload.upload_id, 0, body(b"x")), "InvalidArgument"),
+        (one.upload_part("hostile", "m", upload.upload_id, 10_001, body(b"x")),
+         "InvalidArgument"),
+        (one.upload_part("hostile", "m", "../x", 1, body(b"x")), "NoSuchUpload"),
+        (one.upload_part("hostile", "other", upload.upload_id, 1, body(b"x")), "NoSuchUpload"),
+        (one.complete_upload("hostile", "m", upload.upload_id, []), "MalformedXML"),
+        (one.put_object("hostile", "x", body(b"x"), meta=ObjectMeta("bad\ntype")),
+         "InvalidArgument"),
+    ]
+    for coro, code in cases:
+        assert (await code_of(coro)).code == code
+    _, parts, more = await one.list_parts("hostile", "m", upload.upload_id, -5, -1)
+    assert (parts, more) == ([], False)
+    uploads, _ = await one.list_uploads("hostile", "\x00", "\x00", "??", 5)
+    assert uploads == []

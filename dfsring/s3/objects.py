@@ -416,4 +416,5 @@ def build_object_layer(cfg: NodeConfig, files: FilesNode,
                       max_upload_age_s=cfg.s3_multipart_max_age)
     files.gc.extra_references = layer.multipart.chunk_references
     files.gc.retention_exempt = layer.retention_exempt
+    files.service.retention_exempt = layer.retention_exempt
     return layer

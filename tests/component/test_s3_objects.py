@@ -442,3 +442,26 @@ async def test_hostile_arguments_are_s3_errors_never_crashes(cluster: InProcessC
     assert (parts, more) == ([], False)
     uploads, _ = await one.list_uploads("hostile", "\x00", "\x00", "??", 5)
     assert uploads == []
+
+
+async def test_native_retention_never_prunes_an_s3_versioned_bucket(tmp_path: Path) -> None:
+    cluster = await start_cluster(tmp_path, 3, gossip=False, admin_access_key="ROOT",
+                                  admin_secret_key="root-secret", cluster_secret="c" * 16,
+                                  file_retention_versions=1)
+    try:
+        s3 = [layer(cluster, i) for i in range(3)]
+        files = cluster.nodes[0].svc.files.service
+        await s3[0].create_bucket("kept", OWNER)
+        await s3[0].set_versioning("kept", "Enabled")
+        for i in range(3):
+            await s3[i].put_object("kept", "k", body(b"v%d" % i), meta=ObjectMeta())
+        await files.upload("kept", "k", body(b"native"), content_type="text/plain",
+                           metadata={})
+        await files.upload("plain", "k", body(b"a"), content_type="text/plain", metadata={})
+        await files.upload("plain", "k", body(b"b"), content_type="text/plain", metadata={})
+        for node in cluster.nodes:
+            assert not (await node.svc.files.gc.run_once()).skipped
+        assert len(await files.versions("kept", "k")) == 4
+        assert len(await files.versions("plain", "k")) == 1  # the rule still applies there
+    finally:
+        await cluster.stop()

@@ -465,3 +465,17 @@ async def test_native_retention_never_prunes_an_s3_versioned_bucket(tmp_path: Pa
         assert len(await files.versions("plain", "k")) == 1  # the rule still applies there
     finally:
         await cluster.stop()
+
+
+async def test_upload_part_copy_stores_a_range_of_another_object(
+        cluster: InProcessCluster) -> None:
+    one, two = layer(cluster, 0), layer(cluster, 1)
+    await one.create_bucket("pcopy", OWNER)
+    data = os.urandom(150_000)
+    await one.put_object("pcopy", "src", body(data), meta=ObjectMeta())
+    source = await two.head_object("pcopy", "src")
+    upload = await two.create_upload("pcopy", "dst", meta=ObjectMeta(), owner=OWNER)
+    part = await two.upload_part_copy("pcopy", "dst", upload.upload_id, 1, source, 100, 99_999)
+    assert part.size == 99_900 and part.etag == hashlib.md5(data[100:100_000]).hexdigest()
+    await one.complete_upload("pcopy", "dst", upload.upload_id, [(1, part.etag)])
+    assert await read_all(one, "pcopy", "dst") == data[100:100_000]

@@ -76,6 +76,7 @@ from dfsring.s3.obj_errors import s3_errors
 log = logging.getLogger("dfsring.s3")
 NO_CONDITIONS = Conditions()
 MANIFEST_CACHE = 1_024  # manifests kept between head_object and read_object
+MANIFEST_CACHE_BYTES = 32 << 20  # and the bytes they may hold, about
 
 
 def no_such_key(key: str, headers: dict[str, str] | None = None) -> S3Error:
@@ -112,6 +113,7 @@ class S3Objects:
                                    max_age_s=max_upload_age_s)
         self._manifests: OrderedDict[tuple[str, str, str, int], tuple[Manifest, VersionRef]] \
             = OrderedDict()
+        self._cached_bytes = 0
 
     # --- buckets ---------------------------------------------------------------------------
 
@@ -192,10 +194,18 @@ class S3Objects:
                 raise no_such_key(ref.path) from exc
 
     def _remember(self, obj: ObjectVersion, m: Manifest, ref: VersionRef) -> None:
-        self._manifests[_cache_key(obj)] = (m, ref)
-        self._manifests.move_to_end(_cache_key(obj))
-        while len(self._manifests) > MANIFEST_CACHE:
-            self._manifests.popitem(last=False)
+        """Keep the manifest for the read_object that follows a HEAD (bounded by count and
+        by an estimate of the bytes held: inline bodies and chunk lists)."""
+        key = _cache_key(obj)
+        old = self._manifests.pop(key, None)
+        if old is not None:
+            self._cached_bytes -= _weight(old[0])
+        self._manifests[key] = (m, ref)
+        self._cached_bytes += _weight(m)
+        while self._manifests and (len(self._manifests) > MANIFEST_CACHE
+                                   or self._cached_bytes > MANIFEST_CACHE_BYTES):
+            _, (gone, _) = self._manifests.popitem(last=False)
+            self._cached_bytes -= _weight(gone)
 
     async def _source(self, obj: ObjectVersion) -> tuple[Manifest, VersionRef]:
         """The manifest of a version head_object returned (cached, or found again)."""
@@ -387,6 +397,7 @@ class S3Objects:
 
     async def close(self) -> None:
         self._manifests.clear()
+        self._cached_bytes = 0
 
 
 def check_meta(meta: ObjectMeta) -> None:
@@ -395,6 +406,10 @@ def check_meta(meta: ObjectMeta) -> None:
         manifest.check_object_meta(meta.content_type, dict(meta.user), dict(meta.headers))
     except ValueError as exc:
         raise S3Error("InvalidArgument", f"metadata not accepted: {exc}") from exc
+
+
+def _weight(m: Manifest) -> int:
+    return 256 + len(m.inline or b"") + 48 * len(m.chunks)
 
 
 def _cache_key(obj: ObjectVersion) -> tuple[str, str, str, int]:

@@ -323,7 +323,7 @@ async def test_part_chunks_survive_gc_while_the_upload_is_open(
 
     await async_wait_until(every_chunk_is_a_candidate, timeout=10,
                            message="the part's chunks never grew older than the grace")
-    assert sum(f.store.stats.count for f in stores) == held
+    assert sum(f.store.stats.count for f in stores) >= held  # (copies beyond W may land late)
     done = await one.complete_upload("gcb", "k", upload.upload_id, [(1, part.etag)])
     assert done.size == len(data)
     for f in stores:

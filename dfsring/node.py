@@ -95,6 +95,7 @@ from dfsring.replication.workers import (
     scrub_worker,
     transfers_worker,
 )
+from dfsring.s3.objects import S3Objects, build_object_layer
 from dfsring.storage import Engine, LmdbEngine
 from dfsring.storage.datadir import DataDir, DataDirError, open_data_dir
 from dfsring.storage.hintstore import TABLES as HINT_TABLES
@@ -141,6 +142,7 @@ class Services:
     workers: Supervisor  # owns the task of every background loop (dfsring.foundation.worker)
     peer: PeerService
     access: AccessService
+    objects: S3Objects  # the S3 object layer (dfsring.s3.objects), served when --s3-port
 
     def start(self) -> None:
         self.workers.start()
@@ -236,9 +238,14 @@ def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine,
     peer = PeerService({**replica.handlers(deps), **files_replica.handlers(files.store),
                         **access_replica.handlers(access.invalidate)},
                        on_corrupt=metrics.count_corrupt)
+    # built on every node, S3 port or not: the collector's hooks (multipart parts are chunk
+    # references; S3 versioned buckets are exempt from retention) and the abort worker
+    objects = build_object_layer(cfg, files, access)
+    for worker in objects.workers():
+        workers.add(worker)
     return Services(store, metrics, state, rpc, gossip, changer, transfers, coordinator,
                     hint_store, handoff, exchange, scrubber, files, discovery, refill, workers,
-                    peer, access)
+                    peer, access, objects)
 
 
 def _new_app(cfg: NodeConfig, svc: Services, *extra: AuthMiddleware) -> web.Application:

@@ -168,7 +168,7 @@ def encode_bucket(rec: BucketRecord) -> bytes:
                            "created_ms": rec.created_ms, "public_read": rec.public_read}
     if rec.cors is not None:  # absent, not null: records written before CORS read the same
         doc["cors"] = corsrules.rules_doc(rec.cors)
-    if rec.versioning:  # absent when never enabled, as for records written before it
+    if rec.versioning or rec.versioning_ms:  # absent when never set, as in older records
         doc["versioning"] = rec.versioning
         doc["versioning_ms"] = rec.versioning_ms
     if rec.deleted_ms:
@@ -299,13 +299,13 @@ def merge_buckets(records: Iterable[BucketRecord]) -> BucketRecord | None:
     graves = [r for r in found if r.deleted]
     last_delete = max((r.deleted_ms for r in graves), default=0)
     live = [r for r in found if not r.deleted and (not graves or r.created_ms > last_delete)]
-    if not live:
-        return max(graves, key=lambda r: (r.deleted_ms, r.created_ms, r.owner))
-    first = min(live, key=lambda r: (r.created_ms, r.owner))
-    state = max(live, key=lambda r: (r.versioning_ms, r.versioning))
-    return replace(first, public_read=all(r.public_read for r in live),
-                   cors=corsrules.merge_rules([r.cors for r in live]),
-                   versioning=state.versioning, versioning_ms=state.versioning_ms)
+    pool = live or [r for r in graves if r.deleted_ms == last_delete]
+    first = min(pool, key=lambda r: (r.created_ms, r.owner))
+    state = max(pool, key=lambda r: (r.versioning_ms, r.versioning))
+    return replace(first, public_read=all(r.public_read for r in pool),
+                   cors=corsrules.merge_rules([r.cors for r in pool]),
+                   versioning=state.versioning, versioning_ms=state.versioning_ms,
+                   deleted_ms=0 if live else last_delete)
 
 
 def decode_all(values: Iterable[bytes],

@@ -18,7 +18,14 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Mapping,
+)
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -103,6 +110,7 @@ class FileService:
         self.settings = settings
         self.metrics = metrics or FileMetrics()
         self._background = BackgroundTasks(MAX_BACKGROUND, log_errors(log, "file background task"))
+        self.retention_exempt: Callable[[str], Awaitable[bool]] | None = None
 
     # --- upload ---------------------------------------------------------------------------
 
@@ -193,8 +201,10 @@ class FileService:
         return UploadResult(built, stored.new_chunks, ref)
 
     async def _drop_older_nulls(self, bucket: str, path: str, keep: VersionRef) -> None:
+        """Remove the null versions older than ``keep`` (only older: of two concurrent null
+        writes through two nodes, the older one's writer must not remove the newer)."""
         for ref in await self.versions(bucket, path):
-            if ref.null and ref.version != keep.version:
+            if ref.null and ref.timestamp < keep.timestamp:
                 await self.remove_version(ref)
 
     async def write_marker(self, bucket: str, path: str, *, null: bool) -> VersionRef:
@@ -351,6 +361,8 @@ class FileService:
         rule = self.settings.retention
         if rule.keeps_all:
             return 0
+        if self.retention_exempt is not None and await self.retention_exempt(bucket):
+            return 0  # an S3 versioned bucket (dfsring.files.gc "Retention and S3")
         refs = await self.versions(bucket, path)
         _, pruned = fv.retention(refs, rule, time.time_ns() // 1_000_000)
         for ref in pruned:

@@ -19,7 +19,7 @@ the native API without a record are invisible to S3 until the bucket is created.
 from __future__ import annotations
 
 from dfsring.core.accessrecords import BucketRecord
-from dfsring.core.keys import UPLOADS_BUCKET, is_reserved
+from dfsring.core.keys import UPLOADS_BUCKET, validate_user_bucket
 from dfsring.files import versions as fv
 from dfsring.files.service import FileService
 from dfsring.foundation import errors
@@ -51,13 +51,13 @@ class S3Buckets:
 
     async def record(self, bucket: str) -> BucketRecord:
         """The bucket's live record from the access service's cache; NoSuchBucket."""
-        if not isinstance(bucket, str) or is_reserved(bucket) or not bucket:
-            raise no_such_bucket(str(bucket))
+        try:
+            validate_user_bucket(bucket)
+        except (errors.InvalidKey, UnicodeEncodeError, TypeError) as exc:
+            raise S3Error("InvalidBucketName", "The specified bucket is not valid.",
+                          resource=str(bucket)[:80]) from exc
         with s3_errors(bucket):
-            try:
-                found = await self.access.cached_bucket(bucket)
-            except errors.InvalidKey as exc:
-                raise no_such_bucket(bucket) from exc
+            found = await self.access.cached_bucket(bucket)
         if found is None:
             raise no_such_bucket(bucket)
         return found

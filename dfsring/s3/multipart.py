@@ -210,16 +210,17 @@ class Multipart:
     async def _list(self, bucket: str, prefix: str, after: str | None,
                     limit: int) -> list[str]:
         out: list[str] = []
-        cursor = None if after is None else after.encode("utf-8")
+        cursor = None if after is None else after.encode("utf-8", "surrogatepass")
         while len(out) < limit:
+            asked = min(PAGE, limit - len(out))
             page = await self.coordinator.list_partition(
-                UPLOADS_BUCKET, bucket, prefix.encode("utf-8"), cursor,
-                min(PAGE, limit - len(out)), r=self.files.settings.r)
+                UPLOADS_BUCKET, bucket, prefix.encode("utf-8", "surrogatepass"), cursor,
+                asked, r=self.files.settings.r)
             out += [full.decode("utf-8", "replace") for _, full in page]
-            if len(page) < min(PAGE, limit - len(out) + len(page)):
+            if len(page) < asked:
                 break
             cursor = page[-1][0]
-        return out[:limit]
+        return out
 
     async def list_uploads(self, bucket: str, prefix: str, key_marker: str | None,
                            upload_id_marker: str | None, limit: int
@@ -284,7 +285,11 @@ class Multipart:
         async def chunks_of(key: str) -> None:
             values, _ = await self._read(key)
             for raw in values:
-                ids.update(c for c, _ in up.decode_part(raw).chunks)
+                try:
+                    ids.update(c for c, _ in up.decode_part(raw).chunks)
+                except ValueError:  # unusable by Complete too; must not stop every round
+                    log.warning("a part record does not decode; skipped", extra={
+                        "fields": {"key": key[:200]}})
 
         await _bounded([partial(chunks_of, k) for k in parts])
         return ids

@@ -76,6 +76,7 @@ from dfsring.s3.obj_errors import s3_errors
 log = logging.getLogger("dfsring.s3")
 NO_CONDITIONS = Conditions()
 MANIFEST_CACHE = 1_024  # manifests kept between head_object and read_object
+MANIFEST_CACHE_BYTES = 32 << 20  # and the bytes they may hold, about
 
 
 def no_such_key(key: str, headers: dict[str, str] | None = None) -> S3Error:
@@ -112,6 +113,7 @@ class S3Objects:
                                    max_age_s=max_upload_age_s)
         self._manifests: OrderedDict[tuple[str, str, str, int], tuple[Manifest, VersionRef]] \
             = OrderedDict()
+        self._cached_bytes = 0
 
     # --- buckets ---------------------------------------------------------------------------
 
@@ -192,10 +194,18 @@ class S3Objects:
                 raise no_such_key(ref.path) from exc
 
     def _remember(self, obj: ObjectVersion, m: Manifest, ref: VersionRef) -> None:
-        self._manifests[_cache_key(obj)] = (m, ref)
-        self._manifests.move_to_end(_cache_key(obj))
-        while len(self._manifests) > MANIFEST_CACHE:
-            self._manifests.popitem(last=False)
+        """Keep the manifest for the read_object that follows a HEAD (bounded by count and
+        by an estimate of the bytes held: inline bodies and chunk lists)."""
+        key = _cache_key(obj)
+        old = self._manifests.pop(key, None)
+        if old is not None:
+            self._cached_bytes -= _weight(old[0])
+        self._manifests[key] = (m, ref)
+        self._cached_bytes += _weight(m)
+        while self._manifests and (len(self._manifests) > MANIFEST_CACHE
+                                   or self._cached_bytes > MANIFEST_CACHE_BYTES):
+            _, (gone, _) = self._manifests.popitem(last=False)
+            self._cached_bytes -= _weight(gone)
 
     async def _source(self, obj: ObjectVersion) -> tuple[Manifest, VersionRef]:
         """The manifest of a version head_object returned (cached, or found again)."""
@@ -211,8 +221,11 @@ class S3Objects:
     async def read_object(self, obj: ObjectVersion, start: int, end: int
                           ) -> AsyncIterator[bytes | memoryview]:
         m, _ = await self._source(obj)
-        if m.size == 0 or end < start:
+        if m.size == 0 and (start, end) in ((0, -1), (0, 0)):
             return
+        if not 0 <= start <= end < m.size:
+            raise S3Error("InvalidRange", "The requested range is not satisfiable",
+                          resource=obj.key[:300], headers={"Content-Range": f"bytes */{m.size}"})
         with s3_errors(obj.key):
             async for piece in self.files.read(m, start, end):
                 yield piece
@@ -228,15 +241,20 @@ class S3Objects:
         await self.buckets.record(bucket)
         if "\x00" in prefix or len(prefix.encode("utf-8", "surrogatepass")) > ov.MAX_KEY_BYTES:
             return
+        floor = after.encode("utf-8", "surrogatepass") if after else None
         start = None
-        if after:
-            if len(after.encode("utf-8", "surrogatepass")) > ov.MAX_KEY_BYTES:
-                return
-            start = fv.after_path(bucket, after)
+        if floor is not None:
+            # a cursor past the key bound (a CommonPrefix + U+10FFFF) is cut to the bound:
+            # for keys within it, "greater than the cut" is "greater than the cursor" but
+            # for the cut itself, which the filter below drops
+            cut = floor[:ov.MAX_KEY_BYTES].decode("utf-8", "ignore")
+            start = fv.after_path(bucket, cut) if cut else None
         group: list[VersionRef] = []
         with s3_errors(bucket):
             async for ref in self.files.iterate(bucket, fv.listing_prefix(bucket, prefix),
                                                 start, r=r):
+                if floor is not None and ref.path.encode("utf-8") <= floor:
+                    continue
                 if group and ref.path != group[0].path:
                     for item in ov.group_entries(group, versions=versions):
                         yield item
@@ -379,6 +397,7 @@ class S3Objects:
 
     async def close(self) -> None:
         self._manifests.clear()
+        self._cached_bytes = 0
 
 
 def check_meta(meta: ObjectMeta) -> None:
@@ -387,6 +406,10 @@ def check_meta(meta: ObjectMeta) -> None:
         manifest.check_object_meta(meta.content_type, dict(meta.user), dict(meta.headers))
     except ValueError as exc:
         raise S3Error("InvalidArgument", f"metadata not accepted: {exc}") from exc
+
+
+def _weight(m: Manifest) -> int:
+    return 256 + len(m.inline or b"") + 48 * len(m.chunks)
 
 
 def _cache_key(obj: ObjectVersion) -> tuple[str, str, str, int]:
@@ -408,4 +431,5 @@ def build_object_layer(cfg: NodeConfig, files: FilesNode,
                       max_upload_age_s=cfg.s3_multipart_max_age)
     files.gc.extra_references = layer.multipart.chunk_references
     files.gc.retention_exempt = layer.retention_exempt
+    files.service.retention_exempt = layer.retention_exempt
     return layer

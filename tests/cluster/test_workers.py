@@ -13,7 +13,7 @@ from dfsring.testing import wait_until
 from tests.conftest import ClusterFactory
 
 EXPECTED = {"gossip", "discovery", "ringchange", "transfers", "handoff", "exchange", "scrub",
-            "files-gc", "chunk-sync", "chunk-scrub"}
+            "files-gc", "chunk-sync", "chunk-scrub", "s3-multipart-abort"}
 RUNNING = {"busy", "idle"}
 FAST = ("--scrub-interval", "1", "--gc-interval", "1", "--chunk-sync-interval", "1")
 

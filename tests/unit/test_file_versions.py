@@ -27,12 +27,17 @@ def ref(path: str = "p", wall: int = NOW, counter: int = 0, node: str = "n1",
                       0 if kind is Kind.DELETED else size)
 
 
+etags = st.one_of(st.just(""), st.from_regex(r"[0-9a-f]{32}(-[1-9][0-9]{0,4})?", fullmatch=True))
+
+
 @st.composite
 def refs(draw: st.DrawFn, path: st.SearchStrategy[str] = paths) -> VersionRef:
+    """Any version key: every kind, with or without an S3 ETag, null or not."""
     kind = draw(kinds)
     size = 0 if kind is Kind.DELETED else draw(st.integers(0, MAX_FILE_SIZE))
+    etag = "" if kind is Kind.DELETED else draw(etags)
     return VersionRef(draw(st.sampled_from(["b", "b.x", "zz"])), draw(path),
-                      draw(stamps).encode(), kind, size)
+                      draw(stamps).encode(), kind, size, etag, draw(st.booleans()))
 
 
 @given(refs())
@@ -57,7 +62,8 @@ def test_key_order_is_bucket_then_path_then_version(a: VersionRef, b: VersionRef
 @given(refs())
 def test_every_key_fits_the_storage_layout_unabbreviated(r: VersionRef) -> None:
     long = VersionRef("b" * 63, "é" * (fv.MAX_PATH_BYTES // 2), hlc.Timestamp(
-        hlc.MAX_WALL_MS, hlc.MAX_COUNTER, "n" * 64).encode(), Kind.CHUNKED, 10**11)
+        hlc.MAX_WALL_MS, hlc.MAX_COUNTER, "n" * 64).encode(), Kind.CHUNKED, 10**11,
+        "f" * 32 + "-10000", True)
     for one in (r, long):
         suffix = keys.key_suffix(fv.SYSTEM_BUCKET.encode(), one.key.encode())
         assert suffix == one.key.encode()
@@ -204,3 +210,34 @@ def test_collectable_spares_referenced_and_recent_chunks(candidates: dict[bytes,
     doomed = fv.collectable(candidates, referenced, cutoff)
     assert set(doomed) == {c for c, t in candidates.items()
                            if c not in referenced and t < cutoff}
+
+
+def test_a_key_written_before_etags_parses_with_no_etag() -> None:
+    old = ref().key
+    assert old.count("\x00") == 2
+    parsed = VersionRef.parse(old)
+    assert (parsed.etag, parsed.null) == ("", False)
+
+
+@given(st.lists(refs(st.just("p")), min_size=1, max_size=8))
+def test_visible_keeps_only_the_newest_null_version(group: list[VersionRef]) -> None:
+    by_version = {r.version: r for r in group if r.bucket == group[0].bucket}
+    group = list(by_version.values())  # a path's version ids are unique
+    shown = fv.visible(group)
+    nulls = [r for r in group if r.null]
+    assert sum(r.null for r in shown) == min(1, len(nulls))
+    if nulls:
+        newest_null = max(nulls, key=lambda r: r.timestamp)
+        assert newest_null in shown
+        assert set(fv.superseded_nulls(group)) == set(nulls) - {newest_null}
+    assert shown == fv.newest_first(shown)
+    assert {r for r in group if not r.null} <= set(shown)
+
+
+def test_a_null_version_uses_an_upper_case_kind_and_keeps_its_etag() -> None:
+    r = VersionRef("b", "k", hlc.Timestamp(NOW, 0, "n1").encode(), Kind.INLINE, 3,
+                   "0" * 32, True)
+    assert "\x00I3\x00" + "0" * 32 in r.key
+    assert VersionRef.parse(r.key) == r
+    with pytest.raises(ValueError):
+        VersionRef("b", "k", r.version, Kind.DELETED, 0, "0" * 32)

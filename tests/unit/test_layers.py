@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("transport", ("dfsring.transport",)),
     ("replication", ("dfsring.replication", "dfsring.gossip", "dfsring.antientropy")),
     ("files", ("dfsring.files",)),
-    ("edges", ("dfsring.http", "dfsring.cli", "dfsring.client")),
+    ("edges", ("dfsring.http", "dfsring.s3", "dfsring.cli", "dfsring.client")),
     ("node", ("dfsring.node",)),
     ("testing", ("dfsring.testing",)),
 )

@@ -90,12 +90,13 @@ def test_pure_core_does_no_io(path: Path) -> None:
 
 
 def test_every_top_level_entry_has_a_layer() -> None:
-    """At most about fifteen entries, each a known layer: the folder list shows the layers."""
+    """At most about sixteen entries, each a known layer: the folder list shows the layers
+    (the S3 edge, dfsring.s3, made the sixteenth)."""
     entries = sorted(p.name for p in ROOT.iterdir()
                      if p.name not in ("__pycache__", "py.typed") and not p.name.endswith(".pyc"))
     for name in entries:
         layer_of("dfsring" if name == "__init__.py" else f"dfsring.{name.removesuffix('.py')}")
-    assert len(entries) <= 15, entries
+    assert len(entries) <= 16, entries
 
 
 def test_the_rule_catches_an_upward_import(tmp_path: Path) -> None:

@@ -160,7 +160,13 @@ def _front(edge: Edge, metrics: NodeMetrics | None) -> Middleware:
             request[CORS_HEADERS] = cors.actual(await rules_for(request), origin,
                                                 request.method)
         ctx = await admit(edge, request)
-        resp = await handler(request)
+        try:
+            resp = await handler(request)
+        except Exception as exc:
+            if ctx.route.need is Need.OWNER:  # an owner action is audited however it ends
+                log_audit(request, ctx.authn.principal, "allowed", "failed",
+                          to_s3_error(exc, ctx.request_id).status, op=ctx.route.op)
+            raise
         if resp.status < 300:
             edge.auth.succeeded(ctx.authn)
         if ctx.route.need is Need.OWNER:

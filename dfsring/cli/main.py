@@ -16,6 +16,7 @@ import contextlib
 import importlib
 import os
 import secrets
+import shlex
 import signal
 import sys
 import time
@@ -174,9 +175,14 @@ def s3_hint(args: argparse.Namespace, cluster: LocalCluster, root: Credentials,
     urls = [f"{scheme}://{_host_port(args.host, args.s3_base_port + i)}"
             for i in range(len(cluster))]
     ca = f" --ca-bundle {args.data_dir.resolve() / PKI_DIR / 'ca' / 'ca.pem'}" if tls else ""
-    return [f"S3 endpoints (region us-east-1, path style): {' '.join(urls)}",
-            f"  AWS_ACCESS_KEY_ID={root.access_key} AWS_SECRET_ACCESS_KEY={root.secret_key} "
-            f"aws --region us-east-1{ca} --endpoint-url {urls[0]} s3 ls"]
+    creds = shlex.quote(str(args.data_dir.resolve() / credentials.FILE_NAME))
+    read_secret = ("python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))"
+                   f"[\"secret_key\"])' {creds}")  # the secret is never printed
+    return [f"S3 endpoints (region us-east-1, path style): {' '.join(urls)}; with the root "
+            "credentials:",
+            f"  export AWS_ACCESS_KEY_ID={root.access_key} "
+            f'AWS_SECRET_ACCESS_KEY="$({read_secret})"',
+            f"  aws --region us-east-1{ca} --endpoint-url {urls[0]} s3 ls"]
 
 
 def _host_port(host: str, port: int) -> str:

@@ -56,7 +56,7 @@ from dfsring.s3 import (
     xml,
 )
 from dfsring.s3.auth import S3Auth, log_audit
-from dfsring.s3.context import Edge, Handler, S3Request
+from dfsring.s3.context import REQUEST_ID_HEADERS, Edge, Handler, S3Request
 from dfsring.s3.errors import S3Error
 from dfsring.s3.model import ObjectLayer
 from dfsring.s3.routing import parse_target, resolve
@@ -65,7 +65,6 @@ from dfsring.s3.translate import to_s3_error
 log = logging.getLogger("dfsring.s3")
 EDGE = web.AppKey("s3_edge", Edge)
 CONTEXT = "s3_request"  # the admitted S3Request, on the aiohttp request
-REQUEST_ID_HEADERS = ("x-amz-request-id", "x-amz-id-2")
 MAX_HEADER_FIELD = 8190
 MAX_HEADERS = 100
 HANDLERS: Mapping[str, Handler] = {
@@ -161,7 +160,13 @@ def _front(edge: Edge, metrics: NodeMetrics | None) -> Middleware:
             request[CORS_HEADERS] = cors.actual(await rules_for(request), origin,
                                                 request.method)
         ctx = await admit(edge, request)
-        resp = await handler(request)
+        try:
+            resp = await handler(request)
+        except Exception as exc:
+            if ctx.route.need is Need.OWNER:  # an owner action is audited however it ends
+                log_audit(request, ctx.authn.principal, "allowed", "failed",
+                          to_s3_error(exc, ctx.request_id).status, op=ctx.route.op)
+            raise
         if resp.status < 300:
             edge.auth.succeeded(ctx.authn)
         if ctx.route.need is Need.OWNER:

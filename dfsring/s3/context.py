@@ -26,6 +26,7 @@ from dfsring.s3.routing import Route
 MAX_XML_BODY = 1 << 20  # XML request bodies (Delete, CompleteMultipartUpload, CORS...)
 READ_CHUNK = 256 * 1024
 CONSISTENCY_HEADER = "X-Consistency-Level"
+REQUEST_ID_HEADERS = ("x-amz-request-id", "x-amz-id-2")  # both carry our request id
 _CONSISTENCY: Mapping[str, Consistency] = {"strong": "strong", "eventual": "eventual",
                                            "quorum": "quorum"}
 _HEX64 = frozenset("0123456789abcdef")

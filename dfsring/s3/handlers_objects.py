@@ -19,6 +19,7 @@ from aiohttp import web
 from dfsring.core.access import Need
 from dfsring.s3 import conditions, headers, xml
 from dfsring.s3.context import (
+    REQUEST_ID_HEADERS,
     Body,
     Handler,
     S3Request,
@@ -109,15 +110,13 @@ async def get_object(ctx: S3Request) -> web.StreamResponse:
     if span is not None:
         resp.headers["Content-Range"] = f"bytes {start}-{end}/{obj.size}"
     resp.content_length = end - start + 1
-    resp.headers[_REQUEST_ID] = ctx.request_id
+    for name in REQUEST_ID_HEADERS:  # the head is sent here, before the middleware sees it
+        resp.headers[name] = ctx.request_id
     await resp.prepare(ctx.request)
     if end >= start:
         await _send(ctx, resp, obj, start, end)
     await resp.write_eof()
     return resp
-
-
-_REQUEST_ID = "x-amz-request-id"
 
 
 async def _send(ctx: S3Request, resp: web.StreamResponse, obj: ObjectVersion, start: int,

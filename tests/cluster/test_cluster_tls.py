@@ -61,6 +61,7 @@ def tls_cli_cluster(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], P
     out = tmp_path / "cli.out"
     argv = [sys.executable, "-m", "dfsring.cli.main", "cluster", "--tls", "--nodes", "2",
             "--n", "2", "--base-port", str(base), "--peer-base-port", str(peer_base),
+            "--s3-base-port", str(free_port_block(2)),
             "--data-dir", str(tmp_path / "dfsring-data")]
     with out.open("wb") as fh:
         proc = spawn(argv, output=fh, env=_clean_env(tmp_path / "home"))

@@ -178,7 +178,7 @@ def cli_cluster(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path,
     out = tmp_path / "cli.out"
     argv = [sys.executable, "-m", "dfsring.cli.main", "cluster", "--nodes", "2"]
     argv += ["--base-port", str(base), "--peer-base-port", str(peer_base),
-             "--data-dir", str(tmp_path / "data")]
+             "--s3-base-port", str(free_port_block(2)), "--data-dir", str(tmp_path / "data")]
     with out.open("wb") as fh:
         proc = spawn(argv, output=fh)
     try:
@@ -207,7 +207,9 @@ def test_cli_cluster_serves_then_stops_everything_on_a_signal(
     proc, out, base = cli_cluster
     text = _wait_cli_ready(proc, out)
     urls = [f"http://127.0.0.1:{base}", f"http://127.0.0.1:{base + 1}"]
-    assert set(re.findall(r"http://127\.0\.0\.1:\d+", text)) == set(urls)
+    assert set(re.findall(r"^node\d+ +(http://127\.0\.0\.1:\d+)", text, re.M)) == set(urls)
+    assert re.search(r"^S3 endpoints \(region us-east-1, path style\): http://127", text, re.M)
+    assert "aws --region us-east-1 --endpoint-url http://127.0.0.1:" in text
     pids = [int(str(_health(url)["pid"])) for url in urls]
     assert all(_node_alive(pid) for pid in pids)
     proc.send_signal(stop_signal)
@@ -275,6 +277,7 @@ def test_cli_cluster_grows_with_seeds_and_status_shows_the_joined_ring(
     more_out = tmp_path / "more.out"
     argv = [sys.executable, "-m", "dfsring.cli.main", "cluster", "--nodes", "1",
             "--base-port", str(more_port), "--peer-base-port", str(free_port()),
+            "--s3-base-port", str(free_port()),
             "--data-dir", str(tmp_path / "more"), "--seeds", f"127.0.0.1:{base}"]
     secret = (tmp_path / "data" / "cluster-secret").read_text().strip()
     root = load_file(tmp_path / "data" / "credentials")
@@ -320,7 +323,8 @@ def test_cli_cluster_keeps_its_credentials_0600_and_status_finds_them(tmp_path: 
     member through the client address the members list gives (api_address)."""
     base, peer_base = free_port_block(2), free_port_block(2)
     argv = [sys.executable, "-m", "dfsring.cli.main", "cluster", "--nodes", "2",
-            "--base-port", str(base), "--peer-base-port", str(peer_base)]
+            "--base-port", str(base), "--peer-base-port", str(peer_base),
+            "--s3-base-port", str(free_port_block(2))]
     env = {k: v for k, v in os.environ.items()
            if k not in (ENV_ACCESS, ENV_SECRET, "DFSRING_CLUSTER_SECRET",
                         "DFSRING_ADMIN_ACCESS_KEY", "DFSRING_ADMIN_SECRET_KEY")}

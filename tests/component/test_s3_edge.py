@@ -14,6 +14,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import logging
 import time
 import zlib
 from collections.abc import AsyncIterator
@@ -586,3 +587,26 @@ async def test_an_unsigned_chunked_body_with_a_checksum_trailer_is_stored_decode
     reply = await s3.raw("PUT", "/bkt/t", {**given, **signed}, body)
     assert reply.status == 200, reply.body
     assert s3.layer.objects[("bkt", "t")].data == data
+
+
+# --- audit -----------------------------------------------------------------------------------
+
+
+def audit_fields(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [r.__dict__["fields"] for r in caplog.records if r.name == "dfsring.audit"]
+
+
+async def test_refusals_and_owner_actions_are_audited_without_secrets(
+        s3: S3, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="dfsring.audit")
+    await bucket_with(s3)
+    await s3.raw("GET", "/bkt/k")
+    await s3.signed("GET", "/", creds=(ROOT[0], "wrong-secret-0000000000"))
+    body = b"<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>"
+    await s3.signed("PUT", "/bkt?versioning", body)
+    lines = audit_fields(caplog)
+    assert any(f["decision"] == "refused" and f["who"] == "anonymous" for f in lines)
+    assert any(f["reason"] == "bad_credentials" and f["claimed"] == ROOT[0] for f in lines)
+    owner = [f for f in lines if f["route"] == "s3:PutBucketVersioning"]
+    assert owner and owner[0]["decision"] == "allowed" and owner[0]["who"] == ROOT[0]
+    assert all(ROOT[1] not in str(f) for f in lines)

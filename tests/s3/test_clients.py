@@ -26,6 +26,7 @@ def _big(payloads: dict[str, Payload]) -> Payload:
     return max(payloads.values(), key=lambda p: p.size)
 
 
+@pytest.mark.timeout(600)  # 2 x 100 MiB and 26 client runs on a loaded 2-core box
 @pytest.mark.parametrize("client", sorted(TRANSFERS))
 def test_client_round_trips_every_size_and_awkward_key(
         s3_site: Site, payloads: dict[str, Payload], client: str, tmp_path: Path) -> None:
@@ -216,6 +217,7 @@ def _model(keys: list[str], prefix: str, delimiter: str) -> tuple[list[str], lis
             sorted(prefixes, key=lambda k: k.encode()))
 
 
+@pytest.mark.timeout(600)  # 10 000 PUTs, then 12 whole listings
 def test_listing_10000_keys_with_delimiter_matches_the_model(s3_site: Site) -> None:
     bucket = s3_site.bucket("list")
     s3 = s3_site.up.boto3()

@@ -315,15 +315,14 @@ def build_peer_app(cfg: NodeConfig, svc: Services) -> web.Application:
 
 
 def build_s3(cfg: NodeConfig, svc: Services, budget: KeyBudget) -> web.Application:
-    """The S3 app (cfg.s3_port; dfsring.s3.app) over the object layer of the objects part.
+    """The S3 app (cfg.s3_port; dfsring.s3.app) over the node's object layer, which every
+    node builds (its collector hooks and multipart-abort worker run with or without S3).
 
-    Imported here, only when S3 is on: a node without --s3-port never loads the S3 layer."""
+    Imported here, only when S3 is on: a node without --s3-port never loads the S3 edge."""
     from dfsring.s3.app import build_s3_app
-    from dfsring.s3.objects import build_object_layer
 
-    layer = build_object_layer(cfg, svc)
-    return build_s3_app(cfg, layer, svc.access, metrics=svc.metrics, limits=budget.limits,
-                        limit_metrics=budget.metrics)
+    return build_s3_app(cfg, svc.objects, svc.access, metrics=svc.metrics,
+                        limits=budget.limits, limit_metrics=budget.metrics)
 
 
 def connection_limits(cfg: NodeConfig, nofile: int) -> ConnLimits:

@@ -64,7 +64,7 @@ from dfsring.s3.translate import to_s3_error
 
 log = logging.getLogger("dfsring.s3")
 EDGE = web.AppKey("s3_edge", Edge)
-CONTEXT = "s3_request"  # the admitted S3Request, on the aiohttp request
+CONTEXT = web.RequestKey("s3_request", S3Request)  # the admitted request
 MAX_HEADER_FIELD = 8190
 MAX_HEADERS = 100
 HANDLERS: Mapping[str, Handler] = {
@@ -104,7 +104,8 @@ async def admit(edge: Edge, request: web.Request) -> S3Request:
     route = resolve(request.method, target, request.query, request.headers)
     authn = await edge.auth.authenticate(request)
     await edge.auth.authorize(request, authn, route.need, route.bucket)
-    request[PRINCIPAL] = authn.principal
+    if authn.principal is not None:  # anonymous: absent, as on the native API
+        request[PRINCIPAL] = authn.principal
     ctx = S3Request(request, edge, route, authn, _request_id(request))
     request[CONTEXT] = ctx
     return ctx

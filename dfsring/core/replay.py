@@ -50,13 +50,6 @@ class ReplayCache:
             self._seen.popitem(last=False)
         return False
 
-    def seen(self, signature: str, now_s: float) -> bool:
-        """Whether `signature` was recorded within the window, without recording it: for a
-        caller that records only requests that succeeded (the S3 edge: clients retry a
-        failed request with the same signature)."""
-        first = self._seen.get(signature)
-        return first is not None and now_s - first <= self.window_s
-
     def _expire(self, now_s: float) -> None:
         """Forget the expired entries at the front. A clock that stepped back can leave an
         expired entry behind a younger one; `check_and_record` treats it as unseen, and it

@@ -168,8 +168,6 @@ def _front(edge: Edge, metrics: NodeMetrics | None) -> Middleware:
                 log_audit(request, ctx.authn.principal, "allowed", "failed",
                           to_s3_error(exc, ctx.request_id).status, op=ctx.route.op)
             raise
-        if resp.status < 300:
-            edge.auth.succeeded(ctx.authn)
         if ctx.route.need is Need.OWNER:
             log_audit(request, ctx.authn.principal, "allowed", "done", resp.status,
                       op=ctx.route.op)

@@ -17,11 +17,12 @@ every owner action is a line of the ``dfsring.audit`` logger. What differs on S3
 - Signed aws-chunked bodies (STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]) are accepted:
   the request's signing key, date, scope and signature seed the chunk signature chain
   (``Authn.signing``), which dfsring.s3.chunked checks as the body is read.
-- Replays: AWS keeps no replay cache, and SDKs retry a request that failed (5xx, a reset)
-  with the same signature within the same second. A header-signed changing request is
-  refused if its signature already SUCCEEDED within the window; the signature is recorded
-  only when its request got a 2xx (``S3Auth.succeeded``). Two copies racing each other may
-  both run; each is a request its signer made, and S3 would run both too.
+- Replays are accepted within the signature's time window, as AWS accepts them. Clients
+  re-send an identical signed request when an answer was lost, even after it succeeded:
+  rclone (Go's HTTP transport) re-sent a PUT that had got its 200, and a replay cache
+  refused it (tests/s3). Every S3 write is idempotent or harmless to repeat (PUT, DELETE,
+  an extra multipart upload id), and keeping captured requests from being replayed is
+  TLS's job. The native API, whose clients are ours, keeps its replay cache.
 - With ``--insecure`` nothing is refused for want of a grant; credentials are still checked
   when they verify (so a signed streaming body is checked), and a failed check falls back to
   anonymous rather than refusing.
@@ -40,10 +41,9 @@ from prometheus_client import CollectorRegistry, Counter
 from dfsring.core import sigv4
 from dfsring.core.access import Need, Principal, Role, decide
 from dfsring.core.authparse import UNKNOWN_KEY_SECRET, KeyPair, SigV4Credential, parse_credentials
-from dfsring.core.replay import ReplayCache
 from dfsring.foundation import errors
 from dfsring.foundation.config import NodeConfig
-from dfsring.http.auth import MAX_SKEW_S, REPLAY_ENTRIES, SAFE_METHODS, FailureLimit
+from dfsring.http.auth import MAX_SKEW_S, FailureLimit
 from dfsring.replication.access.service import AccessService
 from dfsring.s3.chunked import ChunkSigning
 from dfsring.s3.errors import S3Error
@@ -62,7 +62,6 @@ class Authn:
     principal: Principal | None
     payload: str | None = None  # the signed x-amz-content-sha256 value (None: not signed)
     signing: ChunkSigning | None = None  # the chunk chain's seed (signed streaming only)
-    replay_key: str | None = None  # recorded on success (header-signed changing requests)
 
 
 ANONYMOUS = Authn(None)
@@ -93,8 +92,6 @@ def s3_refusal(exc: errors.Unauthenticated, presigned: bool) -> S3Error:
         return S3Error("AccessDenied", "Request has expired")
     if "x-amz-content-sha256" in detail:
         return S3Error("InvalidRequest", detail)
-    if detail.startswith("replayed"):
-        return S3Error("AccessDenied", detail)
     code = "AuthorizationQueryParametersError" if presigned else "AuthorizationHeaderMalformed"
     return S3Error(code, detail)
 
@@ -110,7 +107,6 @@ class S3Auth:
         self.access = access
         self.metrics = S3AuthMetrics(registry)
         self.failures = limit or FailureLimit()
-        self.replays = ReplayCache(REPLAY_ENTRIES, 2 * MAX_SKEW_S)
         self.clock = clock
         self.wall_clock = wall_clock
 
@@ -181,12 +177,6 @@ class S3Auth:
         if found is None:
             raise S3Error("InvalidAccessKeyId", "The AWS Access Key Id you provided does not "
                           "exist in our records.")
-        replay_key = None
-        if not cred.presigned and request.method not in SAFE_METHODS:
-            if self.replays.seen(cred.signature, self.clock()):
-                raise S3Error("AccessDenied", "replayed request: this signature already "
-                              "succeeded")
-            replay_key = cred.signature
         signing = None
         if payload in sigv4.STREAMING_SIGNED:
             signing = ChunkSigning(
@@ -194,7 +184,7 @@ class S3Auth:
                 amz_date=cred.amz_date,
                 scope=f"{cred.date}/{cred.region}/{cred.service}/aws4_request",
                 seed_signature=cred.signature)
-        return Authn(found[0], payload, signing, replay_key)
+        return Authn(found[0], payload, signing)
 
     @staticmethod
     def _unknown(found: tuple[Principal, str] | None, exc: S3Error) -> S3Error:
@@ -202,11 +192,6 @@ class S3Auth:
             return S3Error("InvalidAccessKeyId", "The AWS Access Key Id you provided does "
                            "not exist in our records.")
         return exc
-
-    def succeeded(self, authn: Authn) -> None:
-        """The request went through (2xx): from now on its signature is a replay."""
-        if authn.replay_key is not None:
-            self.replays.check_and_record(authn.replay_key, self.clock())
 
     # --- authorization ---------------------------------------------------------------------
 

@@ -69,6 +69,8 @@ from dfsring.http.auth import (
     Middleware as AuthMiddleware,
 )
 from dfsring.http.connlimits import ConnectionGuard, ConnLimits, listener_cap, raise_nofile_limit
+from dfsring.http.console import routes as console
+from dfsring.http.console.routes import ByteCounter, SessionTable, bytes_middleware
 from dfsring.http.cors import add_cors_headers, make_cors_middleware, node_rules
 from dfsring.http.keylimits import LimitMetrics, key_limits, make_limits_middleware
 from dfsring.http.middleware import make_middleware
@@ -253,9 +255,13 @@ def build_app(cfg: NodeConfig, svc: Services,
     messages, which only the peer app serves (issue 18: the client port is the one exposed).
     Every request passes the auth middleware (dfsring.http.auth). `tls` reloads the node's
     certificates (POST /v1/admin/tls/reload); without it the route answers that TLS is off."""
-    auth = make_auth_middleware(cfg, svc.access, AuthMetrics(svc.metrics.registry))
+    sessions = SessionTable()
+    auth = make_auth_middleware(cfg, svc.access, AuthMetrics(svc.metrics.registry),
+                                sessions=sessions)
     limits = make_limits_middleware(key_limits(cfg), LimitMetrics(svc.metrics.registry))
-    app = _new_app(cfg, svc, make_cors_middleware(cfg, svc.access), auth, limits)
+    counter = ByteCounter()
+    app = _new_app(cfg, svc, make_cors_middleware(cfg, svc.access), auth, limits,
+                   bytes_middleware(counter))
     app.on_response_prepare.append(add_cors_headers)
     app[CONFIG] = cfg
     app[STORE] = svc.store
@@ -278,6 +284,7 @@ def build_app(cfg: NodeConfig, svc: Services,
     files_api.setup(app, svc.files)
     access_api.setup(app)
     tls_api.setup(app, tls if tls is not None else TlsReloader(cfg, []))
+    console.setup(app, counter, sessions)
     return app
 
 

@@ -306,10 +306,10 @@ async function listFiles() {
 
 function fileRow(f, name) {
   const url = fileUrl(state.bucket, f.path);
-  const actions = [el("a", { class: "button secondary", href: url, download: name }, "Download"),
-    " ", el("button", { type: "button", class: "secondary", onclick: () => showVersions(f.path) }, "Versions")];
+  const actions = [el("a", { class: "button secondary", href: url, download: name, "aria-label": `Download ${name}` }, "Download"),
+    " ", el("button", { type: "button", class: "secondary", "aria-label": `Versions of ${name}`, onclick: () => showVersions(f.path) }, "Versions")];
   if (role(state.bucket) >= ROLES.write) {
-    actions.push(" ", el("button", { type: "button", class: "danger", onclick: () => deleteFile(f.path) }, "Delete"));
+    actions.push(" ", el("button", { type: "button", class: "danger", "aria-label": `Delete ${name}`, onclick: () => deleteFile(f.path) }, "Delete"));
   }
   return el("tr", { "data-path": f.path }, el("th", { scope: "row" }, name), el("td", {}, bytes(f.size)),
     el("td", {}, f.modified), el("td", {}, actions));
@@ -381,6 +381,7 @@ function upload(file, path) {
       const secs = (performance.now() - started) / 1000;
       const rate = ev.loaded / Math.max(secs, 0.001);
       bar.value = ev.loaded;
+      if (ev.loaded > 0 && ev.loaded < ev.total) li.dataset.partial = "seen";  // the bar moved
       text.textContent = `${bytes(ev.loaded)} of ${bytes(ev.total)}, ${bytes(rate)}/s, ETA ${seconds((ev.total - ev.loaded) / Math.max(rate, 1))}`;
     };
     const done = (outcome) => {
@@ -392,6 +393,7 @@ function upload(file, path) {
       if (xhr.status >= 200 && xhr.status < 300) {
         bar.value = bar.max;
         const secs = (performance.now() - started) / 1000;
+        li.dataset.seconds = secs.toFixed(3);
         text.textContent = `done: ${bytes(file.size)} in ${secs.toFixed(1)} s (${bytes(file.size / Math.max(secs, 0.001))}/s)`;
         done("done");
       } else {
@@ -439,13 +441,15 @@ drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", async (ev) => {
   ev.preventDefault();
   drop.classList.remove("over");
-  const items = [...(ev.dataTransfer.items || [])];
+  const items = [...(ev.dataTransfer.items || [])].filter((i) => i.kind === "file");
   const entries = [];
-  if (items.length && items[0].webkitGetAsEntry) {
-    const roots = items.map((i) => i.webkitGetAsEntry()).filter(Boolean);
-    for (const r of roots) await walk(r, "", entries);
-  } else {
-    for (const f of ev.dataTransfer.files) entries.push([f, f.name]);
+  for (const item of items) {  // a folder comes as an entry to walk; a plain file as itself
+    const entry = item.webkitGetAsEntry ? item.webkitGetAsEntry() : null;
+    if (entry && entry.isDirectory) await walk(entry, "", entries);
+    else {
+      const f = item.getAsFile();
+      if (f) entries.push([f, f.name]);
+    }
   }
   await uploadAll(entries);
 });

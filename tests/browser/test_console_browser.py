@@ -244,7 +244,22 @@ def test_08_read_only_key_sees_no_upload_and_is_refused(browser: Any,
         ctx.close()
 
 
-def test_09_a_killed_node_turns_down_without_reload(page: Any, cluster: LocalCluster) -> None:
+def test_09_swagger_ui_renders_the_document_offline(context: Any,
+                                                    cluster: LocalCluster) -> None:
+    docs = context.new_page()
+    outside: list[str] = []
+    docs.on("request", lambda r: outside.append(r.url)
+            if not r.url.startswith(cluster.nodes[0].url) and not r.url.startswith("data:")
+            else None)
+    docs.goto(cluster.nodes[0].url + "/v1/docs")
+    expect(docs.locator(".opblock").first).to_be_visible()
+    assert docs.locator(".opblock").count() > 40
+    assert outside == [], "Swagger UI fetched something from outside the node"
+    shot(docs, "api-docs")
+    docs.close()
+
+
+def test_10_a_killed_node_turns_down_without_reload(page: Any, cluster: LocalCluster) -> None:
     page.click("#nav a[data-page=cluster]")
     expect(page.locator("#members [data-liveness=up]")).to_have_count(3)
     cluster.nodes[2].kill()

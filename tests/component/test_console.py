@@ -190,8 +190,18 @@ async def test_logout_ends_the_session(node: Node) -> None:
                                   b'{"access_key": "A", "secret_key": "s", "x": 1}',
                                   b'{"access_key": "", "secret_key": "s"}'])
 async def test_malformed_login_is_a_400(node: Node, body: bytes) -> None:
-    status, doc, _ = await node.call("POST", "/v1/console/login", data=body)
+    status, doc, _ = await node.call("POST", "/v1/console/login", data=body,
+                                     headers={"Content-Type": "application/json"})
     assert status == 400, doc
+
+
+async def test_login_from_a_form_is_refused(node: Node) -> None:
+    """A cross-site form can post urlencoded or text/plain, never JSON without a preflight."""
+    for kind in ("application/x-www-form-urlencoded", "text/plain"):
+        status, _, _ = await node.call(
+            "POST", "/v1/console/login", headers={"Content-Type": kind},
+            data=f'{{"access_key": "{ROOT[0]}", "secret_key": "{ROOT[1]}"}}')
+        assert status == 400, kind
 
 
 async def test_wrong_login_is_a_401_and_repeated_ones_are_limited(node: Node) -> None:

@@ -68,6 +68,10 @@ def principal_doc(principal: Principal) -> dict[str, Any]:
 
 
 async def _login_body(request: web.Request) -> tuple[str, str]:
+    """The key pair of a login. JSON only: a cross-site HTML form cannot send that content
+    type without a CORS preflight, so no other site can log a browser in (login CSRF)."""
+    if request.content_type != "application/json":
+        raise errors.BadRequest("log in with Content-Type: application/json")
     raw = await read_body(request, MAX_LOGIN_BODY, LOGIN_BODY_WAIT_S)
     try:
         doc = orjson.loads(raw)

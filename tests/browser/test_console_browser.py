@@ -267,6 +267,8 @@ def test_10_a_killed_node_turns_down_without_reload(page: Any, cluster: LocalClu
     row = page.locator(f"#members tr[data-node='{cluster.nodes[2].node_id}']")
     expect(row.locator("[data-liveness=down]")).to_be_visible(timeout=60_000)
     FIGURES["down_shown_after_s"] = round(time.monotonic() - started, 1)
+    expect(row.get_by_role("button", name=f"Remove {cluster.nodes[2].node_id}")).to_be_visible()
+    axe_check(page, "cluster with a node down")
     shot(page, "cluster-down")
     print("console figures:", json.dumps(FIGURES))
     (DOCS_IMG / "console-figures.json").write_text(json.dumps(FIGURES, indent=2) + "\n")

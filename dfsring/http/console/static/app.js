@@ -187,7 +187,32 @@ function memberRow(m) {
     el("td", {}, el("span", { class: `badge ${m.status}`, "data-liveness": m.status }, m.status)),
     el("td", {}, m.zone || "–"), el("td", {}, m.partitions),
     el("td", {}, f.keys ?? "–"), el("td", {}, disk), el("td", {}, f.hints_pending ?? "–"),
-    el("td", {}, seconds(f.repair_age_s)), el("td", {}, m.error || ""));
+    el("td", {}, seconds(f.repair_age_s)), el("td", {}, m.error || ""),
+    el("td", {}, memberActions(m)));
+}
+
+// Admin only: this node may leave; a member down in this node's view may be removed. Both
+// only request a change (202); the transfers it starts show below.
+function memberActions(m) {
+  if (!(state.me && state.me.admin) || !m.in_ring) return "";
+  if (m.self) {
+    return el("button", { type: "button", class: "danger", "aria-label": `Make ${m.node_id} leave the cluster`,
+      onclick: () => changeMember(`Make ${m.node_id} leave? Its data is handed off first.`, "/v1/cluster/leave") }, "Leave");
+  }
+  if (m.liveness !== "down") return "";
+  return el("button", { type: "button", class: "danger", "aria-label": `Remove ${m.node_id}`,
+    onclick: () => changeMember(`Remove ${m.node_id}? Its data is re-replicated; the id cannot come back.`,
+      `/v1/cluster/remove/${encodeURIComponent(m.node_id)}`) }, "Remove");
+}
+
+async function changeMember(question, path) {
+  if (!window.confirm(question)) return;
+  try {
+    await api("POST", path);
+    say("Requested; the transfers it starts show below.");
+  } catch (err) {
+    say(`Refused: ${err.message}`, true);
+  }
 }
 
 function transferBlock(m) {

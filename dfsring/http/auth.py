@@ -86,6 +86,7 @@ ROUTE_NEEDS: dict[tuple[str, str], Guard] = {
     ("POST", "/v1/console/logout"): _N,
     **_reads("/v1/console/session", _N),
     **_reads("/v1/console/buckets", _N),
+    **_reads("/v1/console/chunks/{bucket}/{path}", _R),
     **_reads("/ui", Need.PUBLIC),
     **_reads("/ui/{asset}", Need.PUBLIC),
     **_reads("/v1/openapi.json", Need.PUBLIC),

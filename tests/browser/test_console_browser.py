@@ -156,7 +156,18 @@ def test_02_bucket_and_drop_three_files(page: Any, cluster: LocalCluster) -> Non
     shot(page, "files")
 
 
-def test_03_download_compares_sha256(page: Any, tmp_path: Path) -> None:
+def test_03_chunk_map(page: Any) -> None:
+    page.get_by_role("button", name="Versions of big.bin").click()
+    page.locator("#versions-list li button", has_text="Chunks").first.click()
+    expect(page.locator("#chunkmap-summary")).to_contain_text("chunks, 3 replicas each")
+    assert page.locator("#chunkmap tbody tr").count() > 1
+    expect(page.locator("#chunkmap tbody tr").first).to_contain_text("3 of 3 up")
+    axe_check(page, "chunk map")
+    shot(page, "chunkmap")
+    page.click("#versions-close")
+
+
+def test_03b_download_compares_sha256(page: Any, tmp_path: Path) -> None:
     started = time.monotonic()
     with page.expect_download(timeout=120_000) as info:
         page.locator("#files tr[data-path='big.bin'] a", has_text="Download").click()

@@ -4,6 +4,7 @@ and the session login with its cookies and CSRF rule, through the real auth midd
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -231,3 +232,25 @@ async def test_read_only_key_session_is_refused_a_write(node: Node) -> None:
     status, doc, _ = await node.call("GET", "/v1/console/buckets",
                                      {"Cookie": "x=1", **ROOT_HEADERS})
     assert status == 200 and "photos" in [b["name"] for b in doc["buckets"]]
+
+
+async def test_chunk_map_lists_chunks_owners_and_health(node: Node) -> None:
+    body = os.urandom(5_000_000)  # several content-defined chunks
+    status, doc, _ = await node.call("PUT", "/v1/files/pics/big.bin", ROOT_HEADERS, data=body)
+    assert status == 201, doc
+    status, doc, _ = await node.call("GET", "/v1/console/chunks/pics/big.bin", ROOT_HEADERS)
+    assert status == 200, doc
+    assert doc["size"] == len(body) and doc["chunks_total"] == len(doc["chunks"]) > 1
+    assert sum(c["size"] for c in doc["chunks"]) == len(body)
+    assert all(len(c["owners"]) == doc["replicas"] and c["owners_up"] >= 1
+               for c in doc["chunks"])
+    status, page, _ = await node.call("GET", "/v1/console/chunks/pics/big.bin?offset=1&limit=1",
+                                      ROOT_HEADERS)
+    assert status == 200 and [c["index"] for c in page["chunks"]] == [1]
+    assert page["chunks"][0]["offset"] == doc["chunks"][1]["offset"]
+    for bad in ("?limit=5000", "?offset=-1", "?nope=1"):
+        status, _, _ = await node.call("GET", "/v1/console/chunks/pics/big.bin" + bad,
+                                       ROOT_HEADERS)
+        assert status == 400, bad
+    assert (await node.call("GET", "/v1/console/chunks/pics/none", ROOT_HEADERS))[0] == 404
+    assert (await node.call("GET", "/v1/console/chunks/pics/big.bin"))[0] == 401

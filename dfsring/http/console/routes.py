@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dfsring.http.console import dashboard, openapi, ui
+from dfsring.http.console import chunkmap, dashboard, openapi, ui
 from dfsring.http.console.sampler import ByteCounter, bytes_middleware
 from dfsring.http.console.sessions import SessionTable
 
@@ -15,3 +15,4 @@ def setup(app: web.Application, counter: ByteCounter, sessions: SessionTable) ->
     dashboard.setup(app, counter)
     openapi.setup(app)
     ui.setup(app, sessions)
+    chunkmap.setup(app)

@@ -196,7 +196,7 @@ function memberRow(m) {
 function memberActions(m) {
   if (!(state.me && state.me.admin) || !m.in_ring) return "";
   if (m.self) {
-    return el("button", { type: "button", class: "danger", "aria-label": `Make ${m.node_id} leave the cluster`,
+    return el("button", { type: "button", class: "danger", "aria-label": `Leave: make ${m.node_id} leave the cluster`,
       onclick: () => changeMember(`Make ${m.node_id} leave? Its data is handed off first.`, "/v1/cluster/leave") }, "Leave");
   }
   if (m.liveness !== "down") return "";
@@ -361,7 +361,9 @@ async function showVersions(path) {
       const item = el("li", { "data-version": v.version },
         `${v.modified} — ${v.deleted ? "deleted" : bytes(v.size)}${v.current ? " (current)" : ""} `);
       if (!v.deleted) {
-        item.append(el("a", { class: "button secondary", href, download: path.split("/").pop() }, "Download"));
+        item.append(el("a", { class: "button secondary", href, download: path.split("/").pop() }, "Download"), " ",
+          el("button", { type: "button", class: "secondary", "aria-label": `Chunks of the version of ${v.modified}`,
+            onclick: () => showChunks(path, v.version) }, "Chunks"));
         if (!v.current && role(state.bucket) >= ROLES.write) {
           item.append(" ", el("button", { type: "button", onclick: () => restore(path, href) }, "Restore"));
         }
@@ -375,7 +377,28 @@ async function showVersions(path) {
   }
 }
 
-$("#versions-close").addEventListener("click", () => { $("#versions").hidden = true; });
+$("#versions-close").addEventListener("click", () => { $("#versions").hidden = true; $("#chunkmap").hidden = true; });
+
+// Metadata and chunk map of one version: which chunks, their owners, and their health as
+// this node sees it (owners up, and whether this node holds a copy).
+async function showChunks(path, version) {
+  try {
+    const q = new URLSearchParams({ version });
+    const d = await api("GET", `/v1/console/chunks/${encodeURIComponent(state.bucket)}/${enc(path)}?${q}`);
+    const meta = Object.entries(d.metadata).map(([k, v]) => `${k}=${v}`).join(", ") || "none";
+    $("#chunkmap-summary").textContent = `${path}: ${bytes(d.size)}, ${d.content_type}, SHA-256 ${d.sha256}, ` +
+      `metadata: ${meta}; ${d.inline ? "stored inline (no chunks)" : `${d.chunks_total} chunks, ${d.replicas} replicas each`}` +
+      `${d.chunks.length < d.chunks_total ? ` (first ${d.chunks.length} shown)` : ""}.`;
+    $("#chunkmap tbody").replaceChildren(...d.chunks.map((c) => el("tr", {},
+      el("th", { scope: "row" }, c.index), el("td", {}, el("code", {}, c.digest.slice(0, 16))),
+      el("td", {}, bytes(c.size)), el("td", {}, c.owners.join(", ")),
+      el("td", {}, `${c.owners_up} of ${c.owners.length} up${c.owners_up < c.owners.length ? " ⚠" : ""}`),
+      el("td", {}, c.here ? "yes" : "no"))));
+    $("#chunkmap").hidden = false;
+  } catch (err) {
+    say(`The chunk map could not be read: ${err.message}`, true);
+  }
+}
 
 // Restore = write the old version's bytes as the newest version (history is kept).
 async function restore(path, href) {

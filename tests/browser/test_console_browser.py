@@ -255,6 +255,23 @@ def test_08_read_only_key_sees_no_upload_and_is_refused(browser: Any,
         ctx.close()
 
 
+def test_08b_phone_width_has_no_horizontal_scroll(page: Any) -> None:
+    """Responsive down to a phone's width: the page never scrolls sideways (wide tables
+    scroll inside their own box)."""
+    page.set_viewport_size({"width": 360, "height": 740})
+    try:
+        for name in ("cluster", "files", "kv", "admin"):
+            page.click(f"#nav a[data-page={name}]")
+            expect(page.locator(f"#page-{name}")).to_be_visible()
+            width = page.evaluate("() => document.documentElement.scrollWidth")
+            assert width <= 361, f"{name}: {width} px wide at 360"
+        page.click("#nav a[data-page=cluster]")
+        expect(page.locator("#members tbody tr")).to_have_count(3)
+        shot(page, "phone")
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 900})
+
+
 def test_09_swagger_ui_renders_the_document_offline(context: Any,
                                                     cluster: LocalCluster) -> None:
     docs = context.new_page()

@@ -165,7 +165,7 @@ function drawCharts() {
     const values = state.history.map((t) => t[key] ?? 0);
     const last = state.history.length ? state.history[state.history.length - 1][key] : null;
     const max = Math.max(1e-9, ...values);
-    const pts = values.map((v, i) => `${(i / Math.max(1, HISTORY - 1)) * 100},${30 - (v / max) * 28}`).join(" ");
+    const pts = values.map((v, i) => `${(i / Math.max(1, values.length - 1)) * 100},${30 - (v / max) * 28}`).join(" ");
     const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
     svg.setAttribute("viewBox", "0 0 100 30");
     svg.setAttribute("preserveAspectRatio", "none");

@@ -108,11 +108,13 @@ async def _member_figures(app: web.Application, row: dict[str, Any],
     try:
         async with asyncio.timeout(MEMBER_TIMEOUT_S):
             async with app[FANOUT].get(url, allow_redirects=False) as resp:
-                body = await resp.content.read(MAX_FIGURES_BYTES + 1)
                 if resp.status != 200:
                     return None, f"answered {resp.status}"
-        if len(body) > MAX_FIGURES_BYTES:
-            return None, "answer too large"
+                body = bytearray()
+                async for piece in resp.content.iter_chunked(64 * 1024):
+                    body += piece
+                    if len(body) > MAX_FIGURES_BYTES:
+                        return None, "answer too large"
         doc = orjson.loads(body)
     except TimeoutError:
         return None, f"no answer within {MEMBER_TIMEOUT_S:g} s"

@@ -70,6 +70,8 @@ from dfsring.http.auth import (
     Middleware as AuthMiddleware,
 )
 from dfsring.http.connlimits import ConnectionGuard, ConnLimits, listener_cap, raise_nofile_limit
+from dfsring.http.console import routes as console
+from dfsring.http.console.routes import ByteCounter, SessionTable, bytes_middleware
 from dfsring.http.cors import add_cors_headers, make_cors_middleware, node_rules
 from dfsring.http.keylimits import LimitMetrics, key_limits, make_limits_middleware
 from dfsring.http.middleware import make_middleware
@@ -275,10 +277,14 @@ def build_app(cfg: NodeConfig, svc: Services, tls: TlsReloader | None = None,
     Every request passes the auth middleware (dfsring.http.auth). `tls` reloads the node's
     certificates (POST /v1/admin/tls/reload); without it the route answers that TLS is off.
     `budget`: the per-key limits shared with the S3 app (None: this app's own)."""
-    auth = make_auth_middleware(cfg, svc.access, AuthMetrics(svc.metrics.registry))
+    sessions = SessionTable()
+    auth = make_auth_middleware(cfg, svc.access, AuthMetrics(svc.metrics.registry),
+                                sessions=sessions)
     budget = budget or key_budget(cfg, svc)
     limits = make_limits_middleware(budget.limits, budget.metrics)
-    app = _new_app(cfg, svc, make_cors_middleware(cfg, svc.access), auth, limits)
+    counter = ByteCounter()
+    app = _new_app(cfg, svc, make_cors_middleware(cfg, svc.access), auth, limits,
+                   bytes_middleware(counter))
     app.on_response_prepare.append(add_cors_headers)
     app[CONFIG] = cfg
     app[STORE] = svc.store
@@ -301,6 +307,7 @@ def build_app(cfg: NodeConfig, svc: Services, tls: TlsReloader | None = None,
     files_api.setup(app, svc.files)
     access_api.setup(app)
     tls_api.setup(app, tls if tls is not None else TlsReloader(cfg, []))
+    console.setup(app, counter, sessions)
     return app
 
 

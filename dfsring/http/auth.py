@@ -48,6 +48,7 @@ from dfsring.core.replay import ReplayCache
 from dfsring.foundation import errors
 from dfsring.foundation.config import NodeConfig
 from dfsring.http.body import SIGNED_PAYLOAD
+from dfsring.http.console.sessions import CSRF_HEADER, SESSION_COOKIE, SessionTable
 from dfsring.http.middleware import REQUEST_ID, Handler
 from dfsring.replication.access.service import AccessService
 
@@ -79,6 +80,18 @@ ROUTE_NEEDS: dict[tuple[str, str], Guard] = {
     **_reads("/v1/cluster/members", _N),
     **_reads("/v1/cluster/ring", _N),
     **_reads("/v1/cluster/transfers", _N),
+    **_reads("/v1/cluster/dashboard", _N),  # the console (dfsring.http.console)
+    **_reads("/v1/node/figures", _N),
+    ("POST", "/v1/console/login"): Need.PUBLIC,  # checks the key itself, failures limited
+    ("POST", "/v1/console/logout"): _N,
+    **_reads("/v1/console/session", _N),
+    **_reads("/v1/console/buckets", _N),
+    **_reads("/v1/console/chunks/{bucket}/{path}", _R),
+    **_reads("/ui", Need.PUBLIC),
+    **_reads("/ui/{asset}", Need.PUBLIC),
+    **_reads("/v1/openapi.json", Need.PUBLIC),
+    **_reads("/v1/docs", Need.PUBLIC),
+    **_reads("/v1/docs/{asset}", Need.PUBLIC),
     ("POST", "/v1/cluster/leave"): _A,
     ("POST", "/v1/cluster/remove/{node_id}"): _A,
     ("POST", "/v1/cluster/join"): _A,
@@ -191,7 +204,11 @@ Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 def make_auth_middleware(cfg: NodeConfig, access: AccessService, metrics: AuthMetrics,
                          limit: FailureLimit | None = None,
                          clock: Callable[[], float] = time.monotonic,
-                         wall_clock: Callable[[], float] = time.time) -> Middleware:
+                         wall_clock: Callable[[], float] = time.time,
+                         sessions: SessionTable | None = None) -> Middleware:
+    """``sessions``: the console's session table (dfsring.http.console.sessions); a request with
+    no credentials but its session cookie is the session's key, and one that changes
+    something must also carry the CSRF header. Its ``clock`` is this ``clock``."""
     failures = limit or FailureLimit()
     replays = ReplayCache(REPLAY_ENTRIES, 2 * MAX_SKEW_S)
 
@@ -232,13 +249,34 @@ def make_auth_middleware(cfg: NodeConfig, access: AccessService, metrics: AuthMe
             request[SIGNED_PAYLOAD] = payload.lower()
         return found[0]
 
+    async def from_session(request: web.Request) -> Principal | None:
+        """The console session's principal; None without a session cookie."""
+        token = request.cookies.get(SESSION_COOKIE)
+        if sessions is None or not token:
+            return None
+        session = sessions.get(token, clock())
+        if session is None:
+            raise refuse(request, None, "bad_session", errors.Unauthenticated(
+                "the console session expired or is unknown; log in again"))
+        if (request.method not in SAFE_METHODS
+                and not session.csrf_ok(request.headers.get(CSRF_HEADER))):
+            raise refuse(request, None, "csrf", errors.Forbidden(
+                "csrf", f"a session's changing request needs the {CSRF_HEADER} header"),
+                session.access_key)
+        try:
+            return await access.authenticate(session.access_key, session.secret_key)
+        except errors.Unauthenticated:
+            sessions.drop(token)  # the key was disabled, deleted or rotated
+            raise refuse(request, None, "bad_session", errors.Unauthenticated(REFUSED),
+                         session.access_key) from None
+
     async def authenticate(request: web.Request) -> Principal | None:
         try:
             creds = parse_credentials(request.headers, list(request.query.items()))
         except errors.Unauthenticated as exc:
             raise refuse(request, None, "malformed", exc) from None
         if creds is None:
-            return None
+            return await from_session(request)
         source = request.remote or "-"
         wait = failures.blocked_for(source, clock())
         if wait > 0:

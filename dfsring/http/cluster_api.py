@@ -14,6 +14,7 @@ from aiohttp import web
 from dfsring.core.failure import Liveness
 from dfsring.core.membership import Status
 from dfsring.foundation import errors
+from dfsring.gossip import Gossiper
 from dfsring.http.appkeys import HANDOFF, HINTS, MEMBERSHIP, STATE, STORE, TRANSFERS
 from dfsring.http.problems import json_doc
 
@@ -31,10 +32,14 @@ def setup(app: web.Application) -> None:
 
 async def members(request: web.Request) -> web.Response:
     """Every member this node knows, with *this node's* opinion of its liveness."""
-    gossip = request.app[MEMBERSHIP]
+    return json_doc(member_rows(request.app[MEMBERSHIP]))
+
+
+def member_rows(gossip: Gossiper) -> list[dict[str, object]]:
+    """The members document (also drawn by the console's dashboard, dfsring.http.console)."""
     view = gossip.cluster_view()  # one snapshot: each gossip.liveness() would judge them all
     ring = view.ring
-    rows = []
+    rows: list[dict[str, object]] = []
     for m in view.members.members.values():  # in node id order (core.membership.View)
         status = view.status_of(m.node_id)
         liveness = view.liveness_of(m.node_id)
@@ -49,7 +54,7 @@ async def members(request: web.Request) -> web.Response:
                      "in_ring": m.node_id in view.members.ring.member_ids,
                      "partitions": len(ring.partitions_of(m.node_id)),
                      "synced_epoch": m.synced_epoch, "self": m.node_id == gossip.node_id})
-    return json_doc(rows)
+    return rows
 
 
 async def ring(request: web.Request) -> web.Response:
@@ -62,20 +67,25 @@ async def ring(request: web.Request) -> web.Response:
 
 
 async def transfers(request: web.Request) -> web.Response:
-    gossip, service = request.app[MEMBERSHIP], request.app[TRANSFERS]
+    return json_doc(transfers_doc(request.app))
+
+
+def transfers_doc(app: web.Application) -> dict[str, object]:
+    """This node's transfers document (also part of the console's dashboard)."""
+    gossip, service = app[MEMBERSHIP], app[TRANSFERS]
     state = gossip.ring_state
     synced = gossip.synced()
     fetching = not gossip.settled and gossip.me.synced_epoch < state.epoch
     incoming = service.progress_json() if fetching else {
         "partitions_total": 0, "partitions_done": 0, "bytes_done": 0, "keys_done": 0,
         "bytes_per_s": 0.0, "keys_per_s": 0.0, "eta_s": None, "active": []}
-    return json_doc({"node_id": gossip.node_id, "epoch": state.epoch,
-                  "in_transition": not gossip.settled, "incoming": incoming,
-                  "unsynced_members": sorted(n for n in state.member_ids
-                                             if synced.get(n, 0) < state.epoch),
-                  "dropped_partitions": service.dropped_partitions,
-                  "hints_pending": request.app[HINTS].pending,
-                  "hints": request.app[HANDOFF].progress_json()})
+    return {"node_id": gossip.node_id, "epoch": state.epoch,
+            "in_transition": not gossip.settled, "incoming": incoming,
+            "unsynced_members": sorted(n for n in state.member_ids
+                                       if synced.get(n, 0) < state.epoch),
+            "dropped_partitions": service.dropped_partitions,
+            "hints_pending": app[HINTS].pending,
+            "hints": app[HANDOFF].progress_json()}
 
 
 async def leave(request: web.Request) -> web.Response:

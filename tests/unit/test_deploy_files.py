@@ -58,7 +58,8 @@ def test_dockerignore_keeps_only_what_the_build_copies() -> None:
 
 
 def test_dockerfile_reader_joins_continuations_and_keeps_stages_apart() -> None:
-    stages = kit.dockerfile_stages("FROM a AS b\n# c\nRUN x \\\n  y\nFROM d\nENV A=1 \\\n B=\"2\"\n")
+    text = 'FROM a AS b\n# c\nRUN x \\\n  y\nFROM d\nENV A=1 \\\n B="2"\n'
+    stages = kit.dockerfile_stages(text)
     assert [s.base for s in stages] == ["a", "d"]
     assert stages[0].all("RUN") == ["x y"]
     assert kit.env_of(stages[1]) == {"A": "1", "B": "2"}

@@ -60,24 +60,42 @@ class NativeUser(FastHttpUser):
     def on_start(self) -> None:
         self.auth = ({"Authorization": f"Bearer {ACCESS_KEY}:{SECRET_KEY}"}
                      if ACCESS_KEY else {})
-        # Seed a few keys and one file, so the first reads have something to find.
-        for i in range(5):
-            self.client.put(f"/v1/kv/{BUCKET}/kv/{i:06d}", data=SMALL_BODY,
-                            headers=self.auth, name="kv put")
+        # One file for file_get to read (versions, not siblings: every user may write it).
         self.client.put(f"/v1/files/{BUCKET}/files/000000", data=LARGE_BODY,
                         headers=self.auth, name="file put (large)")
 
     @task(6)
     def kv_put(self) -> None:
-        self.client.put(f"/v1/kv/{BUCKET}/{_key('kv')}", data=SMALL_BODY, headers=self.auth,
-                        name="kv put")
+        """An update as dfsring clients make it: read the key's context, write with it, so
+        the new value replaces what was read instead of piling up siblings (a blind PUT is
+        concurrent with everything stored: past --max-siblings it is refused, 409)."""
+        path = f"/v1/kv/{BUCKET}/{_key('kv')}"
+        context = self._context(path)
+        headers = {**self.auth, **({"Dfs-Context": context} if context else {})}
+        self.client.put(path, data=SMALL_BODY, headers=headers, name="kv put")
+
+    def _context(self, path: str) -> str | None:
+        with self.client.get(path, headers=self.auth, name="kv put: read context",
+                             catch_response=True) as resp:
+            if resp.status_code == 300:  # siblings: the context is in the body
+                resp.success()
+                try:
+                    return str(resp.json()["context"])
+                except (ValueError, KeyError, TypeError):
+                    resp.failure("300 without a context")
+                    return None
+            if resp.status_code in (200, 404):
+                resp.success()
+                return resp.headers.get("Dfs-Context")
+        return None
 
     @task(10)
     def kv_get(self) -> None:
-        # A key never written answers 404: that is a normal outcome here, not a failure.
+        # 404: never written yet; 300: concurrent writes left siblings (a put resolves
+        # them). Both are normal outcomes here, not failures.
         with self.client.get(f"/v1/kv/{BUCKET}/{_key('kv')}", headers=self.auth,
                              name="kv get", catch_response=True) as resp:
-            if resp.status_code in (200, 404):
+            if resp.status_code in (200, 300, 404):
                 resp.success()
 
     @task(2)

@@ -96,7 +96,8 @@ def test_compose_nodes_seed_each_other_and_prometheus_scrapes_them_all() -> None
     zones = set()
     for name, svc in nodes.items():
         node_env = kit.service_env(svc, env)
-        assert set(node_env) <= kit.NODE_ENV, set(node_env) - kit.NODE_ENV
+        unknown = set(node_env) - kit.NODE_ENV - kit.CLI_ENV
+        assert not unknown, f"neither the node nor the CLI reads {unknown}"
         assert node_env["DFSRING_ADVERTISE"] == f"{svc['hostname']}:7170"
         assert node_env["DFSRING_ADVERTISE_API"] == f"{svc['hostname']}:7070"
         assert node_env["DFSRING_BOOTSTRAP_EXPECT"] == str(len(nodes))

@@ -189,3 +189,26 @@ def test_exposed_names_expand_histograms_and_keep_counters_total() -> None:
     text = ("# HELP a_total x\n# TYPE a_total counter\na_total 1\n"
             "# TYPE h histogram\nh_bucket{le=\"1\"} 1\n# TYPE g gauge\n")
     assert kit.exposed_names(text) == {"a_total", "h", "h_bucket", "h_sum", "h_count", "g"}
+
+
+def test_dashboard_panels_do_not_overlap_on_the_grid() -> None:
+    dash = json.loads(kit.DASHBOARD.read_text())
+    cells: dict[tuple[int, int], str] = {}
+    for panel in dash["panels"]:
+        g = panel["gridPos"]
+        assert 0 <= g["x"] and g["x"] + g["w"] <= 24, panel["title"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in cells, (panel["title"], cells.get((x, y)))
+                cells[(x, y)] = panel["title"]
+
+
+def test_prometheus_loads_the_rules_from_where_compose_mounts_them() -> None:
+    prom = yaml.safe_load(kit.PROMETHEUS.read_text())
+    mounts = dict(v.split(":")[:2] for v in kit.compose()["services"]["prometheus"]["volumes"])
+    in_container = {mounts["./deploy/prometheus"] + "/" + p.name
+                    for p in kit.PROMETHEUS.parent.glob("*.yml")}
+    assert set(prom["rule_files"]) <= in_container
+    grafana = kit.compose()["services"]["grafana"]
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.endswith("/" + kit.DASHBOARD.name)

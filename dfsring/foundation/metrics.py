@@ -18,6 +18,12 @@ class NodeMetrics:
                                 ("route", "method", "status"), registry=r)
         self.latency = Histogram("dfsring_http_request_seconds", "HTTP request latency",
                                  ("route", "method"), buckets=_LATENCY_BUCKETS, registry=r)
+        self.problems = Counter("dfsring_request_problems",
+                                "requests (client API and peer listener) answered with an "
+                                "error, by problem type (quorum-not-met: too few replicas "
+                                "acknowledged in time)",
+                                ("problem",), registry=r)
+        self.problems.labels("quorum-not-met")  # present at 0, so alerts see a series
         self.corrupt_found = Counter("dfsring_corrupt_values_found",
                                      "stored values that failed their checksum", registry=r)
         self.read_repairs = Counter("dfsring_read_repairs", "replicas repaired after a read",

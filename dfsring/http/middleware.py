@@ -46,6 +46,7 @@ def make_middleware(metrics: NodeMetrics) -> Callable[[web.Request, Handler],
             resp.headers[REQUEST_ID_HEADER] = rid
         except errors.DfsError as exc:
             resp = from_error(exc, rid)
+            metrics.problems.labels(errors.public_class(exc).problem).inc()
             # 501/505 refuse a protocol this node does not speak: a rejection, not a failure
             refused = isinstance(exc, (errors.VersionNotSupported, errors.NotImplementedCoding))
             _log_error(request, resp.status, str(exc), exc, failed=not refused)

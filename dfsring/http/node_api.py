@@ -14,7 +14,7 @@ from dfsring.core import keys
 from dfsring.core.membership import Status
 from dfsring.core.vclock import Sibling
 from dfsring.foundation import errors
-from dfsring.http import params
+from dfsring.http import opsmetrics, params
 from dfsring.http.appkeys import (
     CONFIG,
     DISCOVERY,
@@ -71,7 +71,11 @@ async def health(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     request.app[METRICS].ae_oldest.set(request.app[EXCHANGE].oldest_unexchanged_s())
-    body = generate_latest(request.app[METRICS].registry)
+    gossip = request.app[MEMBERSHIP]
+    snap = opsmetrics.snapshot((gossip.liveness(m.node_id) for m in gossip.ring.members),
+                               request.app[CONFIG].data_dir)
+    # generate_latest only calls .collect(): the joined view needs no registration
+    body = generate_latest(opsmetrics.joined(request.app[METRICS].registry, snap))
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -347,7 +347,7 @@ class Gossiper:
         now = self.wall()
         self.removed_at = removals.stamped(self.removed_at, self.view.removed, now)
         gone = removals.to_expire(self.view, self.removed_at, now, self.node_id,
-                                  grace_s=self.removed_grace_s)
+                                  settled=self.settled, grace_s=self.removed_grace_s)
         if not gone:
             return gone
         early = sorted(n for n in gone if now - self.removed_at[n] < self.removed_grace_s)
@@ -379,8 +379,11 @@ class Gossiper:
         before = self.view
         newer = ring is not None and ring.epoch > self.view.ring.epoch and self._vouched(ring)
         judge = ring if ring is not None and newer else self.view.ring
-        placed = (removals.placed(judge) | removals.placed(self.view.ring)
-                  if self.view.ring.epoch else None)
+        placed = None  # a node without a ring takes every entry: nothing to judge by
+        if self.view.ring.epoch:
+            placed = removals.placed(self.view.ring, settled=self.settled)
+            if judge is not self.view.ring:
+                placed |= removals.placed(judge)
         admitted = membership.admissible_entries(self.view, entries, judge.member_ids,
                                                  placed=placed)
         incoming = [e for e in admitted if e.node_id != self.node_id]

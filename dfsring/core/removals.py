@@ -49,10 +49,11 @@ MAX_REMOVED = MAX_MEMBERS // 2
 over MAX_MEMBERS, and ring members' pending requests need room too)."""
 
 
-def placed(ring: RingState) -> frozenset[str]:
-    """Ids a ring still uses: its members and the members of its previous rings."""
+def placed(ring: RingState, *, settled: bool = False) -> frozenset[str]:
+    """Ids a ring still uses: its members, and the members of its previous rings until its
+    transfers settled (a node stops consulting those then, dfsring.core.transition)."""
     ids = set(ring.member_ids)
-    for previous in ring.previous:
+    for previous in () if settled else ring.previous:
         ids.update(m.node_id for m in previous)
     return frozenset(ids)
 
@@ -65,11 +66,14 @@ def stamped(removed_at: Mapping[str, float], removed: Iterable[str],
 
 
 def to_expire(view: View, removed_at: Mapping[str, float], now: float, self_id: str, *,
-              grace_s: float = GRACE_S, cap: int = MAX_REMOVED) -> frozenset[str]:
+              settled: bool = False, grace_s: float = GRACE_S,
+              cap: int = MAX_REMOVED) -> frozenset[str]:
     """The marks to drop now: expirable ones (module docstring) older than `grace_s`, and
-    the oldest past `cap`. An id without a stamp counts as stamped now."""
+    the oldest past `cap`. An id without a stamp counts as stamped now. `settled`: the
+    ring's transfers are complete, so its previous rings are no longer in use."""
+    in_use = placed(view.ring, settled=settled)
     expirable = sorted((removed_at.get(n, now), n) for n in view.removed
-                       if n not in placed(view.ring) and n != self_id)
+                       if n not in in_use and n != self_id)
     old = {n for at, n in expirable if now - at >= grace_s}
     young = [n for _at, n in expirable if n not in old]
     over = young[:max(0, len(young) - cap)]

@@ -74,6 +74,10 @@ class RingGate(Protocol):
         """Return once the proof of `ring` in flight, if any, has ended."""
         ...
 
+    def forget(self, ring: RingState) -> None:
+        """Drop a refusal of `ring` remembered, so that the next offer proves it again."""
+        ...
+
 
 @dataclass(frozen=True)
 class GossipSettings:
@@ -453,6 +457,8 @@ class Gossiper:
         (bounded by its deadline), so a proposer's announce still leaves the members on the
         ring it chose when it returns."""
         ring = RingState.from_wire(msg.ring)
+        if self.gate is not None:  # an announce is proven afresh: the same ring may have been
+            self.gate.forget(ring)  # offered (even forged) before its proposal was chosen
         if not self.adopt_ring(ring) and self.gate is not None:
             await self.gate.settle(ring)
             if ring.epoch > self.view.ring.epoch:

@@ -7,7 +7,8 @@ proved it) passes at once; any other starts a proof in the background and is not
 now. The proof dials every member of this node's current ring at the address this node holds
 for it (never the sender's word), asks `EpochChosen`, and on a proof adopts the ring itself.
 Gossip and the proposer's retries offer the ring again, so a failed proof is retried after
-`retry_s`; a refusal changes nothing and is logged once per ring, and counted.
+`retry_s` (an announce at once: the same ring may have been offered, even forged, before its
+proposal was chosen); a refusal changes nothing and is logged once per ring, and counted.
 
 Cost: one round trip to each member of the current ring, in parallel, per adopted epoch and
 per node that did not propose it (the proposer knows its ring chosen); one proof serves every
@@ -87,6 +88,9 @@ class RingProver:
         task = self._tasks.get((ring.epoch, ringproof.ring_id(ring)))
         if task is not None:
             await asyncio.wait({task})
+
+    def forget(self, ring: RingState) -> None:
+        self._refused_until.pop((ring.epoch, ringproof.ring_id(ring)), None)
 
     def _start(self, ring: RingState) -> None:
         key = (ring.epoch, ringproof.ring_id(ring))

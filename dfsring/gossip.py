@@ -40,9 +40,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from dfsring.core import membership
+from dfsring.core import membership, removals
 from dfsring.core.clusterview import ClusterView
 from dfsring.core.failure import DetectorSettings, Liveness, PhiAccrualDetector
 from dfsring.core.membership import MemberState, Status, View
@@ -60,6 +60,23 @@ from dfsring.transport.messages import Ack, GossipAck, GossipAck2, GossipSyn, Ri
 log = logging.getLogger("dfsring.core.membership")
 SEED_PROBABILITY = 0.1
 MAX_OUTSTANDING = 16
+
+
+class RingGate(Protocol):
+    """Whether a ring newer than ours may be adopted now (dfsring.replication.ringlearn)."""
+
+    def vouch(self, ring: RingState) -> bool:
+        """True if known chosen; else the gate starts proving it and adopts it itself once
+        proven, and the caller adopts nothing now."""
+        ...
+
+    async def settle(self, ring: RingState) -> None:
+        """Return once the proof of `ring` in flight, if any, has ended."""
+        ...
+
+    def forget(self, ring: RingState) -> None:
+        """Drop a refusal of `ring` remembered, so that the next offer proves it again."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -80,7 +97,9 @@ class Gossiper:
                  settings: GossipSettings, rpc: Transport, state_file: Path,
                  clock: Callable[[], float] = time.monotonic,
                  rng: random.Random | None = None, acceptor_nonce: str = "",
-                 bootstrap_expect: int = 0, api: str = "") -> None:
+                 bootstrap_expect: int = 0, api: str = "",
+                 wall: Callable[[], float] = time.time,
+                 removed_grace_s: float = removals.GRACE_S) -> None:
         seeds = tuple(seeds)
         self.node_id = node_id
         self.address = address
@@ -89,6 +108,8 @@ class Gossiper:
         self.rpc = rpc
         self.state_file = state_file
         self.clock = clock
+        self.wall = wall  # removal marks expire by this node's wall clock (core.removals)
+        self.removed_grace_s = removed_grace_s
         self.rng = rng or random.Random()
         self.detector = PhiAccrualDetector(DetectorSettings(threshold=settings.phi_threshold))
         self._listeners: list[Callable[[], None]] = []
@@ -106,9 +127,11 @@ class Gossiper:
             self.detector.reset(peer.node_id, now)
         entries = {p.node_id: p for p in saved.peers if p.node_id != node_id}
         self.view = View({**entries, node_id: me}, saved.removed, saved.ring)
+        self.removed_at = dict(saved.removed_at)
         self.settled_epoch = saved.settled_epoch
         self._rings: tuple[RingState, Ring, tuple[Ring, ...]] | None = None
         self._snapshot: ClusterView | None = None
+        self.gate: RingGate | None = None  # node wiring sets it (dfsring.node); None: trust
         self._save()
         if self.fresh_start and not tuple(seeds) and bootstrap_expect <= 1:
             self.found("no seeds")  # nothing to ask: a single node is its own cluster
@@ -265,6 +288,8 @@ class Gossiper:
         if ring.epoch < current.epoch or (ring.epoch == current.epoch
                                           and ring.digest() == current.digest()):
             return False
+        if not founded and not self._vouched(ring):
+            return False
         if ring.epoch == current.epoch:
             log.error("two different rings with one epoch", extra={"fields": {
                 "epoch": ring.epoch, "ours": current.digest(), "theirs": ring.digest()}})
@@ -289,6 +314,15 @@ class Gossiper:
         self._notify()
         return True
 
+    def _vouched(self, ring: RingState) -> bool:
+        """A ring newer than ours needs the gate's word (proof of choice, issue 23); a node
+        without a ring takes its seeds' (ringstate.adoption_problem), and our own epoch's
+        ring (its settled copy) was checked by check_ring."""
+        current = self.view.ring
+        if self.gate is None or not current.epoch or ring.epoch <= current.epoch:
+            return True
+        return self.gate.vouch(ring)
+
     def _check_settled(self) -> None:
         rs = self.view.ring
         if not self.settled and transition_complete(rs, self.synced()):
@@ -304,9 +338,36 @@ class Gossiper:
     def _save(self) -> None:
         peers = tuple(m for m in self.view.members.values() if m.node_id != self.node_id)
         me = self.me
+        self.removed_at = removals.stamped(self.removed_at, self.view.removed, self.wall())
         clusterfile.save(self.state_file, ClusterFile(
             me.incarnation, me.status, me.synced_epoch, self.settled_epoch, self.view.ring,
-            self.view.removed, peers, self.refilling))
+            self.view.removed, peers, self.refilling, self.removed_at))
+
+    def expire_removed(self) -> frozenset[str]:
+        """Drop the removal marks (and entries) past their grace or the cap
+        (dfsring.core.removals); the ids dropped. Called with every heartbeat."""
+        if not self.view.removed:
+            return frozenset()
+        now = self.wall()
+        self.removed_at = removals.stamped(self.removed_at, self.view.removed, now)
+        gone = removals.to_expire(self.view, self.removed_at, now, self.node_id,
+                                  settled=self.settled, grace_s=self.removed_grace_s)
+        if not gone:
+            return gone
+        early = sorted(n for n in gone if now - self.removed_at[n] < self.removed_grace_s)
+        if early:
+            log.warning("removed set over its cap: the oldest marks dropped before their grace",
+                        extra={"fields": {"cap": removals.MAX_REMOVED, "dropped": len(early),
+                                          "nodes": early[:8]}})
+        log.info("removal marks expired", extra={"fields": {
+            "count": len(gone), "nodes": sorted(gone)[:8],
+            "grace_s": self.removed_grace_s}})
+        self.view = removals.expire(self.view, gone)
+        for node_id in gone:
+            self.removed_at.pop(node_id, None)
+            self.detector.forget(node_id)
+        self._save()
+        return gone
 
     # --- merging what peers tell us --------------------------------------------------------
 
@@ -320,9 +381,15 @@ class Gossiper:
             self.check_ring(ring)
         now = self.clock()
         before = self.view
-        newer = ring is not None and ring.epoch > self.view.ring.epoch
-        listed = (ring if ring is not None and newer else self.view.ring).member_ids
-        admitted = membership.admissible_entries(self.view, entries, listed)
+        newer = ring is not None and ring.epoch > self.view.ring.epoch and self._vouched(ring)
+        judge = ring if ring is not None and newer else self.view.ring
+        placed = None  # a node without a ring takes every entry: nothing to judge by
+        if self.view.ring.epoch:
+            placed = removals.placed(self.view.ring, settled=self.settled)
+            if judge is not self.view.ring:
+                placed |= removals.placed(judge)
+        admitted = membership.admissible_entries(self.view, entries, judge.member_ids,
+                                                 placed=placed)
         incoming = [e for e in admitted if e.node_id != self.node_id]
         for e in admitted:
             if e.node_id == self.node_id and e.version() > self.me.version():
@@ -385,8 +452,18 @@ class Gossiper:
         view = _view(msg.entries, (), msg.ring)
         self._learn(view.members.values(), (), None if msg.ring is None else view.ring)
 
-    def handle_announce(self, msg: RingAnnounce) -> None:
-        self.adopt_ring(RingState.from_wire(msg.ring))
+    async def handle_announce(self, msg: RingAnnounce) -> None:
+        """Adopt the announced ring; one that needs proof is answered once the proof ended
+        (bounded by its deadline), so a proposer's announce still leaves the members on the
+        ring it chose when it returns."""
+        ring = RingState.from_wire(msg.ring)
+        if self.gate is not None:  # an announce is proven afresh: the same ring may have been
+            self.gate.forget(ring)  # offered (even forged) before its proposal was chosen
+        if not self.adopt_ring(ring) and self.gate is not None:
+            await self.gate.settle(ring)
+            if ring.epoch > self.view.ring.epoch:
+                raise ValueError(f"ring of epoch {ring.epoch} not adopted: our ring's acceptors "
+                                 "do not vouch that it was chosen")
 
     # --- the protocol, initiating side -----------------------------------------------------
 
@@ -437,6 +514,7 @@ class Gossiper:
     async def run_once(self) -> None:
         """One round, awaited (tests and tools): heartbeat, then exchange with the targets."""
         self._touch()
+        self.expire_removed()
         self._check_settled()
         await asyncio.gather(*(self._guarded(a) for a in self.targets()))
 
@@ -461,6 +539,7 @@ class Gossiper:
         with each target that has none in flight. It does not wait for the replies, so one
         slow peer never delays the heartbeat that the others' failure detectors watch."""
         self._touch()
+        self.expire_removed()
         self._check_settled()
         for address in self.targets():
             if address not in self._outstanding and len(self._outstanding) < MAX_OUTSTANDING:

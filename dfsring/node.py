@@ -152,6 +152,7 @@ class Services:
     async def stop(self) -> None:
         await self.workers.stop(WORKER_STOP_S)
         await self.files.stop()
+        await self.ring_changer.stop()
         await self.membership.stop()
 
 
@@ -197,7 +198,8 @@ def build_services(cfg: NodeConfig, data_dir: DataDir, engine: Engine,
                       api=cfg.advertise_api)
     changer = RingChanger(membership=gossip, rpc=rpc, state_file=data_dir.path / "acceptor.json",
                           interval_s=cfg.gossip_interval, deadline_s=settings.call_deadline_s,
-                          acceptor=acceptor)
+                          acceptor=acceptor, count_proof=metrics.count_ring_proof)
+    gossip.gate = changer.prover  # a newer ring is adopted once proven chosen (issue 23)
     discovery = Discovery(gossip=gossip, rpc=rpc, seeds=cfg.seeds,
                           bootstrap_expect=cfg.bootstrap_expect, interval_s=cfg.gossip_interval,
                           deadline_s=settings.call_deadline_s)

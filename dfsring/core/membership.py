@@ -24,8 +24,11 @@ three such lattices, merged component-wise:
   says, so no stale gossip, and no restart of the removed node, brings it back. An id in it
   that the ring still lists is only a request: it takes effect through a chosen ring epoch
   (`effective_status`, `admissible_removals`; issue 23). Entries of removed nodes are kept
-  (they are the tombstones that make this so); only the `MAX_MEMBERS` bound on the wire
-  limits them.
+  with the mark (they are the tombstones that make this so) until the mark expires, after a
+  grace period, with the entry (dfsring.core.removals; from then on the id is unknown, and
+  `admissible_entries` keeps it out). Expiry is the one step outside the lattice: a node
+  drops what it has held past the grace, and the admission rules make sure no merge brings
+  it back.
 * ``ring``: the agreed `RingState` with the larger ``(epoch, settled, digest)``. Two agreed
   rings never share an epoch (dfsring.core.ringstate), except a ring and its own `settled()`
   copy; settling is monotone (every member having synced an epoch stays true), so the
@@ -271,7 +274,7 @@ INCARNATION_WINDOW = 1 << 20
 
 
 def admissible_entries(view: View, entries: Iterable[MemberState], listed: frozenset[str],
-                       ) -> list[MemberState]:
+                       *, placed: frozenset[str] | None = None) -> list[MemberState]:
     """The relayed entries a node holding `view` may merge, given the ids its agreed ring
     lists; the rest are dropped, not refused, so the rest of a gossip message still merges.
 
@@ -282,12 +285,19 @@ def admissible_entries(view: View, entries: Iterable[MemberState], listed: froze
       unknown node's is at most ``MAX_INT // 2``: an entry near ``MAX_INT`` would beat
       everything its subject can ever send (it refutes by going one past), so the subject's
       heartbeats would go unseen and it would look down for good.
+    * With ``placed`` (the ids the judging ring and its previous rings use; given once this
+      node holds a ring), an unknown node's entry is taken only if it is placed or says
+      `joining`: a node whose removal mark expired (dfsring.core.removals) is unknown again,
+      and neither stale gossip of it nor the node itself, restarted, gets back in.
     """
     out = []
     for e in entries:
         known = view.members.get(e.node_id)
         ceiling = MAX_INT // 2 if known is None else known.incarnation + INCARNATION_WINDOW
-        if not (e.status is Status.LEFT and e.node_id in listed) and e.incarnation <= ceiling:
+        stranger = (known is None and placed is not None and e.node_id not in placed
+                    and e.status is not Status.JOINING)
+        if (not (e.status is Status.LEFT and e.node_id in listed) and e.incarnation <= ceiling
+                and not stranger):
             out.append(e)
     return out
 

@@ -78,6 +78,10 @@ class NodeMetrics:
                                     "connections the node closed on a limit (reason: evicted, "
                                     "header_timeout, idle_timeout, slow_upload)", ("reason",),
                                     registry=r)
+        self.ring_proofs = Counter("dfsring_ring_proofs",
+                                   "newer rings peers told of, proven chosen by our ring's "
+                                   "acceptors or refused (outcome: proven, refused)",
+                                   ("outcome",), registry=r)
 
         self.corrupt_total = 0
         self.repaired_total = 0
@@ -87,6 +91,9 @@ class NodeMetrics:
         self.ae = {"exchanges": 0, "repaired_in": 0, "repaired_out": 0, "bytes": 0,
                    "tree_nodes_fetched": 0, "corrupt_repaired": 0, "tombstones_removed": 0,
                    "tree_rebuilds": 0, "scrub_passes": 0}
+
+    def count_ring_proof(self, outcome: str) -> None:
+        self.ring_proofs.labels(outcome).inc()
 
     def count_corrupt(self) -> None:
         """Stats need plain numbers; prometheus counters are write-only by design."""

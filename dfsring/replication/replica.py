@@ -41,6 +41,8 @@ from dfsring.transport.messages import (
     CoordinateWrite,
     EpochAccept,
     EpochAccepted,
+    EpochChosen,
+    EpochChosenReply,
     EpochPrepare,
     EpochPromise,
     FetchRecords,
@@ -97,7 +99,7 @@ class Membership(Protocol):
 
     def handle_ack2(self, msg: GossipAck2) -> None: ...
 
-    def handle_announce(self, msg: RingAnnounce) -> None: ...
+    async def handle_announce(self, msg: RingAnnounce) -> None: ...
 
 
 class Acceptor(Protocol):
@@ -106,6 +108,8 @@ class Acceptor(Protocol):
     def handle_prepare(self, msg: EpochPrepare) -> EpochPromise: ...
 
     def handle_accept(self, msg: EpochAccept) -> EpochAccepted: ...
+
+    def handle_chosen(self, msg: EpochChosen) -> EpochChosenReply: ...
 
 
 class WriteCoordinator(Protocol):
@@ -303,7 +307,7 @@ async def gossip_ack2(d: ReplicaDeps, msg: GossipAck2, _: Pieces) -> Message:
 
 
 async def ring_announce(d: ReplicaDeps, msg: RingAnnounce, _: Pieces) -> Message:
-    d.membership.handle_announce(msg)
+    await d.membership.handle_announce(msg)
     return Ack(True)
 
 
@@ -313,6 +317,10 @@ async def epoch_prepare(d: ReplicaDeps, msg: EpochPrepare, _: Pieces) -> Message
 
 async def epoch_accept(d: ReplicaDeps, msg: EpochAccept, _: Pieces) -> Message:
     return d.acceptor.handle_accept(msg)
+
+
+async def epoch_chosen(d: ReplicaDeps, msg: EpochChosen, _: Pieces) -> Message:
+    return d.acceptor.handle_chosen(msg)
 
 
 async def partitions_held(d: ReplicaDeps, msg: PartitionsHeld, _: Pieces) -> Message:
@@ -335,6 +343,7 @@ _TABLE: dict[type[Message], Callable[..., Any]] = {
     RingAnnounce: ring_announce,
     EpochPrepare: epoch_prepare,
     EpochAccept: epoch_accept,
+    EpochChosen: epoch_chosen,
     PartitionsHeld: partitions_held,
     PartitionFetch: partition_fetch,
     ReplicaWrite: replica_write,

@@ -21,6 +21,10 @@ acceptor file a fresh memory with a new nonce, which sits out every vote until a
 lists that nonce; the claimant proposes such a ring (same members, new nonce) when gossip shows
 a member's nonce differs from the ring's. Ballots carry a per-process proposer id, so a node
 that restarted (or lost its disk) never reuses a ballot it may have used before (§2.5).
+
+Proof of choice (issue 23): a ring newer than ours that a peer tells us of is adopted only
+once the members of our ring vouch for it (dfsring.core.ringproof, asked by
+dfsring.replication.ringlearn); this acceptor answers those questions (`handle_chosen`).
 """
 
 from __future__ import annotations
@@ -34,18 +38,21 @@ from typing import Any
 
 import orjson
 
-from dfsring.core import epochs
+from dfsring.core import epochs, ringproof
 from dfsring.core.clusterview import Membership
 from dfsring.core.epochs import AcceptorState, Ballot, Proposal
 from dfsring.core.failure import Liveness
 from dfsring.core.membership import Status
 from dfsring.core.ringstate import RingState, adoption_problem
+from dfsring.replication.ringlearn import RingProver
 from dfsring.ring import RingMember
 from dfsring.storage.clusterfile import write_atomic
 from dfsring.transport import RpcError, Transport
 from dfsring.transport.messages import (
     EpochAccept,
     EpochAccepted,
+    EpochChosen,
+    EpochChosenReply,
     EpochPrepare,
     EpochPromise,
     Message,
@@ -78,7 +85,8 @@ def load_acceptor(state_file: Path) -> AcceptorState:
 class RingChanger:
     def __init__(self, *, membership: Membership, rpc: Transport, state_file: Path,
                  interval_s: float, deadline_s: float,
-                 acceptor: AcceptorState | None = None) -> None:
+                 acceptor: AcceptorState | None = None,
+                 count_proof: Callable[[str], None] = lambda _outcome: None) -> None:
         self.membership = membership
         self.node_id = membership.cluster_view().node_id
         self.rpc = rpc
@@ -91,6 +99,9 @@ class RingChanger:
         self._round = 0
         self._lock = asyncio.Lock()
         membership.subscribe(self._refresh)
+        self.prover = RingProver(membership=membership, rpc=rpc, deadline_s=deadline_s,
+                                 local=self.handle_chosen, retry_s=max(1.0, 4 * interval_s),
+                                 count=count_proof)
 
     def _ring(self) -> RingState:
         return self.membership.cluster_view().ring_state
@@ -134,6 +145,11 @@ class RingChanger:
         if problem:
             raise ValueError(f"the proposer's ring is refused: {problem}")
         self._catch_up(ring)
+        if self._ring().epoch < ring.epoch:
+            # the proposer's ring is being proven (ringlearn): until it is adopted, this
+            # acceptor must not move its memory to the slot after it
+            raise ValueError(f"the proposer's ring of epoch {ring.epoch} is not yet proven "
+                             "chosen here")
         state, promise = epochs.on_prepare(self.acceptor, msg.slot, ballot)
         self._persist(state)
         accepted = promise.accepted
@@ -155,6 +171,17 @@ class RingChanger:
         state, ok = epochs.on_accept(self.acceptor, msg.slot, ballot, value)
         self._persist(state)
         return EpochAccepted(ok, self._ring().to_wire())
+
+    def handle_chosen(self, msg: EpochChosen) -> EpochChosenReply:
+        """What this acceptor knows of ring (epoch, id): a node proving it asks
+        (dfsring.core.ringproof.answer). Read-only."""
+        found = ringproof.answer(self.acceptor, self._ring(), self.prover.log, msg.epoch,
+                                 msg.ring_id)
+        knows, ballot = found.to_wire()
+        return EpochChosenReply(knows, ballot)
+
+    async def stop(self) -> None:
+        await self.prover.stop()
 
     # --- claimant / proposer ---------------------------------------------------------------
 
@@ -222,6 +249,7 @@ class RingChanger:
                           lambda: proposal.chosen or proposal.failed)
         if not proposal.chosen:
             return None
+        self.prover.record(chosen_value)  # a majority accepted it under our ballot: chosen
         self.membership.adopt_ring(chosen_value)
         log.info("ring epoch chosen", extra={"fields": {
             "epoch": chosen_value.epoch, "members": sorted(chosen_value.member_ids)}})

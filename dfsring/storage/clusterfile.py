@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ class ClusterFile:
     peers: tuple[MemberState, ...] = field(default=())
     refilling: bool = False
     """Rejoined as itself without its data (issue 15): peers are still refilling it."""
+    removed_at: Mapping[str, float] = field(default_factory=dict)
+    """When this node first held each removal mark (wall clock, seconds): marks expire after
+    a grace period (dfsring.core.removals). A file from before has none: stamped at load."""
 
 
 def load(path: Path) -> ClusterFile | None:
@@ -60,9 +64,22 @@ def load(path: Path) -> ClusterFile | None:
             removed=frozenset(str(x) for x in doc["removed"]),
             peers=tuple(MemberState.from_wire(p) for p in doc["peers"]),
             refilling=bool(doc.get("refilling", False)),
+            removed_at=_removed_at(doc.get("removed_at", {})),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path} is damaged ({exc}); restore it or wipe the data dir") from exc
+
+
+def _removed_at(raw: Any) -> dict[str, float]:
+    """id -> seconds; TypeError/ValueError for anything else (a damaged file)."""
+    if not isinstance(raw, dict):
+        raise TypeError("removed_at is an object")
+    out = {}
+    for node_id, at in raw.items():
+        if not isinstance(node_id, str) or type(at) not in (int, float) or not at >= 0:
+            raise ValueError(f"removed_at[{node_id!r}] is not a time")
+        out[node_id] = float(at)
+    return out
 
 
 def save(path: Path, state: ClusterFile) -> None:
@@ -76,6 +93,7 @@ def save(path: Path, state: ClusterFile) -> None:
         "removed": sorted(state.removed),
         "peers": [p.to_wire() for p in state.peers],
         "refilling": state.refilling,
+        "removed_at": {k: state.removed_at[k] for k in sorted(state.removed_at)},
     }
     write_atomic(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
 

@@ -371,6 +371,27 @@ class RingAnnounce(Message):
     ring: RingWire
 
 
+@dataclass(frozen=True)
+class EpochChosen(Message):
+    """Do you know ring (`epoch`, `ring_id`) chosen? Asked of the members of the asker's ring
+    before it adopts a newer ring a peer told it of (dfsring.core.ringproof)."""
+
+    KIND: ClassVar[str] = "epoch-chosen"
+    LIMITS: ClassVar[dict[str, int]] = {"epoch": MAX_EPOCH}
+    epoch: int
+    ring_id: str
+
+
+@dataclass(frozen=True)
+class EpochChosenReply(Message):
+    """`knows`: "chosen", "accepted" (then `ballot` is the one it was accepted under) or
+    "unknown" (dfsring.core.ringproof.Answer)."""
+
+    KIND: ClassVar[str] = "epoch-chosen-reply"
+    knows: str
+    ballot: tuple[int, str] | None
+
+
 # --- ownership transfers (dfsring.replication.transfers) ------------------------------------------
 
 

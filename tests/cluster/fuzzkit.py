@@ -201,7 +201,7 @@ def canary_value(i: int) -> bytes:
     return f"canary {i} ".encode() * (i + 1) + bytes(range(256))
 
 
-def _request(node: NodeProcess, method: str, path: str, body: bytes = b"",
+def request(node: NodeProcess, method: str, path: str, body: bytes = b"",
              headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     host, port = host_port(node)
     conn = http.client.HTTPConnection(host, port, timeout=CASE_TIMEOUT)
@@ -230,7 +230,7 @@ class ClusterGuard:
         against."""
         first = self.cluster.nodes[0]
         for i in range(self.canaries):
-            status, _, body = _request(first, "PUT", f"/v1/kv/{CANARY_BUCKET}/c{i}",
+            status, _, body = request(first, "PUT", f"/v1/kv/{CANARY_BUCKET}/c{i}",
                                        canary_value(i), {"Content-Type": CANARY_TYPE})
             assert status == 204, f"canary write {i}: {status} {body[:200]!r}"
         for node in self.cluster:
@@ -257,7 +257,7 @@ class ClusterGuard:
             self._check_node(node)
         for node in self.cluster:
             for i in range(self.canaries):
-                status, headers, body = _request(node, "GET", f"/v1/kv/{CANARY_BUCKET}/c{i}")
+                status, headers, body = request(node, "GET", f"/v1/kv/{CANARY_BUCKET}/c{i}")
                 assert (status, body) == (200, canary_value(i)), (
                     f"canary c{i} via {node.node_id}: {status} {body[:100]!r}; seed {SEED}")
                 assert headers.get("content-type") == CANARY_TYPE, headers

@@ -5,6 +5,13 @@ writes then failed until the sockets closed, and nothing was logged. The node no
 soft RLIMIT_NOFILE to the hard limit, keeps its connection cap below it with headroom, and at
 the cap evicts the connection idle longest, so a new client is still answered.
 
+The machine's hard RLIMIT_NOFILE may itself be 20 000, and the node keeps its cap at 3/4 of its
+limit (dfsring.core.connbudget), so it could hold only 15 000 of the flood. As root the test
+raises the hard limit the node inherits (`node_nofile`: the node then raises its soft limit to
+it, as it always does), so the node holds all 20 000 idle sockets and still answers; without
+the privilege the test says so and asserts what the node can hold (the flood past its cap
+evicts the longest idle, and /health and a read still answer within 1 s).
+
 The flood is held by two helper processes (tests/cluster/floodhelper.py), each within its own
 descriptor limit, from 127.0.x.y source addresses (at most --max-connections-per-source each,
 as a flood from many hosts would be). The node runs with a header timeout longer than the
@@ -13,10 +20,12 @@ test, so it cannot shed the flood by timing it out: only the caps protect it her
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +38,7 @@ HELPERS = 2
 PER_SOURCE = 1000  # under --max-connections-per-source (1024)
 ANSWER_S = 1.0
 ROOT = Path(__file__).resolve().parents[2]
+NODE_NOFILE = 32_768  # the node's cap is 3/4 of it (24 576): room for the whole flood
 
 
 def _timed_get(url: str, headers: dict[str, str] | None = None) -> tuple[float, int, bytes]:
@@ -85,8 +95,34 @@ def _stop(helpers: list[subprocess.Popen[str]]) -> None:
             proc.wait(timeout=10)
 
 
+@pytest.fixture
+def node_nofile() -> Iterator[tuple[bool, str]]:
+    """Raise this process's hard RLIMIT_NOFILE to NODE_NOFILE while the node is started, so
+    the node inherits it; restored afterwards. Yields (raised, why not). Raising a hard
+    limit needs CAP_SYS_RESOURCE (root); the kernel's fs.nr_open bounds it."""
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if before[1] == resource.RLIM_INFINITY or before[1] >= NODE_NOFILE:
+        yield True, ""
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (before[0], NODE_NOFILE))
+    except (ValueError, OSError) as exc:
+        yield False, (f"cannot raise the hard open-file limit {before[1]} to {NODE_NOFILE}: it "
+                      f"needs CAP_SYS_RESOURCE, which this process lacks ({exc})")
+        return
+    try:
+        yield True, ""
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, before)
+
+
 def test_flood_of_20000_idle_sockets_leaves_health_and_reads_answering_within_1s(
-        cluster_factory, record_property: pytest.RecordProperty) -> None:
+        cluster_factory, node_nofile: tuple[bool, str],
+        record_property: pytest.RecordProperty) -> None:
+    raised, why_not = node_nofile
+    if not raised:
+        print(f"NOTE: {why_not}; the node holds at most 3/4 of its limit, the rest of the "
+              "flood evicts the longest idle")
     node = cluster_factory(1, n=1, r=1, w=1,
                            extra_args=("--header-timeout", "600", "--idle-timeout", "600"),
                            ).nodes[0]
@@ -117,11 +153,22 @@ def test_flood_of_20000_idle_sockets_leaves_health_and_reads_answering_within_1s
     finally:
         _stop(helpers)
     per_conn_kib = (rss_after - rss_before) / max(1.0, held)
-    note = (f"flood of {opened} idle sockets opened in {opened_s:.1f} s; node cap {cap:.0f}, "
-            f"held {held:.0f}; worst /health or read {worst * 1000:.0f} ms; node RSS "
-            f"{rss_before / 1024:.0f} MiB -> {rss_after / 1024:.0f} MiB "
-            f"(~{per_conn_kib:.1f} KiB per idle connection)")
+    note = (f"flood of {opened} idle sockets opened in {opened_s:.1f} s; node open-file limit "
+            f"{_nofile(node.pid)}, cap {cap:.0f}, held {held:.0f}; worst /health or read "
+            f"{worst * 1000:.0f} ms; node RSS {rss_before / 1024:.0f} MiB -> "
+            f"{rss_after / 1024:.0f} MiB (~{per_conn_kib:.1f} KiB per idle connection)"
+            + ("" if raised else f"; {why_not}"))
     print(note)
     record_property("flood", note)
     assert opened == FLOOD, note
     assert worst < ANSWER_S, note
+    # raised: the whole flood is held, none of it evicted; else as much as the cap allows
+    assert held >= (FLOOD if raised else min(FLOOD, cap)) - 5, note
+
+
+def _nofile(pid: int) -> int:
+    """The node's soft open-file limit, as its /proc says."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError("no open-file limit")

@@ -32,9 +32,10 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from dfsring.cli.launcher import LocalCluster
+from dfsring.cli.launcher import LocalCluster, NodeProcess
 from dfsring.files.replica import _TABLE as FILES_TABLE
 from dfsring.replication.replica import _TABLE as KV_TABLE
+from dfsring.testing.wait import wait_until
 from dfsring.transport.messages import WIRE_VERSION, Message
 from tests.cluster import fuzzkit
 from tests.cluster.fuzzkit import ClusterGuard, PeerLink, fuzz_settings, known, seeded, xfail_known
@@ -297,17 +298,10 @@ def test_gossip_syn_removed_list_cannot_evict_a_live_node(fresh: Any) -> None:
     guard.check()
 
 
-# Epoch + 1 with the node's own members and no transition is still adopted: it is consistent
-# with the node's ring, and telling a chosen ring from a forged one needs proof of choice
-# from authenticated acceptors, which arrives with peer identity (issue 18). Strict, so the
-# day it is fixed this mark must go. Far-ahead epochs are refused (dfsring.core.ringstate).
-_NEEDS_PEER_IDENTITY = pytest.mark.xfail(
-    strict=True, reason="a consistent next ring from a peer with the secret is adopted "
-                        "unproven until peers are authenticated (issue 18)")
-
-
-@pytest.mark.parametrize("epoch_offset", [pytest.param(1, marks=_NEEDS_PEER_IDENTITY),
-                                          2**64 - 1])
+# Epoch + 1 with the node's own members and no transition is consistent with the node's ring;
+# it is refused because no acceptor of the node's ring vouches for it
+# (dfsring.core.ringproof). Far-ahead epochs are refused outright (dfsring.core.ringstate).
+@pytest.mark.parametrize("epoch_offset", [1, 2**64 - 1])
 def test_ring_announce_of_an_unchosen_ring_is_not_adopted(fresh: Any,
                                                           epoch_offset: int) -> None:
     guard, links = fresh
@@ -316,7 +310,23 @@ def test_ring_announce_of_an_unchosen_ring_is_not_adopted(fresh: Any,
     members = [[m["node_id"], m["zone"], 1, ""] for m in ring["members"]]
     _send(guard, links, 0, "ring-announce", _message("ring-announce",
                                                      [ring["cluster"], epoch, members, []]))
+    if epoch_offset == 1:  # refused only once the acceptors answered: wait for the verdict
+        node = guard.cluster.nodes[0]
+        wait_until(lambda: _proofs(node, "refused") >= 1, timeout=30,
+                   message="the node to refuse the unproven ring")
+        assert _proofs(node, "proven") == 0
     guard.check()
+
+
+def _proofs(node: NodeProcess, outcome: str) -> float:
+    """dfsring_ring_proofs_total{outcome=...} from the node's /metrics."""
+    status, _, body = fuzzkit.request(node, "GET", "/metrics")
+    assert status == 200, status
+    wanted = f'dfsring_ring_proofs_total{{outcome="{outcome}"}} '
+    for line in body.decode().splitlines():
+        if line.startswith(wanted):
+            return float(line.split()[1])
+    return 0.0
 
 
 def test_gossip_ack2_entry_about_a_live_node_cannot_mark_it_left(fresh: Any) -> None:

@@ -22,7 +22,8 @@ from dfsring.gossip import Gossiper, GossipSettings
 from dfsring.transport.messages import Ack, GossipAck, GossipAck2, GossipSyn
 from dfsring.transport.rpc import MSGPACK, RPC_PATH, RpcClient
 
-PEER = MemberState("node2", "127.0.0.1:2", "z", Status.UP, 1, 5, 0)
+# joining: an unknown node that no ring places is taken only when it says so (core.removals)
+PEER = MemberState("node2", "127.0.0.1:2", "z", Status.JOINING, 1, 5, 0)
 BAD_ADDRESS = ("node3", "no-port", "z", "up", 1, 1, 0, "", "")
 MALFORMED: dict[str, tuple[Any, Any]] = {  # (entries, removed) that from_wire refuses
     "a node named twice": ((PEER.to_wire(), PEER.to_wire()), ()),

@@ -63,6 +63,7 @@ def _reply(kind: type[Message]) -> list[Sample]:
         m.GossipAck: lambda c: m.GossipAck(CLUSTER, (), (), HUGE, c.ring_at(HUGE), (c.peer,)),
         m.EpochPromise: lambda c: m.EpochPromise(True, None, None, None, c.ring_at(HUGE)),
         m.EpochAccepted: lambda c: m.EpochAccepted(True, c.ring_at(HUGE)),
+        m.EpochChosenReply: lambda c: m.EpochChosenReply("chosen", None),
         m.PartitionsHeldReply: lambda c: m.PartitionsHeldReply((0,)),
         m.PartitionBatch: lambda c: m.PartitionBatch(((b"\0\0k", b"r"),), None),
         m.TreeRootsReply: lambda c: m.TreeRootsReply((b"r",)),
@@ -109,12 +110,18 @@ HOSTILE: dict[str, list[Sample]] = {
         # the next epoch, but not descended from this node's ring: it was never chosen
         lambda c: m.RingAnnounce(c.ring_at(c.ring.epoch + 1, (RingMember("evil"),),
                                            ((RingMember("evil"),),))),
+        # the next epoch, descended from this node's ring, but no acceptor accepted it
+        lambda c: m.RingAnnounce(c.ring_at(c.ring.epoch + 1)),
     ],
     "epoch-prepare": [
         lambda c: m.EpochPrepare(2**62, (1, "p~1"), c.ring.to_wire()),
         lambda c: m.EpochPrepare(HUGE, (1, "p~1"), c.ring_at(HUGE - 1)),
         lambda c: m.EpochPrepare(c.ring.epoch + 1, (HUGE, "p~1"), c.ring.to_wire()),
+        # the proposer's ring is a plausible next epoch that was never chosen
+        lambda c: m.EpochPrepare(c.ring.epoch + 2, (1, "p~1"), c.ring_at(c.ring.epoch + 1)),
     ],
+    "epoch-chosen": [lambda c: m.EpochChosen(HUGE, "x"),
+                     lambda c: m.EpochChosen(2**62, "x")],
     "epoch-accept": [
         lambda c: m.EpochAccept(2**62, (1, "p~1"), c.ring_at(2**62)),
         lambda c: m.EpochAccept(c.ring.epoch + 1, (1, "p~1"), c.ring_at(HUGE)),
@@ -147,7 +154,8 @@ HOSTILE: dict[str, list[Sample]] = {
                        lambda c: m.AccessChanged("keys", "not\nan id")],
     **{kind.KIND: _reply(kind) for kind in (
         m.ReplicaReadReply, m.WriteReply, m.ListKeysReply, m.Ack, m.ReplicaAck, m.ErrorReply,
-        m.GossipAck, m.EpochPromise, m.EpochAccepted, m.PartitionsHeldReply, m.PartitionBatch,
+        m.GossipAck, m.EpochPromise, m.EpochAccepted, m.EpochChosenReply,
+        m.PartitionsHeldReply, m.PartitionBatch,
         m.TreeRootsReply, m.TreeChildrenReply, m.LeafItemsReply, m.RecordsReply,
         m.ChunkHaveReply, m.ChunkData)},
 }

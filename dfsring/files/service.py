@@ -112,7 +112,7 @@ class FileService:
         self._background = BackgroundTasks(MAX_BACKGROUND, log_errors(log, "file background task"))
         self.retention_exempt: Callable[[str], Awaitable[bool]] | None = None
 
-    # --- upload ---------------------------------------------------------------------------
+    # --- upload ----------------------------------------------------------------------------
 
     async def upload(self, bucket: str, path: str, body: AsyncIterator[bytes], *,
                      content_type: str, metadata: Mapping[str, str],

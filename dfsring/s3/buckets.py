@@ -9,8 +9,9 @@ the native API without a record are invisible to S3 until the bucket is created.
   (409): AWS's behaviour in every region but us-east-1, whose legacy 200 for a re-create by
   the owner we do not copy (a client cannot tell that 200 from a real creation).
 * DeleteBucket: ``BucketNotEmpty`` while any version key (a delete marker included) or any
-  multipart upload is under the bucket (a quorum read of its partition); then a grave replaces the record (a concurrent
-  re-create is either superseded or survives whole, accessrecords' merge rule). A PUT racing
+  multipart upload is under the bucket (a quorum read of its partition); then a grave
+  replaces the record (a concurrent re-create is either superseded or survives whole,
+  accessrecords' merge rule). A PUT racing
   the delete may leave a version under the graved name, which a later re-create shows: the
   check and the grave are not atomic (leaderless quorum writes cannot make them so).
 * Versioning: Enabled or Suspended, never back to "" (S3's rule); the later change wins.

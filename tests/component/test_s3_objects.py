@@ -479,3 +479,21 @@ async def test_upload_part_copy_stores_a_range_of_another_object(
     assert part.size == 99_900 and part.etag == hashlib.md5(data[100:100_000]).hexdigest()
     await one.complete_upload("pcopy", "dst", upload.upload_id, [(1, part.etag)])
     assert await read_all(one, "pcopy", "dst") == data[100:100_000]
+
+
+async def test_the_abort_worker_aborts_only_uploads_older_than_the_max_age(
+        cluster: InProcessCluster) -> None:
+    one, two = layer(cluster, 0), layer(cluster, 1)
+    await one.create_bucket("aged", OWNER)
+    old = await one.create_upload("aged", "old", meta=ObjectMeta(), owner=OWNER)
+    await one.upload_part("aged", "old", old.upload_id, 1, body(b"part"))
+    clock = old.initiated_ms + int(two.multipart.max_age_s * 1000) + 1
+    two.multipart.now_ms = lambda: clock
+    young = await two.create_upload("aged", "young", meta=ObjectMeta(), owner=OWNER)
+    assert await two.multipart.abort_expired() == 1
+    uploads, _ = await one.list_uploads("aged", "", None, None, 10)
+    assert [u.upload_id for u in uploads] == [young.upload_id]
+    assert (await code_of(one.list_parts("aged", "old", old.upload_id, 0, 10))).code == \
+        "NoSuchUpload"
+    assert await one.multipart.chunk_references() == set()
+    assert [w.name for w in two.workers()] == ["s3-multipart-abort"]

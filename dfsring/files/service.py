@@ -112,7 +112,7 @@ class FileService:
         self._background = BackgroundTasks(MAX_BACKGROUND, log_errors(log, "file background task"))
         self.retention_exempt: Callable[[str], Awaitable[bool]] | None = None
 
-    # --- upload ---------------------------------------------------------------------------
+    # --- upload ----------------------------------------------------------------------------
 
     async def upload(self, bucket: str, path: str, body: AsyncIterator[bytes], *,
                      content_type: str, metadata: Mapping[str, str],
@@ -172,7 +172,8 @@ class FileService:
         multipart upload: the chunks are referenced, never copied). A null version
         (``extras.null``) then removes the path's earlier null versions (versions module
         docstring: a crash in between leaves two, and readers take the newest)."""
-        current = await self._newest(bucket, path)
+        seen = await self.versions(bucket, path)
+        current = fv.newest(seen)
         stamp = self.clock.next(current.timestamp if current is not None else None)
         checksum = extras.checksum
         if stored.chunks is not None and not stored.chunks:
@@ -193,29 +194,32 @@ class FileService:
                          extras.null)
         await self._write(ref, manifest.encode(built))
         if extras.null and current is not None:
-            await self._drop_older_nulls(bucket, path, ref)
+            await self._drop_older_nulls(seen, ref)
         if extras.prune:
             self._spawn(self._prune_quietly(bucket, path))
         chunk_ids = len(set(stored.chunks or ()))
         self.metrics.upload(built.size, chunk_ids, stored.new_chunks)
         return UploadResult(built, stored.new_chunks, ref)
 
-    async def _drop_older_nulls(self, bucket: str, path: str, keep: VersionRef) -> None:
-        """Remove the null versions older than ``keep`` (only older: of two concurrent null
-        writes through two nodes, the older one's writer must not remove the newer)."""
-        for ref in await self.versions(bucket, path):
+    async def _drop_older_nulls(self, seen: list[VersionRef], keep: VersionRef) -> None:
+        """Remove the null versions older than ``keep`` among those listed before it was
+        written (only older: of two concurrent null writes through two nodes, the older
+        one's writer must not remove the newer; one written concurrently and missed here
+        is hidden by readers and removed by the collector, dfsring.files.versions)."""
+        for ref in seen:
             if ref.null and ref.timestamp < keep.timestamp:
                 await self.remove_version(ref)
 
     async def write_marker(self, bucket: str, path: str, *, null: bool) -> VersionRef:
         """A delete marker as the newest version, whatever is there (S3: a DELETE in a
         versioned bucket always adds one); a null one replaces the earlier null versions."""
-        current = await self._newest(bucket, path)
+        seen = await self.versions(bucket, path)
+        current = fv.newest(seen)
         stamp = self.clock.next(current.timestamp if current is not None else None)
         marker = VersionRef(bucket, path, stamp.encode(), Kind.DELETED, 0, "", null)
         await self._write(marker, b"")
         if null and current is not None:
-            await self._drop_older_nulls(bucket, path, marker)
+            await self._drop_older_nulls(seen, marker)
         return marker
 
     async def _store(self, cut: list[tuple[bytes, bytes]], pipeline: ChunkPipeline,

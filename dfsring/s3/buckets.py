@@ -9,8 +9,9 @@ the native API without a record are invisible to S3 until the bucket is created.
   (409): AWS's behaviour in every region but us-east-1, whose legacy 200 for a re-create by
   the owner we do not copy (a client cannot tell that 200 from a real creation).
 * DeleteBucket: ``BucketNotEmpty`` while any version key (a delete marker included) or any
-  multipart upload is under the bucket; then a grave replaces the record (a concurrent
-  re-create is either superseded or survives whole, accessrecords' merge rule). A PUT racing
+  multipart upload is under the bucket (a quorum read of its partition); then a grave
+  replaces the record (a concurrent re-create is either superseded or survives whole,
+  accessrecords' merge rule). A PUT racing
   the delete may leave a version under the graved name, which a later re-create shows: the
   check and the grave are not atomic (leaderless quorum writes cannot make them so).
 * Versioning: Enabled or Suspended, never back to "" (S3's rule); the later change wins.
@@ -98,9 +99,10 @@ class S3Buckets:
 
     async def _has_objects(self, bucket: str) -> bool:
         """Any version key (delete markers too) or multipart upload under the bucket, read
-        from every owner of its partition (a strong read: an emptiness check that missed
-        a version would orphan it)."""
-        n = self.files.coordinator.n
+        from R owners of its partition: with R + W > N every acknowledged write is seen (a
+        write still in flight is the documented race), and a bucket can still be deleted
+        with one owner down."""
+        n = self.files.settings.r
         with s3_errors(bucket):
             versions = await self.files.coordinator.list_partition(
                 fv.SYSTEM_BUCKET.encode(), bucket, fv.listing_prefix(bucket, "").encode(),

@@ -1,4 +1,5 @@
-"""Multipart upload records: their keys, encoding, and the rules of completion. Pure.
+"""Multipart upload records: their keys, encoding, and the rules of completion. Pure (but
+for ``new_upload_id``, which draws random bits).
 
 Layout. The reserved bucket ``UPLOADS_BUCKET`` (``dfs..uploads``) is a grouped system table
 (dfsring.core.keys): every record of one S3 bucket sits in the partition of that bucket, next

@@ -64,6 +64,7 @@ from dfsring.s3.model import (
     Consistency,
     DeleteResult,
     ListEntry,
+    ObjectLayer,
     ObjectMeta,
     ObjectVersion,
     PartInfo,
@@ -433,3 +434,9 @@ def build_object_layer(cfg: NodeConfig, files: FilesNode,
     files.gc.retention_exempt = layer.retention_exempt
     files.service.retention_exempt = layer.retention_exempt
     return layer
+
+
+def as_layer(objects: S3Objects) -> ObjectLayer:
+    """The layer as the S3 edge types it (and mypy's proof that S3Objects implements the
+    dfsring.s3.model.ObjectLayer Protocol)."""
+    return objects

@@ -15,7 +15,8 @@ from tests.conftest import ClusterFactory
 EXPECTED = {"gossip", "discovery", "ringchange", "transfers", "handoff", "exchange", "scrub",
             "files-gc", "chunk-sync", "chunk-scrub", "s3-multipart-abort"}
 RUNNING = {"busy", "idle"}
-FAST = ("--scrub-interval", "1", "--gc-interval", "1", "--chunk-sync-interval", "1")
+FAST = ("--scrub-interval", "1", "--gc-interval", "1", "--chunk-sync-interval", "1",
+        "--s3-multipart-max-age", "4")  # the abort worker runs every max(10 s, age/4)
 
 
 def _all_ran(cluster: LocalCluster) -> dict[str, dict[str, Any]] | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -479,3 +480,63 @@ async def test_upload_part_copy_stores_a_range_of_another_object(
     assert part.size == 99_900 and part.etag == hashlib.md5(data[100:100_000]).hexdigest()
     await one.complete_upload("pcopy", "dst", upload.upload_id, [(1, part.etag)])
     assert await read_all(one, "pcopy", "dst") == data[100:100_000]
+
+
+async def test_the_abort_worker_aborts_only_uploads_older_than_the_max_age(
+        cluster: InProcessCluster) -> None:
+    one, two = layer(cluster, 0), layer(cluster, 1)
+    await one.create_bucket("aged", OWNER)
+    old = await one.create_upload("aged", "old", meta=ObjectMeta(), owner=OWNER)
+    await one.upload_part("aged", "old", old.upload_id, 1, body(b"part"))
+    clock = old.initiated_ms + int(two.multipart.max_age_s * 1000) + 1
+    two.multipart.now_ms = lambda: clock
+    young = await two.create_upload("aged", "young", meta=ObjectMeta(), owner=OWNER)
+    assert await two.multipart.abort_expired() == 1
+    uploads, _ = await one.list_uploads("aged", "", None, None, 10)
+    assert [u.upload_id for u in uploads] == [young.upload_id]
+    assert (await code_of(one.list_parts("aged", "old", old.upload_id, 0, 10))).code == \
+        "NoSuchUpload"
+    assert await one.multipart.chunk_references() == set()
+    assert [w.name for w in two.workers()] == ["s3-multipart-abort"]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_versions_listing_matches_a_model_of_s3_versioning(
+        cluster: InProcessCluster, seed: int) -> None:
+    """Random PUTs and DELETEs while versioning goes from never-enabled to Enabled to
+    Suspended (and back to Enabled), checked against S3's rules kept in a plain model:
+    per key, the list of (version id, delete marker) oldest first."""
+    rng = random.Random(seed)
+    writer, reader = layer(cluster, 0), layer(cluster, 1 + seed % 2)
+    bucket = f"model-{seed}"
+    await writer.create_bucket(bucket, OWNER)
+    model: dict[str, list[tuple[str, bool]]] = {}
+    state = ""
+    for step in range(40):
+        if step in (10, 25, 33):
+            state = {10: "Enabled", 25: "Suspended", 33: "Enabled"}[step]
+            await writer.set_versioning(bucket, state)  # type: ignore[arg-type]
+        key = rng.choice(["a", "b", "c/d"])
+        history = model.setdefault(key, [])
+        if rng.random() < 0.6:
+            obj = await writer.put_object(bucket, key, body(b"%d" % step), meta=ObjectMeta())
+            if state != "Enabled":
+                history[:] = [v for v in history if v[0] != NULL_VERSION]
+            history.append((obj.version_id, False))
+            continue
+        result = await writer.delete_object(bucket, key)
+        if state == "Enabled":
+            history.append((str(result.version_id), True))
+        elif state == "Suspended":
+            history[:] = [v for v in history if v[0] != NULL_VERSION]
+            history.append((NULL_VERSION, True))
+        else:
+            history[:] = [v for v in history if v[0] != NULL_VERSION]
+            if history and not history[-1][1]:
+                history.append((NULL_VERSION, True))
+    listed: dict[str, list[tuple[str, bool]]] = {}
+    for e in await entries(reader, bucket, versions=True):
+        listed.setdefault(e.key, []).append((e.version_id, e.delete_marker))
+    assert listed == {k: v for k, v in model.items() if v}
+    current = {e.key: e.delete_marker for e in await entries(reader, bucket, versions=False)}
+    assert current == {k: v[-1][1] for k, v in model.items() if v}

@@ -662,3 +662,40 @@ async def test_hostile_requests_are_s3_errors_never_a_500(
     assert 400 <= reply.status < 500 or reply.status == 501, (reply.status, reply.body)
     if method != "HEAD":
         assert reply.code(), reply.body
+
+
+# --- public buckets and --insecure -----------------------------------------------------------
+
+
+async def test_anonymous_reads_only_on_a_public_read_bucket(s3: S3) -> None:
+    await bucket_with(s3)
+    await s3.signed("PUT", "/bkt/k", b"open")
+    assert (await s3.raw("GET", "/bkt/k")).status == 403
+    await s3.cluster.nodes[0].svc.access.set_public("bkt", True, ROOT[0])
+    reply = await s3.raw("GET", "/bkt/k")
+    assert (reply.status, reply.body) == (200, b"open")
+    assert (await s3.raw("HEAD", "/bkt/k")).status == 200
+    assert (await s3.raw("GET", "/bkt?list-type=2")).status == 200
+    for method, path in (("PUT", "/bkt/k2"), ("DELETE", "/bkt/k"), ("PUT", "/bkt?cors"),
+                         ("GET", "/")):
+        refused = await s3.raw(method, path, body=b"x" if method == "PUT" else b"")
+        assert (refused.status, refused.code()) == (403, "AccessDenied"), (method, path)
+
+
+async def test_insecure_nodes_let_anyone_in_and_still_check_good_signatures(
+        cluster: InProcessCluster) -> None:
+    server, layer = await serve(cluster, insecure=True)
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.put(base + "/open") as resp:
+                assert resp.status == 200
+            async with http.put(base + "/open/k", data=b"v") as resp:
+                assert resp.status == 200
+            headers = sign("PUT", base + "/open/s", b"signed")
+            async with http.put(base + "/open/s", data=b"tampered", headers=headers) as resp:
+                assert resp.status == 400  # a signature that verifies binds its payload
+        assert layer.objects[("open", "k")].data == b"v"
+        assert ("open", "s") not in layer.objects
+    finally:
+        await server.close()

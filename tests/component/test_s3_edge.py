@@ -699,3 +699,23 @@ async def test_insecure_nodes_let_anyone_in_and_still_check_good_signatures(
         assert ("open", "s") not in layer.objects
     finally:
         await server.close()
+
+
+async def test_requests_and_refusals_are_counted_on_the_node_registry(
+        cluster: InProcessCluster) -> None:
+    local = cluster.nodes[0]
+    registry = local.svc.metrics.registry
+    for _ in range(2):  # a second app on the same registry shares the counters
+        app = build_s3_app(local.cfg, MemoryLayer(local.svc.access), local.svc.access,
+                           metrics=local.svc.metrics)
+    async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{server.port}"
+        async with http.get(base + "/") as resp:
+            assert resp.status == 403
+        async with http.get(base + "/", headers=sign("GET", base + "/")) as resp:
+            assert resp.status == 200
+    refused = registry.get_sample_value("dfsring_s3_auth_refusals_total", {"reason": "missing"})
+    assert refused is not None and refused >= 1
+    listed = registry.get_sample_value("dfsring_http_requests_total", {
+        "route": "s3:ListBuckets", "method": "GET", "status": "200"})
+    assert listed == 1

@@ -719,3 +719,13 @@ async def test_requests_and_refusals_are_counted_on_the_node_registry(
     listed = registry.get_sample_value("dfsring_http_requests_total", {
         "route": "s3:ListBuckets", "method": "GET", "status": "200"})
     assert listed == 1
+
+
+async def test_a_bucket_created_public_read_is_readable_anonymously(s3: S3) -> None:
+    created = await s3.signed("PUT", "/pub", headers={"x-amz-acl": "public-read"})
+    assert created.status == 200, created.body
+    await s3.signed("PUT", "/pub/k", b"v", headers={"x-amz-acl": "private"})
+    assert (await s3.raw("GET", "/pub/k")).body == b"v"
+    refused = await s3.signed("PUT", "/pub/k2", b"v", headers={"x-amz-acl": "public-read"})
+    assert (refused.status, refused.code()) == (501, "NotImplemented")
+    assert ("pub", "k2") not in s3.layer.objects

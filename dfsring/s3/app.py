@@ -65,6 +65,7 @@ from dfsring.s3.translate import to_s3_error
 log = logging.getLogger("dfsring.s3")
 EDGE = web.AppKey("s3_edge", Edge)
 CONTEXT = web.RequestKey("s3_request", S3Request)  # the admitted request
+OPERATION = web.RequestKey("s3_operation", str)  # the operation's name once routed (metrics)
 MAX_HEADER_FIELD = 8190
 MAX_HEADERS = 100
 HANDLERS: Mapping[str, Handler] = {
@@ -102,6 +103,7 @@ async def admit(edge: Edge, request: web.Request) -> S3Request:
         return done
     target = parse_target(request.raw_path, request.headers.get("Host"), edge.cfg.s3_domain)
     route = resolve(request.method, target, request.query, request.headers)
+    request[OPERATION] = route.op
     authn = await edge.auth.authenticate(request)
     await edge.auth.authorize(request, authn, route.need, route.bucket)
     if authn.principal is not None:  # anonymous: absent, as on the native API
@@ -189,8 +191,7 @@ def _front(edge: Edge, metrics: NodeMetrics | None) -> Middleware:
             for name in REQUEST_ID_HEADERS:
                 resp.headers[name] = rid
         if metrics is not None:
-            ctx = request.get(CONTEXT)
-            label = f"s3:{ctx.route.op}" if isinstance(ctx, S3Request) else "s3:refused"
+            label = f"s3:{request.get(OPERATION, 'unrouted')}"
             metrics.requests.labels(label, request.method, str(resp.status)).inc()
             metrics.latency.labels(label, request.method).observe(
                 time.perf_counter() - started)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -74,6 +75,21 @@ class S3AuthMetrics:
                                 registry=registry)
 
 
+_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, S3AuthMetrics] = \
+    weakref.WeakKeyDictionary()
+
+
+def auth_metrics(registry: CollectorRegistry | None) -> S3AuthMetrics:
+    """One set of counters per registry: a second S3 app on the same node's registry (a
+    test, a rebuilt app) shares them instead of failing on a duplicate metric name."""
+    if registry is None:
+        return S3AuthMetrics(None)
+    found = _METRICS.get(registry)
+    if found is None:
+        found = _METRICS[registry] = S3AuthMetrics(registry)
+    return found
+
+
 def is_sigv2(headers: Mapping[str, str], query: Mapping[str, str]) -> bool:
     """Whether a request is signed with Signature Version 2 (header or query form)."""
     auth = headers.get("Authorization", "")
@@ -105,7 +121,7 @@ class S3Auth:
                  wall_clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
         self.access = access
-        self.metrics = S3AuthMetrics(registry)
+        self.metrics = auth_metrics(registry)
         self.failures = limit or FailureLimit()
         self.clock = clock
         self.wall_clock = wall_clock

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from dfsring.s3 import xml
+from dfsring.s3.acl import canned_acl
 from dfsring.s3.auth import owner_of, visible
 from dfsring.s3.context import Body, Handler, S3Request
 from dfsring.s3.errors import S3Error
@@ -35,6 +36,7 @@ async def list_buckets(ctx: S3Request) -> web.StreamResponse:
 
 
 async def create_bucket(ctx: S3Request) -> web.StreamResponse:
+    public = canned_acl(ctx.headers, bucket=True)
     body = await Body(ctx).read_all()
     location = xml.parse_create_bucket(body) if body.strip() else None
     region = ctx.edge.cfg.s3_region
@@ -42,7 +44,9 @@ async def create_bucket(ctx: S3Request) -> web.StreamResponse:
         raise S3Error("InvalidLocationConstraint", f"this endpoint's region is {region}; "
                       f"the LocationConstraint {location[:64]!r} is not it",
                       resource=f"/{ctx.bucket}")
-    await ctx.layer.create_bucket(ctx.bucket, owner_of(ctx.authn))
+    info = await ctx.layer.create_bucket(ctx.bucket, owner_of(ctx.authn))
+    if public:
+        await ctx.edge.access.set_public(ctx.bucket, True, info.owner)
     return web.Response(status=200, headers={"Location": f"/{ctx.bucket}"})
 
 

@@ -14,6 +14,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from dfsring.s3 import conditions, headers, xml
+from dfsring.s3.acl import canned_acl
 from dfsring.s3.auth import owner_of
 from dfsring.s3.context import Body, Handler, S3Request, require_length
 from dfsring.s3.errors import S3Error
@@ -54,6 +55,7 @@ def _part_headers(part: PartInfo) -> dict[str, str]:
 
 
 async def create_upload(ctx: S3Request) -> web.StreamResponse:
+    canned_acl(ctx.headers, bucket=False)
     meta = headers.object_meta(ctx.headers)
     algorithm = ctx.headers.get("x-amz-checksum-algorithm")
     if algorithm is not None and algorithm.upper() not in CHECKSUM_ALGORITHMS:

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from dfsring.core.access import Need
 from dfsring.s3 import conditions, headers, xml
+from dfsring.s3.acl import canned_acl
 from dfsring.s3.context import (
     REQUEST_ID_HEADERS,
     Body,
@@ -51,6 +52,7 @@ def checksum_headers(obj: ObjectVersion | None) -> dict[str, str]:
 
 async def put_object(ctx: S3Request) -> web.StreamResponse:
     require_length(ctx)
+    canned_acl(ctx.headers, bucket=False)
     meta = stored_meta(headers.object_meta(ctx.headers), is_streaming(ctx))
     wanted = conditions.write_conditions(ctx.headers)
     body = Body(ctx)
@@ -196,6 +198,7 @@ async def copy_source(ctx: S3Request) -> tuple[ObjectVersion, bool]:
 
 
 async def copy_object(ctx: S3Request) -> web.StreamResponse:
+    canned_acl(ctx.headers, bucket=False)
     source, versioned = await copy_source(ctx)
     directive = headers.metadata_directive(ctx.headers)
     if (directive == "COPY" and source.bucket == ctx.bucket and source.key == ctx.key

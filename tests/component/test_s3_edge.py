@@ -611,3 +611,122 @@ async def test_refusals_and_owner_actions_are_audited_without_secrets(
     owner = [f for f in lines if f["route"] == "s3:PutBucketVersioning"]
     assert owner and owner[0]["decision"] == "allowed" and owner[0]["who"] == ROOT[0]
     assert all(ROOT[1] not in str(f) for f in lines)
+
+
+# --- hostile input ---------------------------------------------------------------------------
+
+HOSTILE: list[tuple[str, str, dict[str, str], bool]] = [
+    ("GET", "/", {"Authorization": "AWS4-HMAC-SHA256 garbage"}, False),
+    ("GET", "/", {"Authorization": "Bearer nocolon"}, False),
+    ("GET", "/", {"Authorization": "Negotiate abc"}, False),
+    ("GET", "/", {"Authorization": "Bearer a:b", "X-Api-Key": "a:b"}, False),
+    ("GET", "/bkt/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=x", {}, False),
+    ("PUT", "/bkt/k", {"x-amz-content-sha256": "nothex"}, True),
+    ("PUT", "/bkt/k", {"Content-MD5": "not base64!!"}, True),
+    ("PUT", "/bkt/k", {"Content-MD5": "AAAA"}, True),
+    ("GET", "/bkt/k", {"Range": "bytes=9999-"}, True),
+    ("GET", "/bkt/k?partNumber=abc", {}, True),
+    ("GET", "/bkt?max-keys=-1", {}, True),
+    ("GET", "/bkt?list-type=2&continuation-token=%00%FF", {}, True),
+    ("PUT", "/bkt/k?partNumber=0&uploadId=u", {}, True),
+    ("PUT", "/bkt/k?partNumber=1&uploadId=u", {"x-amz-copy-source": "nobucket"}, True),
+    ("PUT", "/bkt/k", {"x-amz-copy-source": "/bkt/k", "x-amz-copy-source-range": "x"}, True),
+    ("POST", "/bkt?delete", {"Content-MD5": "1B2M2Y8AsgTpgAmY7PhCfg=="}, True),
+    ("POST", "/bkt/k?uploadId=u", {}, True),
+    ("PUT", "/bkt?versioning", {}, True),
+    ("PUT", "/bkt?cors", {}, True),
+    ("PUT", "/bkt/k", {"x-amz-decoded-content-length": "x",
+                       "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER"}, True),
+    ("GET", "/bkt/k", {"x-amz-checksum-mode": "ENABLED", "If-Match": "\"\u00e9\""}, True),
+    ("PUT", "/bkt/k", {"x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+                       "x-amz-decoded-content-length": "10"}, True),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "headers", "signed"), HOSTILE)
+async def test_hostile_requests_are_s3_errors_never_a_500(
+        s3: S3, method: str, path: str, headers: dict[str, str], signed: bool) -> None:
+    await bucket_with(s3)
+    await s3.signed("PUT", "/bkt/k", b"0123456789")
+    body = b"<not-xml" if method in ("PUT", "POST") else b""
+    payload = headers.get("x-amz-content-sha256")
+    if signed and payload is not None:  # botocore would replace it: sign it as it is
+        given = {k: v for k, v in headers.items() if k != "x-amz-content-sha256"}
+        own = sigv4.sign_headers(method, s3.base + path, given, access_key=ROOT[0],
+                                 secret_key=ROOT[1], region=REGION, now_s=time.time(),
+                                 payload_sha256=payload)
+        reply = await s3.raw(method, path, {**given, **own}, body)
+    elif signed:
+        reply = await s3.signed(method, path, body, headers)
+    else:
+        reply = await s3.raw(method, path, headers, body)
+    assert 400 <= reply.status < 500 or reply.status == 501, (reply.status, reply.body)
+    if method != "HEAD":
+        assert reply.code(), reply.body
+
+
+# --- public buckets and --insecure -----------------------------------------------------------
+
+
+async def test_anonymous_reads_only_on_a_public_read_bucket(s3: S3) -> None:
+    await bucket_with(s3)
+    await s3.signed("PUT", "/bkt/k", b"open")
+    assert (await s3.raw("GET", "/bkt/k")).status == 403
+    await s3.cluster.nodes[0].svc.access.set_public("bkt", True, ROOT[0])
+    reply = await s3.raw("GET", "/bkt/k")
+    assert (reply.status, reply.body) == (200, b"open")
+    assert (await s3.raw("HEAD", "/bkt/k")).status == 200
+    assert (await s3.raw("GET", "/bkt?list-type=2")).status == 200
+    for method, path in (("PUT", "/bkt/k2"), ("DELETE", "/bkt/k"), ("PUT", "/bkt?cors"),
+                         ("GET", "/")):
+        refused = await s3.raw(method, path, body=b"x" if method == "PUT" else b"")
+        assert (refused.status, refused.code()) == (403, "AccessDenied"), (method, path)
+
+
+async def test_insecure_nodes_let_anyone_in_and_still_check_good_signatures(
+        cluster: InProcessCluster) -> None:
+    server, layer = await serve(cluster, insecure=True)
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.put(base + "/open") as resp:
+                assert resp.status == 200
+            async with http.put(base + "/open/k", data=b"v") as resp:
+                assert resp.status == 200
+            headers = sign("PUT", base + "/open/s", b"signed")
+            async with http.put(base + "/open/s", data=b"tampered", headers=headers) as resp:
+                assert resp.status == 400  # a signature that verifies binds its payload
+        assert layer.objects[("open", "k")].data == b"v"
+        assert ("open", "s") not in layer.objects
+    finally:
+        await server.close()
+
+
+async def test_requests_and_refusals_are_counted_on_the_node_registry(
+        cluster: InProcessCluster) -> None:
+    local = cluster.nodes[0]
+    registry = local.svc.metrics.registry
+    for _ in range(2):  # a second app on the same registry shares the counters
+        app = build_s3_app(local.cfg, MemoryLayer(local.svc.access), local.svc.access,
+                           metrics=local.svc.metrics)
+    async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{server.port}"
+        async with http.get(base + "/") as resp:
+            assert resp.status == 403
+        async with http.get(base + "/", headers=sign("GET", base + "/")) as resp:
+            assert resp.status == 200
+    refused = registry.get_sample_value("dfsring_s3_auth_refusals_total", {"reason": "missing"})
+    assert refused is not None and refused >= 1
+    listed = registry.get_sample_value("dfsring_http_requests_total", {
+        "route": "s3:ListBuckets", "method": "GET", "status": "200"})
+    assert listed == 1
+
+
+async def test_a_bucket_created_public_read_is_readable_anonymously(s3: S3) -> None:
+    created = await s3.signed("PUT", "/pub", headers={"x-amz-acl": "public-read"})
+    assert created.status == 200, created.body
+    await s3.signed("PUT", "/pub/k", b"v", headers={"x-amz-acl": "private"})
+    assert (await s3.raw("GET", "/pub/k")).body == b"v"
+    refused = await s3.signed("PUT", "/pub/k2", b"v", headers={"x-amz-acl": "public-read"})
+    assert (refused.status, refused.code()) == (501, "NotImplemented")
+    assert ("pub", "k2") not in s3.layer.objects

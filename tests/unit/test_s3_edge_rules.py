@@ -107,3 +107,19 @@ def test_copy_source_ranges() -> None:
         with pytest.raises(S3Error) as caught:
             copy_range(bad, 10)
         assert caught.value.code == code, bad
+
+
+def test_canned_acls_we_can_honour_and_the_rest_refused() -> None:
+    from dfsring.s3.acl import canned_acl
+    assert canned_acl({}, bucket=True) is False
+    for acl in ("private", "bucket-owner-full-control", "Bucket-Owner-Read"):
+        assert canned_acl({"x-amz-acl": acl}, bucket=False) is False
+        assert canned_acl({"x-amz-acl": acl}, bucket=True) is False
+    assert canned_acl({"x-amz-acl": "public-read"}, bucket=True) is True
+    refused = [({"x-amz-acl": "public-read"}, False), ({"x-amz-acl": "public-read-write"}, True),
+               ({"x-amz-acl": "authenticated-read"}, False),
+               ({"x-amz-grant-read": "id=x"}, True)]
+    for headers, bucket in refused:
+        with pytest.raises(S3Error) as caught:
+            canned_acl(headers, bucket=bucket)
+        assert caught.value.code == "NotImplemented", headers

@@ -114,3 +114,31 @@ def test_virtual_host_style_takes_the_bucket_from_the_host() -> None:
     assert parse_target("/pics/k", "s3.example:9000", "s3.example") == Target("pics", "k")
     assert parse_target("/pics/k", "127.0.0.1:9000", "s3.example") == Target("pics", "k")
     assert parse_target("/pics/k", "pics.s3.example", "") == Target("pics", "k")
+
+
+_METHODS = st.sampled_from(["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS", "X"])
+_QUERY_NAMES = st.sampled_from(["versioning", "cors", "location", "uploads", "uploadId",
+                                "partNumber", "versions", "list-type", "delete", "versionId",
+                                "acl", "x-id", "prefix", "tagging", "select", "restore"])
+
+
+@given(method=_METHODS,
+       raw=st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x10FFFF,
+                                          exclude_categories=("Cs",)), max_size=300),
+       host=st.one_of(st.none(), st.text(max_size=80)),
+       domain=st.sampled_from(["", "s3.example"]),
+       query=st.dictionaries(_QUERY_NAMES, st.text(max_size=8), max_size=4),
+       copy=st.booleans())
+def test_any_request_line_routes_or_is_an_s3_error(method: str, raw: str, host: str | None,
+                                                    domain: str, query: dict[str, str],
+                                                    copy: bool) -> None:
+    """Fuzz: whatever the path, Host and query, routing answers an operation with a need,
+    or a standard S3 error, never another exception (which would be a 500)."""
+    headers = {"x-amz-copy-source": "/a/b"} if copy else {}
+    try:
+        route = resolve(method, parse_target("/" + raw, host, domain), query, headers)
+    except S3Error as exc:
+        assert exc.status in (400, 405, 416, 501)
+        return
+    assert route.op in NEEDS
+    assert route.bucket is not None or route.op == "ListBuckets"

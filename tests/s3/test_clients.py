@@ -18,8 +18,9 @@ from tests.s3.transfers import TRANSFERS, list_all, put_many
 
 # Names that need escaping in URLs, SigV4 canonical requests, XML and form-encoded listings.
 WEIRD = '&+-é"/ a'
-KEY_NAMES = (WEIRD, "with spaces/and  two", "ünïcödé/日本語/ключ", "plus+plus", "amp&amp",
-             "100% sure", 'quote"quote', "deep/a/b/c/d/e/f/g/h/i/leaf", "~tilde*star=eq")
+# Few, each covering several cases: every client run costs seconds (awscli starts slowly).
+KEY_NAMES = (WEIRD, "100% sure  two spaces", "ünïcödé/日本語/ключ",
+             "deep/a/b/c/d/e/f/g/h/i/leaf", "~tilde*star=eq+plus&amp'q\"q")
 
 
 def _big(payloads: dict[str, Payload]) -> Payload:

@@ -2,7 +2,8 @@
 and curl (with presigned URLs).
 
 Each client gets its configuration the way a user would write it (a config file or the
-environment), path-style addressing, SigV4 only, and nothing from this machine's own settings
+environment), path-style addressing, SigV4 only, no retries (a server error must fail the
+suite, not be papered over by a second attempt), and nothing from this machine's own settings
 (HOME, AWS_* and proxy variables are replaced), so the suite tests the clients' defaults and
 not whatever the CI box has. Every subprocess runs with a timeout; a failing one is reported
 with its command line, exit code and output.
@@ -124,6 +125,7 @@ class Clients:
         self.aws_env = self._aws_env()
         self.s3cfg = self._write_s3cfg()
         self.rclone_env = self._rclone_env()
+        self._boto3: Any = None
 
     # --- awscli --------------------------------------------------------------------------
 
@@ -139,7 +141,8 @@ class Clients:
                "AWS_SHARED_CREDENTIALS_FILE": str(self.home / "aws-credentials-none"),
                "AWS_ACCESS_KEY_ID": self.target.access_key,
                "AWS_SECRET_ACCESS_KEY": self.target.secret_key,
-               "AWS_DEFAULT_REGION": self.target.region}
+               "AWS_DEFAULT_REGION": self.target.region,
+               "AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "1"}
         if self.target.ca is not None:
             env["AWS_CA_BUNDLE"] = str(self.target.ca)
         return env
@@ -160,7 +163,7 @@ class Clients:
                  f"use_https = {self.target.https}", "signature_v2 = False",
                  "check_ssl_certificate = True", "check_ssl_hostname = True",
                  f"ca_certs_file = {self.target.ca or ''}", "progress_meter = False",
-                 "proxy_host = ", "proxy_port = 0", ""]
+                 "max_retries = 0", "proxy_host = ", "proxy_port = 0", ""]
         path.write_text("\n".join(lines))
         return path
 
@@ -191,15 +194,25 @@ class Clients:
         return env
 
     def rclone(self, *args: str, timeout: float = CLIENT_TIMEOUT_S) -> str:
-        argv = [tool("rclone"), "--retries", "1", "--low-level-retries", "2", *args]
+        argv = [tool("rclone"), "--retries", "1", "--low-level-retries", "1", *args]
         return run(argv, self.rclone_env, timeout=timeout).stdout
 
     # --- boto3 and curl ------------------------------------------------------------------
 
     def boto3(self, **config: Any) -> Any:
-        """A boto3 S3 client: path style, SigV4; `config` adds botocore Config options."""
+        """A boto3 S3 client: path style, SigV4; `config` adds botocore Config options.
+        Without `config` the same client is reused (they are thread safe, and making one
+        loads the whole service model)."""
+        if not config:
+            if self._boto3 is None:
+                self._boto3 = self.new_boto3()
+            return self._boto3
+        return self.new_boto3(**config)
+
+    def new_boto3(self, **config: Any) -> Any:
+        """A boto3 S3 client of its own (for a test that hooks its events)."""
         cfg = Config(s3={"addressing_style": "path"}, signature_version="s3v4",
-                     retries={"max_attempts": 2, "mode": "standard"},
+                     retries={"max_attempts": 1, "mode": "standard"},
                      connect_timeout=10, read_timeout=120, max_pool_connections=32,
                      **config)
         return boto3.session.Session().client(

@@ -18,8 +18,9 @@ from tests.s3.transfers import TRANSFERS, list_all, put_many
 
 # Names that need escaping in URLs, SigV4 canonical requests, XML and form-encoded listings.
 WEIRD = '&+-é"/ a'
-KEY_NAMES = (WEIRD, "with spaces/and  two", "ünïcödé/日本語/ключ", "plus+plus", "amp&amp",
-             "100% sure", 'quote"quote', "deep/a/b/c/d/e/f/g/h/i/leaf", "~tilde*star=eq")
+# Few, each covering several cases: every client run costs seconds (awscli starts slowly).
+KEY_NAMES = (WEIRD, "100% sure  two spaces", "ünïcödé/日本語/ключ",
+             "deep/a/b/c/d/e/f/g/h/i/leaf", "~tilde*star=eq+plus&amp'q\"q")
 
 
 def _big(payloads: dict[str, Payload]) -> Payload:
@@ -190,14 +191,16 @@ def test_delete_objects_of_1000_keys_and_aws_s3_rm_recursive(s3_site: Site) -> N
     assert left == [], f"keys left after aws s3 rm --recursive: {left[:5]}"
 
 
-LIST_KEYS = 10_000
+LIST_KEYS = {"all-up": 10_000, "node3-killed": 2_500}
+"""10 000 keys as issue 19 asks; with a node down fewer (still several pages), since creating
+them dominates the suite's wall time on a 2-core box."""
 
 
-def _listing_keys() -> list[str]:
-    """10 000 keys: 40 top-level files and the rest under 20 x 7 two-level prefixes."""
+def _listing_keys(count: int) -> list[str]:
+    """`count` keys: 40 top-level files and the rest under 20 x 7 two-level prefixes."""
     keys = [f"top-{i:02d}" for i in range(40)]
     keys += [f"dir{i % 20:02d}/sub {i % 7}/k{i:05d}{'+é' if i % 13 == 0 else ''}"
-             for i in range(LIST_KEYS - 40)]
+             for i in range(count - 40)]
     return keys
 
 
@@ -222,14 +225,15 @@ def test_listing_10000_keys_with_delimiter_matches_the_model(s3_site: Site) -> N
     bucket = s3_site.bucket("list")
     s3 = s3_site.up.boto3()
     s3.create_bucket(Bucket=bucket)
-    keys = _listing_keys()
-    assert put_many(s3, bucket, keys) == LIST_KEYS
+    count = LIST_KEYS[s3_site.variant]
+    keys = _listing_keys(count)
+    assert put_many(s3, bucket, keys) == count, f"PUTs of the {count} keys to list"
     reader = s3_site.down.boto3()
 
     everything, none, pages = list_all(reader, bucket)
     assert everything == sorted(keys, key=lambda k: k.encode()) and none == [], \
-        "ListObjectsV2 of the whole bucket vs the 10 000 keys written"
-    assert pages == LIST_KEYS // 1000, f"pages of at most 1000 keys: {pages}"
+        f"ListObjectsV2 of the whole bucket vs the {count} keys written"
+    assert pages == -(-count // 1000), f"pages of at most 1000 keys: {pages}"
     for prefix, delimiter in (("", "/"), ("dir03/", "/"), ("dir03/sub 4/", "/"), ("dir1", "/"),
                               ("", "sub ")):
         want = _model(keys, prefix, delimiter)

@@ -72,7 +72,7 @@ def test_put_object_over_https_streams_aws_chunked_with_a_crc32_trailer(
         tls_site: tuple[Clients, Clients], payloads: dict[str, Payload],
         tmp_path: Path) -> None:
     up, down = tls_site
-    s3 = up.boto3()
+    s3 = up.new_boto3()
     seen = _record_requests(s3)
     bucket = "tls-put"
     s3.create_bucket(Bucket=bucket)
@@ -100,7 +100,7 @@ def test_multipart_upload_over_https_with_part_checksums_reads_back(
         tls_site: tuple[Clients, Clients], payloads: dict[str, Payload],
         tmp_path: Path) -> None:
     up, down = tls_site
-    s3 = up.boto3()
+    s3 = up.new_boto3()
     seen = _record_requests(s3)
     bucket = "tls-multipart"
     s3.create_bucket(Bucket=bucket)

@@ -266,6 +266,13 @@ class FileService:
             raise errors.StorageError(f"the manifest of {ref.key!r} is unreadable: {exc}") \
                 from exc
 
+    async def is_live(self, ref: VersionRef, *, r: int | None = None) -> bool:
+        """Whether the version key is still there by a quorum read (a listing can name a
+        version a quorum already removed, until anti-entropy reaches a stale owner)."""
+        versions = await self.coordinator.get(system_name(ref.key),
+                                              r=self.settings.r if r is None else r)
+        return bool(versions.live())
+
     async def manifest_of(self, ref: VersionRef, *, r: int | None = None) -> Manifest:
         """The manifest a version key names (one quorum read of ``r``, default R);
         NotFound if the version was removed meanwhile."""

@@ -78,6 +78,7 @@ log = logging.getLogger("dfsring.s3")
 NO_CONDITIONS = Conditions()
 MANIFEST_CACHE = 1_024  # manifests kept between head_object and read_object
 MANIFEST_CACHE_BYTES = 32 << 20  # and the bytes they may hold, about
+MAX_STALE_LISTED = 8  # removed versions a GET passes over before answering 503 (_locate)
 
 
 def no_such_key(key: str, headers: dict[str, str] | None = None) -> S3Error:
@@ -148,41 +149,62 @@ class S3Objects:
             return 1
         return self.files.settings.r
 
-    async def _versions(self, bucket: str, path: str, r: int) -> list[VersionRef]:
+    async def _listed(self, bucket: str, path: str, r: int) -> list[VersionRef]:
         with s3_errors(path):
-            return fv.visible(await self.files.versions(bucket, path, r=r))
+            return await self.files.versions(bucket, path, r=r)
 
     async def _locate(self, bucket: str, key: str, version_id: str | None,
-                      r: int) -> VersionRef:
-        """The version a GET/HEAD names (module docstring for the errors)."""
+                      r: int) -> tuple[VersionRef, Manifest | None]:
+        """The version a GET/HEAD names (module docstring for the errors), with its manifest
+        when finding it needed one.
+
+        A listing is the union of R owners' key listings, so it can still name a version
+        removed by a quorum write (a deleted delete marker, a replaced null version) that
+        one stale owner lists until anti-entropy reaches it: a GET through another node then
+        said NoSuchKey right after the marker's removal was acknowledged. So the current
+        version is confirmed by a quorum read of its own key (R + W > N sees the removal),
+        and a removed one is passed over for the next newest, at most MAX_STALE_LISTED
+        times."""
         path = ov.object_path(key)
         wanted = None if version_id is None else ov.check_version_id(version_id)
         await self.buckets.record(bucket)
-        refs = await self._versions(bucket, path, r)
-        if wanted is None:
-            ref = ov.current(refs)
+        listed = await self._listed(bucket, path, r)
+        if wanted is not None:
+            ref = ov.find(fv.visible(listed), wanted)
+            if ref is None:
+                raise S3Error("NoSuchVersion", "The specified version does not exist.",
+                              resource=key[:300])
+            if ref.deleted:
+                raise S3Error("MethodNotAllowed", "The specified method is not allowed "
+                              "against this resource.", resource=key[:300],
+                              headers={"x-amz-delete-marker": "true",
+                                       "x-amz-version-id": ov.version_id(ref)})
+            return ref, None
+        gone: set[str] = set()
+        for _ in range(MAX_STALE_LISTED):
+            ref = ov.current(fv.visible([x for x in listed if x.key not in gone]))
             if ref is None:
                 raise no_such_key(key)
-            if ref.deleted:
-                raise no_such_key(key, {"x-amz-delete-marker": "true",
-                                        "x-amz-version-id": ov.version_id(ref)})
-            return ref
-        ref = ov.find(refs, wanted)
-        if ref is None:
-            raise S3Error("NoSuchVersion", "The specified version does not exist.",
-                          resource=key[:300])
-        if ref.deleted:
-            raise S3Error("MethodNotAllowed", "The specified method is not allowed against "
-                          "this resource.", resource=key[:300],
-                          headers={"x-amz-delete-marker": "true",
-                                   "x-amz-version-id": ov.version_id(ref)})
-        return ref
+            with s3_errors(path):
+                if not ref.deleted:
+                    try:
+                        return ref, await self.files.manifest_of(ref, r=r)
+                    except errors.NotFound:
+                        pass
+                elif await self.files.is_live(ref, r=r):
+                    raise no_such_key(key, {"x-amz-delete-marker": "true",
+                                            "x-amz-version-id": ov.version_id(ref)})
+            gone.add(ref.key)
+        raise S3Error("ServiceUnavailable", f"the newest {MAX_STALE_LISTED} versions listed "
+                      "for this key were all removed; anti-entropy has not caught up",
+                      resource=key[:300])
 
     async def head_object(self, bucket: str, key: str, version_id: str | None = None, *,
                           consistency: Consistency = "quorum") -> ObjectVersion:
         r = self._r(consistency)
-        ref = await self._locate(bucket, key, version_id, r)
-        m = await self._manifest(ref, r)
+        ref, m = await self._locate(bucket, key, version_id, r)
+        if m is None:
+            m = await self._manifest(ref, r)
         obj = object_version(m, ref)
         self._remember(obj, m, ref)
         return obj
@@ -213,8 +235,10 @@ class S3Objects:
         found = self._manifests.get(_cache_key(obj))
         if found is not None:
             return found
-        ref = await self._locate(obj.bucket, obj.key, obj.version_id, self.files.settings.r)
-        m = await self._manifest(ref, self.files.settings.r)
+        ref, m = await self._locate(obj.bucket, obj.key, obj.version_id,
+                                    self.files.settings.r)
+        if m is None:
+            m = await self._manifest(ref, self.files.settings.r)
         if m.created_ms != obj.last_modified_ms:
             raise no_such_key(obj.key)  # a null version replaced since the HEAD
         return m, ref

@@ -540,3 +540,40 @@ async def test_versions_listing_matches_a_model_of_s3_versioning(
     assert listed == {k: v for k, v in model.items() if v}
     current = {e.key: e.delete_marker for e in await entries(reader, bucket, versions=False)}
     assert current == {k: v[-1][1] for k, v in model.items() if v}
+
+
+async def test_a_get_right_after_a_delete_marker_was_removed_does_not_say_no_such_key(
+        tmp_path: Path) -> None:
+    """The S3 client suite saw it: a delete marker removed through node1 (acknowledged by a
+    write quorum), then GetObject through node2 said NoSuchKey. One owner had not received the
+    removal yet and still listed the marker, and the listing is a union of R owners. The
+    current version must be confirmed by a quorum read of its own key, not taken from the
+    listing alone. The stale owner is made by putting back its old record after the removal
+    (anti-entropy is slowed so it cannot repair it during the test)."""
+    cluster = await start_cluster(tmp_path, 3, gossip=False, admin_access_key="ROOT",
+                                  admin_secret_key="root-secret", cluster_secret="c" * 16,
+                                  chunk_size=65_536, ae_interval=3600)
+    try:
+        one = layer(cluster, 0)
+        await one.create_bucket("vers", OWNER)
+        await one.set_versioning("vers", "Enabled")
+        put = await one.put_object("vers", "doc", body(b"the only version"), meta=META)
+        marker = await one.delete_object("vers", "doc")
+        assert marker.delete_marker and marker.version_id is not None
+        stale = cluster.nodes[2]
+        ref = next(r for r in await one.files.versions("vers", "doc") if r.deleted)
+        storage_key = stale.svc.store.storage_key(system_name(ref.key))
+        before = stale.engine.get("kv", storage_key)
+        assert before is not None
+        removed = await one.delete_object("vers", "doc", marker.version_id)
+        assert removed.delete_marker  # the version removed was the marker
+        await stale.engine.apply(lambda txn: txn.put("kv", storage_key, before))
+        # Read through node1 with node2 out of reach: its quorum is node1 + the stale node3.
+        cluster.network.partition(cluster.nodes[0].address, cluster.nodes[1].address)
+        listed = await one.files.versions("vers", "doc")
+        assert any(r.deleted for r in listed), "the stale owner no longer lists the marker"
+        got = await one.head_object("vers", "doc")
+        assert (got.version_id, got.delete_marker) == (put.version_id, False)
+        assert await read_all(one, "vers", "doc") == b"the only version"
+    finally:
+        await cluster.stop()

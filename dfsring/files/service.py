@@ -256,33 +256,27 @@ class FileService:
             ref = next((r for r in refs if r.version == version), None)
             if ref is None or ref.deleted:
                 raise errors.NotFound(f"no version {version} of {bucket}/{path}")
-        versions = await self.coordinator.get(system_name(ref.key), r=self.settings.r)
-        live = versions.live()
-        if not live:
-            raise errors.NotFound(f"version {ref.version} of {bucket}/{path} was removed")
-        try:
-            return manifest.decode(live[0].value or b"")
-        except ValueError as exc:
-            raise errors.StorageError(f"the manifest of {ref.key!r} is unreadable: {exc}") \
-                from exc
+        return await self.manifest_of(ref)
+
+    async def _live(self, ref: VersionRef, r: int | None) -> list[bytes | None]:
+        """The live values of a version key by one quorum read of ``r`` (default R)."""
+        versions = await self.coordinator.get(system_name(ref.key),
+                                              r=self.settings.r if r is None else r)
+        return [v.value for v in versions.live()]
 
     async def is_live(self, ref: VersionRef, *, r: int | None = None) -> bool:
         """Whether the version key is still there by a quorum read (a listing can name a
         version a quorum already removed, until anti-entropy reaches a stale owner)."""
-        versions = await self.coordinator.get(system_name(ref.key),
-                                              r=self.settings.r if r is None else r)
-        return bool(versions.live())
+        return bool(await self._live(ref, r))
 
     async def manifest_of(self, ref: VersionRef, *, r: int | None = None) -> Manifest:
         """The manifest a version key names (one quorum read of ``r``, default R);
         NotFound if the version was removed meanwhile."""
-        versions = await self.coordinator.get(system_name(ref.key),
-                                              r=self.settings.r if r is None else r)
-        live = versions.live()
+        live = await self._live(ref, r)
         if not live or ref.deleted:
             raise errors.NotFound(f"version {ref.version} of {ref.bucket}/{ref.path} is gone")
         try:
-            return manifest.decode(live[0].value or b"")
+            return manifest.decode(live[0] or b"")
         except ValueError as exc:
             raise errors.StorageError(f"the manifest of {ref.key!r} is unreadable: {exc}") \
                 from exc

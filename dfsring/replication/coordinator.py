@@ -331,15 +331,7 @@ class ReplicatedCoordinator:
                 _record(tracker, node, task)
         if tracker.failed > len(calls) - tracker.needed:
             raise _quorum_error(tracker)
-        merged = heapq.merge(*(items for items in tracker.values().values()))
-        out: list[tuple[bytes, bytes]] = []
-        for item in merged:
-            if out and out[-1][0] == item[0]:
-                continue
-            out.append(item)
-            if len(out) >= limit:
-                break
-        return out
+        return _union(tracker.values().values(), limit)  # type: ignore[arg-type]
 
     async def _list_one(self, view: ClusterView, node: str,
                         msg: ListKeys | ListPartition) -> list[tuple[bytes, bytes]]:
@@ -377,15 +369,7 @@ class ReplicatedCoordinator:
         _cancel(pending.values())
         if tracker.outcome is not Outcome.OK:
             raise _quorum_error(tracker)
-        lists: list[list[tuple[bytes, bytes]]] = list(tracker.values().values())  # type: ignore[arg-type]
-        out: list[tuple[bytes, bytes]] = []
-        for item in heapq.merge(*lists):
-            if out and out[-1][0] == item[0]:
-                continue
-            out.append(item)
-            if len(out) >= limit:
-                break
-        return out
+        return _union(tracker.values().values(), limit)  # type: ignore[arg-type]
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -490,3 +474,16 @@ def _stale(pref: tuple[str, ...], tracker: QuorumTracker | QuorumGroups,
 def _quorum_error(tracker: QuorumTracker | QuorumGroups) -> errors.QuorumNotMet:
     return errors.QuorumNotMet(needed=tracker.needed, acked=tracker.acked,
                                outcomes=tracker.outcomes())
+
+
+def _union(listings: Iterable[list[tuple[bytes, bytes]]],
+           limit: int) -> list[tuple[bytes, bytes]]:
+    """The first ``limit`` keys of the owners' sorted listings merged, each key once."""
+    out: list[tuple[bytes, bytes]] = []
+    for item in heapq.merge(*listings):
+        if out and out[-1][0] == item[0]:
+            continue
+        out.append(item)
+        if len(out) >= limit:
+            break
+    return out

@@ -64,4 +64,7 @@ def test_no_false_down_with_200ms_on_one_nodes_links(toxiproxy: Toxiproxy, tmp_p
                     worst[node_id] = max(worst.get(node_id, 0.0), m["phi"])
             time.sleep(0.5)
         print(f"\nhighest phi seen over {WATCH_S:.0f}s: {worst}")
-        assert worst["node5"] > 0  # the observers did watch node5
+        # The observers did watch node5 (it was in every member list read). Its phi may round
+        # to 0.0 in the members list: a steady 200 ms delay keeps heartbeats regular, and CI
+        # saw 0.0 from every observer over the whole minute.
+        assert "node5" in worst

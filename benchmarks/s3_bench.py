@@ -57,6 +57,7 @@ from dfsring.testing.files import random_blocks
 MIB = 1 << 20
 SMALL = 4096
 PAGE = 1000
+FILL_RETRIES = 4  # 503s retried per PutObject while filling the listed bucket
 REGION = "us-east-1"
 START_TIMEOUT_S = 60.0
 S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
@@ -218,13 +219,27 @@ async def fill(endpoint: Endpoint, bucket: str, count: int, clients: int) -> flo
         status, text = await s3.request("PUT", f"/{bucket}")
         assert status == 200, f"CreateBucket {bucket}: {status} {text[:300]!r}"
 
+        retried = 0
+
         async def put(i: int) -> None:
-            status, text = await s3.request("PUT", _key_path(bucket, f"obj/{i:07d}"), body=b"x")
+            """A 503 (a quorum not met in time on a loaded machine) is retried, as every S3
+            client retries it, at most FILL_RETRIES times with a growing pause."""
+            nonlocal retried
+            for attempt in range(FILL_RETRIES + 1):
+                status, text = await s3.request("PUT", _key_path(bucket, f"obj/{i:07d}"),
+                                                body=b"x")
+                if status != 503 or attempt == FILL_RETRIES:
+                    break
+                retried += 1
+                await asyncio.sleep(0.1 * 2 ** attempt)
             assert status == 200, f"PutObject obj/{i:07d}: {status} {text[:300]!r}"
 
         started = time.perf_counter()
         await _pool(count, clients, put)
-        return count / (time.perf_counter() - started)
+        rate = count / (time.perf_counter() - started)
+        if retried:
+            print(f"fill: {retried} PutObject answers were 503 and retried", flush=True)
+        return rate
 
 
 async def list_pages(endpoint: Endpoint, bucket: str, count: int, repeats: int

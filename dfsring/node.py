@@ -36,6 +36,7 @@ from dfsring.gossip import Gossiper, GossipSettings
 from dfsring.http import (
     access_api,
     cluster_api,
+    expect,
     files_api,
     internal_api,
     kv_api,
@@ -310,6 +311,7 @@ def build_app(cfg: NodeConfig, svc: Services, tls: TlsReloader | None = None,
     access_api.setup(app)
     tls_api.setup(app, tls if tls is not None else TlsReloader(cfg, []))
     console.setup(app, counter, sessions)
+    expect.install(app)
     return app
 
 
@@ -320,6 +322,7 @@ def build_peer_app(cfg: NodeConfig, svc: Services) -> web.Application:
     app[CONFIG] = cfg
     app[METRICS] = svc.metrics
     internal_api.setup(app, svc.peer)
+    expect.install(app)
     return app
 
 

@@ -117,6 +117,19 @@ async def test_malformed_request_gets_documented_problem(node, payload: bytes, s
     await _still_serving(node)
 
 
+async def test_an_expect_header_that_is_not_utf8_is_417_not_a_500_with_a_traceback(
+        node) -> None:
+    """The HTTP fuzz suite found it: aiohttp's default expect handler echoed the Expect value
+    into its 417 text, and a value that is not UTF-8 made that a 500 with a traceback."""
+    host, port = _host_port(node.url)
+    payload = req("PUT", "/v1/kv/b/expect", body=b"x").replace(
+        b"\r\n\r\n", b"\r\nExpect: \xff\xfe-continue\r\n\r\n", 1)
+    resp = await rawhttp.send(host, port, _authed(node, payload))
+    assert resp.status == 417, (resp.status, resp.body)
+    assert "Traceback" not in node.log_tail(200)
+    await _still_serving(node)
+
+
 async def test_truncated_chunked_body_is_400(node) -> None:
     host, port = _host_port(node.url)
     payload = (req("PUT", "/v1/kv/b/trunc", headers={"Transfer-Encoding": "chunked"})

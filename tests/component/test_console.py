@@ -138,6 +138,24 @@ async def test_node_figures_series_grows_with_samples(node: Node) -> None:
     assert doc["series"]
 
 
+async def test_figures_are_sampled_when_asked_not_by_a_loop_of_their_own(node: Node) -> None:
+    """A node with no console open did a registry walk every two seconds for nobody: now a
+    sample is taken when figures are asked for, at most once per SAMPLE_EVERY_S."""
+    from dfsring.http.console.dashboard import SAMPLER
+
+    sampler = node.app[SAMPLER]
+    now = [time.monotonic()]
+    sampler.clock = lambda: now[0]
+    sampler.run_once()
+    before = len(sampler.series.points)
+    for _ in range(3):  # asked again and again within the interval: no new sample
+        assert (await node.call("GET", "/v1/node/figures", ROOT_HEADERS))[0] == 200
+    assert len(sampler.series.points) == before
+    now[0] += sampler.every_s
+    assert (await node.call("GET", "/v1/node/figures", ROOT_HEADERS))[0] == 200
+    assert len(sampler.series.points) == before + 1
+
+
 def _cookies(resp: aiohttp.ClientResponse) -> dict[str, Any]:
     jar: SimpleCookie = SimpleCookie()
     for raw in resp.headers.getall("Set-Cookie", []):

@@ -27,7 +27,7 @@ from dfsring.foundation.config import NodeConfig
 from dfsring.http.appkeys import CONFIG, EXCHANGE, HINTS, MEMBERSHIP, METRICS, STATE, STORE
 from dfsring.http.cluster_api import member_rows, transfers_doc
 from dfsring.http.console.figures import Point, totals
-from dfsring.http.console.sampler import ByteCounter, FigureSampler, stop_task
+from dfsring.http.console.sampler import ByteCounter, FigureSampler
 from dfsring.http.problems import json_doc
 
 MEMBER_TIMEOUT_S = 2.0
@@ -49,14 +49,12 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     sampler = FigureSampler(app[METRICS], app[BYTES])
     sampler.run_once()
     app[SAMPLER] = sampler
-    task = asyncio.create_task(sampler.run_forever(), name="console-sampler")
     cfg = app[CONFIG]
     connector = aiohttp.TCPConnector(limit=64, ssl=_client_ssl(cfg))
     app[FANOUT] = aiohttp.ClientSession(connector=connector, headers=_root_headers(cfg))
     try:
         yield
     finally:
-        await stop_task(task)
         await app[FANOUT].close()
 
 
@@ -83,6 +81,7 @@ def _disk(cfg: NodeConfig) -> dict[str, int] | None:
 def local_figures(app: web.Application) -> dict[str, Any]:
     """This node's own figures: what one row of the cluster page shows."""
     store, sampler, hints = app[STORE], app[SAMPLER], app[HINTS]
+    sampler.sample_if_due()
     points = sampler.series.points
     return {"node_id": app[STATE].node_id, "keys": store.stats.keys,
             "bytes": store.stats.bytes, "disk": _disk(app[CONFIG]),

@@ -1,17 +1,15 @@
-"""Samples this node's counters every few seconds into a bounded series (the charts' data).
+"""Samples this node's counters into a bounded series when figures are asked for (the
+charts' data).
 
 The imperative shell around dfsring.http.console.figures: it reads the node's Prometheus registry
 (requests by status, the latency histogram), the repair counters /v1/node/stats reports, and
 the bytes the client API read and wrote (counted by ``bytes_middleware``), and keeps the last
-SERIES_POINTS points. One background task per node (``run_forever``), stopped with the app.
+SERIES_POINTS points (``FigureSampler.sample_if_due``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -75,7 +73,13 @@ def read_sample(metrics: NodeMetrics, counter: ByteCounter, now: float) -> Sampl
 
 
 class FigureSampler:
-    """run_once() (tests) / run_forever() (the node) over one Series."""
+    """The node's figure series, sampled when somebody asks for figures (the console polls
+    every few seconds while open), at most once per ``every_s``.
+
+    It used to be a loop of its own sampling every two seconds on every node whether or not
+    a console was open: a registry walk on the event loop for nobody, and a hand-made
+    background loop beside the node's supervised workers. Rates come from two samples, so
+    the first is taken when the node starts."""
 
     def __init__(self, metrics: NodeMetrics, counter: ByteCounter,
                  every_s: float = SAMPLE_EVERY_S, clock: Callable[[], float] = time.monotonic
@@ -86,16 +90,7 @@ class FigureSampler:
     def run_once(self) -> None:
         self.series.add(read_sample(self.metrics, self.counter, self.clock()))
 
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                self.run_once()
-            except Exception:  # a figure is never worth the node: log and go on
-                log.exception("console sampler failed")
-            await asyncio.sleep(self.every_s * random.uniform(0.9, 1.1))
-
-
-async def stop_task(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    def sample_if_due(self) -> None:
+        last = self.series.last
+        if last is None or self.clock() - last.t >= self.every_s:
+            self.run_once()

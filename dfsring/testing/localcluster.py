@@ -35,6 +35,7 @@ from dfsring.storage.hintstore import TABLES as HINT_TABLES
 from dfsring.storage.localstore import TABLES
 from dfsring.storage.memory import MemoryEngine
 from dfsring.transport.local import LocalNetwork
+from dfsring.transport.messages import Message
 
 CLUSTER = "localcluster"
 STOP_GRACE_S = 0.2
@@ -66,6 +67,15 @@ class InProcessCluster:
     def fallbacks(self, name: ObjectName) -> tuple[str, ...]:
         svc = self.nodes[0].svc
         return tuple(svc.membership.ring.fallbacks(svc.store.partition(name)))
+
+    async def deliver(self, node_id: str, msg: Message) -> Message:
+        """``msg`` handled by ``node_id``'s peer handler table as if a peer had sent it (its
+        wire form, decoded and validated as on the peer listener); the reply message."""
+        svc = self.node(node_id).svc
+        cls = svc.peer.knows(msg.KIND)
+        if cls is None:
+            raise LookupError(f"no node handles {msg.KIND!r}")
+        return (await svc.peer.answer(cls, msg.encode(), ())).message
 
     async def stop(self) -> None:
         for node in self.nodes:

@@ -23,7 +23,6 @@ from dfsring.transport.messages import (
     ErrorReply,
     GossipAck2,
     GossipSyn,
-    Message,
     RingAnnounce,
 )
 
@@ -39,13 +38,6 @@ async def cluster(tmp_path: Path) -> AsyncIterator[InProcessCluster]:
         await cluster.stop()
 
 
-async def _send(cluster: InProcessCluster, node_id: str, msg: Message) -> Message:
-    svc = cluster.node(node_id).svc
-    cls = svc.peer.knows(msg.KIND)
-    assert cls is not None
-    return (await svc.peer.answer(cls, msg.encode(), ())).message
-
-
 async def _gossip_rounds(cluster: InProcessCluster, rounds: int) -> None:
     for _ in range(rounds):
         for node in cluster.nodes:
@@ -57,7 +49,7 @@ async def test_a_gossip_syn_naming_a_live_node_removed_does_not_evict_it(
     ring = cluster.nodes[0].svc.membership.ring_state
     syn = GossipSyn(CLUSTER, "n1", (), ring.epoch, ring.digest(), ("n2",))
     for node_id in ("n1", "n2", "n3"):
-        await _send(cluster, node_id, syn)
+        await cluster.deliver(node_id, syn)
     await _gossip_rounds(cluster, 3)
 
     n2 = cluster.node("n2").svc.membership
@@ -74,7 +66,7 @@ async def test_a_ring_announce_at_epoch_2_64_minus_1_is_neither_adopted_nor_pers
     files = {n.node_id: (n.data_dir.path / "cluster.json").read_bytes() for n in cluster.nodes}
     wire = (ring.cluster, 2**64 - 1, ring.to_wire()[2], ())
     for node in cluster.nodes:
-        reply = await _send(cluster, node.node_id, RingAnnounce(wire))
+        reply = await cluster.deliver(node.node_id, RingAnnounce(wire))
         assert isinstance(reply, ErrorReply) and reply.code == "bad-request"
     await _gossip_rounds(cluster, 2)
 
@@ -124,7 +116,7 @@ async def test_a_relayed_entry_saying_a_ring_member_left_is_not_merged(
     forged = (n2.node_id, n2.address, n2.zone, "left", n2.incarnation, n2.heartbeat + 1000,
               n2.synced_epoch, n2.acceptor, n2.api)
     for node_id in ("n1", "n3"):
-        await _send(cluster, node_id, GossipAck2(CLUSTER, (forged,), None))
+        await cluster.deliver(node_id, GossipAck2(CLUSTER, (forged,), None))
     for node_id in ("n1", "n3"):
         assert cluster.node(node_id).svc.membership.status_of("n2") is Status.UP
 
@@ -137,7 +129,7 @@ async def test_a_relayed_entry_at_incarnation_2_63_minus_1_cannot_silence_its_su
     n2 = cluster.node("n2").svc.membership.me
     forged = (n2.node_id, "127.0.0.9:9", n2.zone, "up", 2**63 - 1, 0, n2.synced_epoch,
               n2.acceptor, n2.api)
-    reply = await _send(cluster, "n1", GossipAck2(CLUSTER, (forged,), None))
+    reply = await cluster.deliver("n1", GossipAck2(CLUSTER, (forged,), None))
     assert not isinstance(reply, ErrorReply)  # the rest of an ack2 still merges
     held = cluster.node("n1").svc.membership.view.members["n2"]
     assert (held.incarnation, held.address) == (n2.incarnation, n2.address)

@@ -18,7 +18,6 @@ from dfsring.transport.messages import (
     EpochChosenReply,
     ErrorReply,
     GossipAck2,
-    Message,
     RingAnnounce,
 )
 
@@ -34,13 +33,6 @@ async def cluster(tmp_path: Path) -> AsyncIterator[InProcessCluster]:
         await cluster.stop()
 
 
-async def _send(cluster: InProcessCluster, node_id: str, msg: Message) -> Message:
-    svc = cluster.node(node_id).svc
-    cls = svc.peer.knows(msg.KIND)
-    assert cls is not None
-    return (await svc.peer.answer(cls, msg.encode(), ())).message
-
-
 def _forged(cluster: InProcessCluster) -> RingState:
     """Epoch + 1 with the same members, descended from the current ring: consistent with
     every check of the ring itself, and never proposed."""
@@ -52,12 +44,12 @@ async def test_a_forged_next_ring_is_not_adopted_through_announce_or_gossip(
         cluster: InProcessCluster) -> None:
     forged = _forged(cluster)
     n2 = cluster.node("n2").svc
-    reply = await _send(cluster, "n2", RingAnnounce(forged.to_wire()))
+    reply = await cluster.deliver("n2", RingAnnounce(forged.to_wire()))
     assert isinstance(reply, ErrorReply) and reply.code == "bad-request"
-    await _send(cluster, "n2", GossipAck2(forged.cluster, (), forged.to_wire()))
+    await cluster.deliver("n2", GossipAck2(forged.cluster, (), forged.to_wire()))
     await n2.ring_changer.prover.settle(forged)
     assert n2.membership.ring_state.epoch == forged.epoch - 1
-    answer = await _send(cluster, "n1", EpochChosen(forged.epoch, "0" * 32))
+    answer = await cluster.deliver("n1", EpochChosen(forged.epoch, "0" * 32))
     assert isinstance(answer, EpochChosenReply) and answer.knows == "unknown"
     # and the real next epoch is still agreed and reaches every member by its announce
     chosen = await cluster.node("n1").svc.ring_changer.propose(
